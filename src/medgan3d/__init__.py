@@ -1,0 +1,11 @@
+"""medgan3d: synthetic 3D medical images with 3D Split&Shuffle-GAN, HA-GAN and 3D-StyleGAN."""
+
+from __future__ import annotations
+
+import os
+
+# glibc malloc makes large fresh tensors slow on CPU; PyTorch's transparent-huge-page allocator
+# measured 23.8 s -> 18.4 s per 32x64x64 training step. It is read lazily, so setting it here works.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+__version__ = "0.1.0"
