@@ -1,0 +1,1 @@
+"""Thin typer commands over library functions; heavy imports happen inside each command."""

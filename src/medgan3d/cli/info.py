@@ -1,0 +1,51 @@
+"""`medgan3d info`: architecture summary of a preset."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+
+def info(
+    config: str = typer.Option(
+        ..., "--config", "-c", help="Preset name (e.g. coca-ss, coca-ss-2d) or YAML path."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+) -> None:
+    """Parameters per module and for G, D and total; output shape; number of w vectors; forward GFLOPs."""
+    from medgan3d.config import load_preset
+    from medgan3d.summary import summarize
+
+    try:
+        preset = load_preset(config)
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--config") from exc
+    summary = summarize(preset)
+    if as_json:
+        typer.echo(json.dumps(summary.to_json()))
+        return
+    _print_tables(summary, preset.description)
+
+
+def _print_tables(summary, description: str) -> None:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]{summary.name}[/bold] — {description}")
+    modules = Table("module", "params", title="parameters per module")
+    for name, n in summary.modules.items():
+        modules.add_row(name, f"{n:,}")
+    console.print(modules)
+    totals = Table("", "G", "D", "total")
+    p = summary.params
+    totals.add_row("params", f"{p['G']:,}", f"{p['D']:,}", f"{p['total']:,} ({p['total'] / 1e6:.3f}M)")
+    g = summary.gflops
+    totals.add_row("GFLOPs / sample (forward)", f"{g['G']:.3f}", f"{g['D']:.3f}", f"{g['G'] + g['D']:.3f}")
+    console.print(totals)
+    paper = f"{summary.paper_params_m:.3f}M" if summary.paper_params_m is not None else "n/a"
+    console.print(
+        f"output shape {summary.output_shape} · {summary.spatial_dims}D · w vectors {summary.num_ws} · "
+        f"G {summary.variants['G']} / D {summary.variants['D']} · paper reports {paper}"
+    )

@@ -1,0 +1,18 @@
+"""`medgan3d` command line: one typer app, one module per command, lazy imports so `--help` is instant."""
+
+from __future__ import annotations
+
+import typer
+
+from medgan3d.cli import demo, info, prepare
+
+app = typer.Typer(
+    name="medgan3d",
+    help="Synthetic 3D medical images: prepare data, train, generate, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("info")(info.info)
+app.command("demo")(demo.demo)
+app.command("prepare")(prepare.prepare)

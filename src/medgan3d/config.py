@@ -1,0 +1,184 @@
+"""Typed configuration ⇄ YAML, and the named presets shipped in ``configs/``.
+
+A preset names an architecture from the papers (seed 001 §4.2.2, §4.3.3, Tables 3, 5, 7). Each 3D preset
+has a 2D twin (:meth:`ModelConfig.twin_2d`) with the same widths and variants, for pretraining on slices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from medgan3d.networks.layers import D_VARIANTS, G_VARIANTS
+
+if TYPE_CHECKING:
+    from medgan3d.networks import Discriminator, Generator
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a StyleGAN2-family generator + discriminator pair."""
+
+    spatial_dims: int = 3
+    base_shape: tuple[int, ...] = (2, 4, 4)
+    num_blocks: int = 5
+    channels: int | tuple[int, ...] = 32
+    z_dim: int = 64
+    w_dim: int = 64
+    mapping_layers: int = 8
+    img_channels: int = 1
+    g_variant: str = "split_shuffle"
+    d_variant: str = "split_shuffle"
+    mbstd_group_size: int = 4
+    d_group_count: int = 4
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_shape", tuple(int(s) for s in self.base_shape))
+        if not isinstance(self.channels, int):
+            object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        if self.spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {self.spatial_dims}")
+        if len(self.base_shape) != self.spatial_dims:
+            raise ValueError(f"base_shape {list(self.base_shape)} must have {self.spatial_dims} dims")
+        if self.g_variant not in G_VARIANTS:
+            raise ValueError(f"g_variant {self.g_variant!r} not in {G_VARIANTS}")
+        if self.d_variant not in D_VARIANTS:
+            raise ValueError(f"d_variant {self.d_variant!r} not in {D_VARIANTS}")
+        if self.num_blocks < 1:
+            raise ValueError("num_blocks must be >= 1")
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """``[C, *spatial]`` of one generated sample."""
+        scale = 2 ** (self.num_blocks - 1)
+        return (self.img_channels, *(s * scale for s in self.base_shape))
+
+    def twin_2d(self) -> ModelConfig:
+        """The 2D twin: same widths, mapping and variants; the base loses its depth (first) axis."""
+        if self.spatial_dims == 2:
+            return self
+        return dataclasses.replace(self, spatial_dims=2, base_shape=self.base_shape[1:])
+
+    def build_generator(self) -> Generator:
+        from medgan3d.networks import Generator
+
+        return Generator(**self.generator_kwargs())
+
+    def build_discriminator(self) -> Discriminator:
+        from medgan3d.networks import Discriminator
+
+        return Discriminator(**self.discriminator_kwargs())
+
+    def generator_kwargs(self) -> dict[str, Any]:
+        return dict(
+            spatial_dims=self.spatial_dims,
+            base_shape=self.base_shape,
+            num_blocks=self.num_blocks,
+            channels=self.channels,
+            z_dim=self.z_dim,
+            w_dim=self.w_dim,
+            mapping_layers=self.mapping_layers,
+            img_channels=self.img_channels,
+            variant=self.g_variant,
+        )
+
+    def discriminator_kwargs(self) -> dict[str, Any]:
+        return dict(
+            spatial_dims=self.spatial_dims,
+            base_shape=self.base_shape,
+            num_blocks=self.num_blocks,
+            channels=self.channels,
+            img_channels=self.img_channels,
+            variant=self.d_variant,
+            mbstd_group_size=self.mbstd_group_size,
+            group_count=self.d_group_count,
+        )
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named, documented configuration."""
+
+    name: str
+    model: ModelConfig
+    description: str = ""
+    reference: str = ""
+    paper_params_m: float | None = None  # G+D parameters the paper reports, in millions
+    data_preset: str | None = None  # the preprocessing preset this architecture expects (data issue)
+    extra: dict[str, Any] = field(default_factory=dict)  # sections owned by later subsystems (train, ...)
+
+    def twin_2d(self) -> Preset:
+        return dataclasses.replace(
+            self, name=f"{self.name}-2d", model=self.model.twin_2d(), paper_params_m=None
+        )
+
+
+def _configs_dir() -> Path:
+    return Path(str(resources.files("medgan3d") / "configs"))
+
+
+def list_presets() -> list[str]:
+    """Names of the presets shipped with the package."""
+    return sorted(p.stem for p in _configs_dir().glob("*.yaml"))
+
+
+def _model_from_dict(data: dict[str, Any], source: str) -> ModelConfig:
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"{source}: unknown model keys {sorted(unknown)}; known: {sorted(known)}")
+    return ModelConfig(**data)
+
+
+def preset_from_dict(data: dict[str, Any], source: str = "<dict>") -> Preset:
+    """Build a :class:`Preset` from parsed YAML, naming ``source`` in errors."""
+    if not isinstance(data, dict) or "model" not in data:
+        raise ValueError(f"{source}: a preset needs a 'model' section")
+    data = dict(data)
+    model = _model_from_dict(dict(data.pop("model")), source)
+    known = {f.name for f in dataclasses.fields(Preset)} - {"model", "extra"}
+    extra = {k: data.pop(k) for k in list(data) if k not in known}
+    return Preset(model=model, extra=extra, **data)
+
+
+def load_preset(name_or_path: str | Path) -> Preset:
+    """Load a preset by name (``coca-ss``; ``coca-ss-2d`` for its 2D twin) or from a YAML file path."""
+    text_name = str(name_or_path)
+    twin = text_name.endswith("-2d") and not text_name.endswith((".yaml", ".yml"))
+    base_name = text_name[:-3] if twin else text_name
+    path = Path(base_name)
+    if not path.suffix:
+        path = _configs_dir() / f"{base_name}.yaml"
+        if not path.is_file():
+            raise ValueError(f"unknown preset {text_name!r}; available: {', '.join(list_presets())}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: preset file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: invalid YAML ({exc})") from exc
+    preset = preset_from_dict(data, str(path))
+    return preset.twin_2d() if twin else preset
+
+
+def preset_to_yaml(preset: Preset) -> str:
+    """YAML text of a preset (round-trips through :func:`preset_from_dict`)."""
+    model = dataclasses.asdict(preset.model)
+    model = {k: list(v) if isinstance(v, tuple) else v for k, v in model.items()}
+    data: dict[str, Any] = {
+        "name": preset.name,
+        "description": preset.description,
+        "reference": preset.reference,
+    }
+    if preset.paper_params_m is not None:
+        data["paper_params_m"] = preset.paper_params_m
+    if preset.data_preset is not None:
+        data["data_preset"] = preset.data_preset
+    data["model"] = model
+    data.update(preset.extra)
+    return yaml.safe_dump(data, sort_keys=False)

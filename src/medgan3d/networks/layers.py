@@ -1,0 +1,336 @@
+"""Dimension-generic StyleGAN2 primitives (one implementation for ``spatial_dims`` 2 and 3).
+
+Seed 001 §3.1 (StyleGAN2 recap, Eq. 1–2) and §3.3 (Split&Shuffle, Fig. 3); seed 003 (StyleGAN2 lifted to 3D).
+Tensors are ``[N, C, *spatial]`` with ``spatial = (D, H, W)`` in 3D and ``(H, W)`` in 2D.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LRELU_SLOPE = 0.2
+LRELU_GAIN = math.sqrt(2.0)
+FIR_TAPS = (1.0, 3.0, 3.0, 1.0)
+
+
+def conv_fn(spatial_dims: int) -> Callable[..., Tensor]:
+    """``F.conv2d`` or ``F.conv3d``."""
+    return {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[spatial_dims]
+
+
+def conv_transpose_fn(spatial_dims: int) -> Callable[..., Tensor]:
+    """``F.conv_transpose2d`` or ``F.conv_transpose3d``."""
+    return {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[spatial_dims]
+
+
+def bias_act(x: Tensor, bias: Tensor | None, activation: str, gain: float = 1.0) -> Tensor:
+    """Add a per-channel bias, then ``linear`` or ``lrelu`` (slope 0.2, gain √2), then an extra gain."""
+    if bias is not None:
+        x = x + bias.reshape(1, -1, *([1] * (x.ndim - 2)))
+    if activation == "lrelu":
+        x = F.leaky_relu(x, LRELU_SLOPE) * (LRELU_GAIN * gain)
+    elif activation == "linear":
+        x = x * gain if gain != 1.0 else x
+    else:
+        raise ValueError(f"unknown activation {activation!r}")
+    return x
+
+
+# --------------------------------------------------------------------------------------------------
+# FIR resampling with the separable [1, 3, 3, 1] filter
+# --------------------------------------------------------------------------------------------------
+
+
+def _axis_kernel(x: Tensor, spatial_dims: int, axis: int, gain: float) -> Tensor:
+    """Depthwise kernel ``[C, 1, 1.., 4, ..1]`` holding the normalised 1D FIR filter along one spatial axis."""
+    taps = torch.tensor(FIR_TAPS, dtype=x.dtype, device=x.device)
+    taps = taps / taps.sum() * gain
+    shape = [1] * spatial_dims
+    shape[axis] = len(FIR_TAPS)
+    return taps.reshape(1, 1, *shape).expand(x.shape[1], 1, *shape)
+
+
+def _axis_tuple(spatial_dims: int, axis: int, on: int, off: int) -> tuple[int, ...]:
+    return tuple(on if a == axis else off for a in range(spatial_dims))
+
+
+def upsample_fir(x: Tensor, spatial_dims: int) -> Tensor:
+    """×2 upsampling of every spatial dim: zero insertion then the FIR filter with gain ``2**spatial_dims``.
+
+    Applied one axis at a time (separable), each pass a depthwise transposed convolution with gain 2, so the
+    total gain is ``2**spatial_dims``: a constant signal stays constant. (3DStyleGAN used gain 4 in 3D.)
+    """
+    conv_t = conv_transpose_fn(spatial_dims)
+    for axis in range(spatial_dims):
+        kernel = _axis_kernel(x, spatial_dims, axis, gain=2.0)
+        stride = _axis_tuple(spatial_dims, axis, 2, 1)
+        padding = _axis_tuple(spatial_dims, axis, 1, 0)
+        x = conv_t(x, kernel, stride=stride, padding=padding, groups=x.shape[1])
+    return x
+
+
+def downsample_fir(x: Tensor, spatial_dims: int) -> Tensor:
+    """×2 downsampling of every spatial dim: FIR low-pass (gain 1) then keep every other sample."""
+    conv = conv_fn(spatial_dims)
+    for axis in range(spatial_dims):
+        kernel = _axis_kernel(x, spatial_dims, axis, gain=1.0)
+        stride = _axis_tuple(spatial_dims, axis, 2, 1)
+        padding = _axis_tuple(spatial_dims, axis, 1, 0)
+        x = conv(x, kernel, stride=stride, padding=padding, groups=x.shape[1])
+    return x
+
+
+def blur_fir(x: Tensor, spatial_dims: int, pad: int, gain: float = 1.0) -> Tensor:
+    """FIR low-pass of every spatial dim with ``pad`` zeros on each side (output grows by ``2*pad - 3``)."""
+    conv = conv_fn(spatial_dims)
+    axis_gain = gain ** (1.0 / spatial_dims)
+    for axis in range(spatial_dims):
+        kernel = _axis_kernel(x, spatial_dims, axis, gain=axis_gain)
+        padding = _axis_tuple(spatial_dims, axis, pad, 0)
+        x = conv(x, kernel, padding=padding, groups=x.shape[1])
+    return x
+
+
+# --------------------------------------------------------------------------------------------------
+# Channel shuffle (ShuffleNet-style), the "Shuffle" of Split&Shuffle (seed 001 §3.3)
+# --------------------------------------------------------------------------------------------------
+
+
+def channel_shuffle(x: Tensor, groups: int = 2) -> Tensor:
+    """Interleave the channels of ``groups`` branches: [a0 a1 .. b0 b1 ..] -> [a0 b0 a1 b1 ..]."""
+    n, c = x.shape[:2]
+    return x.reshape(n, groups, c // groups, *x.shape[2:]).transpose(1, 2).reshape(x.shape)
+
+
+def channel_unshuffle(x: Tensor, groups: int = 2) -> Tensor:
+    """Inverse of :func:`channel_shuffle`."""
+    n, c = x.shape[:2]
+    return x.reshape(n, c // groups, groups, *x.shape[2:]).transpose(1, 2).reshape(x.shape)
+
+
+# --------------------------------------------------------------------------------------------------
+# Equalized learning rate layers
+# --------------------------------------------------------------------------------------------------
+
+
+class EqualizedLinear(nn.Module):
+    """Fully connected layer with equalized learning rate (weights ~ N(0,1)/lr_mul, scaled at run time)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        bias_init: float = 0.0,
+        lr_multiplier: float = 1.0,
+        activation: str = "linear",
+    ) -> None:
+        super().__init__()
+        self.activation = activation
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_multiplier)
+        self.bias = nn.Parameter(torch.full((out_features,), float(bias_init))) if bias else None
+        self.weight_gain = lr_multiplier / math.sqrt(in_features)
+        self.bias_gain = lr_multiplier
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.weight * self.weight_gain
+        b = self.bias * self.bias_gain if self.bias is not None else None
+        if self.activation == "linear" and b is not None:
+            return torch.addmm(b.unsqueeze(0), x, w.t())
+        return bias_act(x.matmul(w.t()), b, self.activation)
+
+    def extra_repr(self) -> str:
+        return f"in={self.weight.shape[1]}, out={self.weight.shape[0]}, act={self.activation}"
+
+
+def _kernel_shape(kernel_size: int, spatial_dims: int) -> tuple[int, ...]:
+    return (kernel_size,) * spatial_dims
+
+
+def _center_pad(weight: Tensor, kernel_size: int) -> Tensor:
+    """Zero-pad a ``1^n`` kernel to ``k^n`` with the tap at the centre (used to fuse S&S-D branches)."""
+    p = (kernel_size - 1) // 2
+    return F.pad(weight, [p, p] * (weight.ndim - 2))
+
+
+D_VARIANTS = ("baseline", "group", "depthwise", "split", "split_shuffle")
+G_VARIANTS = ("baseline", "split", "split_shuffle")
+
+
+class Conv(nn.Module):
+    """Equalized-lr convolution with the discriminator variants of seed 001 §3.3 / Table 3.
+
+    ``variant``:
+      * ``baseline``  — dense ``k^n`` convolution.
+      * ``group``     — grouped convolution with ``groups`` groups (Group-D).
+      * ``depthwise`` — depthwise ``k^n`` then pointwise ``1^n`` (Depthwise-D), one bias.
+      * ``split`` / ``split_shuffle`` — Split&Shuffle-D (Fig. 3): half the channels through a ``k^n`` branch,
+        half through a ``1^n`` branch. Both branches run as ONE grouped convolution (groups=2): the ``1^n``
+        weights are zero-padded to ``k^n`` at run time, so the parameters are those of the two branches
+        while the kernel is a single fast grouped conv. ``split_shuffle`` then interleaves the two halves.
+
+    ``down=2`` low-passes the input with the FIR filter and convolves with stride 2 (StyleGAN2 D).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        spatial_dims: int,
+        bias: bool = True,
+        activation: str = "linear",
+        down: int = 1,
+        variant: str = "baseline",
+        groups: int = 4,
+    ) -> None:
+        super().__init__()
+        if variant not in D_VARIANTS:
+            raise ValueError(f"unknown conv variant {variant!r}; expected one of {D_VARIANTS}")
+        if variant != "baseline" and kernel_size == 1:
+            variant = "baseline"  # 1x1 convs (fromRGB, skip) stay dense in every variant
+        self.variant, self.spatial_dims, self.kernel_size = variant, spatial_dims, kernel_size
+        self.activation, self.down = activation, down
+        self.in_channels, self.out_channels = in_channels, out_channels
+        ks = _kernel_shape(kernel_size, spatial_dims)
+        one = _kernel_shape(1, spatial_dims)
+        self.groups = {"group": groups, "split": 2, "split_shuffle": 2}.get(variant, 1)
+        if in_channels % self.groups or out_channels % self.groups:
+            raise ValueError(
+                f"{variant} conv needs channels divisible by {self.groups}: {in_channels}->{out_channels}"
+            )
+        g = self.groups
+        if variant in ("baseline", "group"):
+            self.weight = nn.Parameter(torch.randn(out_channels, in_channels // g, *ks))
+        elif variant == "depthwise":
+            self.weight = nn.Parameter(torch.randn(in_channels, 1, *ks))
+            self.pointwise = nn.Parameter(torch.randn(out_channels, in_channels, *one))
+        else:
+            self.weight = nn.Parameter(torch.randn(out_channels // 2, in_channels // 2, *ks))
+            self.weight_1x1 = nn.Parameter(torch.randn(out_channels // 2, in_channels // 2, *one))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+
+    def fused_weight(self) -> Tensor:
+        """The weight the convolution runs with, equalized-lr gains applied (one tensor, ``groups`` groups)."""
+        fan_in = self.weight[0].numel()
+        w = self.weight * (1.0 / math.sqrt(fan_in))
+        if self.variant in ("split", "split_shuffle"):
+            w1 = self.weight_1x1 * (1.0 / math.sqrt(self.weight_1x1[0].numel()))
+            w = torch.cat([w, _center_pad(w1, self.kernel_size)], dim=0)
+        return w
+
+    def forward(self, x: Tensor, gain: float = 1.0) -> Tensor:
+        conv = conv_fn(self.spatial_dims)
+        w = self.fused_weight().to(x.dtype)
+        groups = x.shape[1] if self.variant == "depthwise" else self.groups
+        if self.down == 2:
+            x = blur_fir(x, self.spatial_dims, pad=(self.kernel_size + 1) // 2 if self.kernel_size > 1 else 1)
+            x = conv(x, w, stride=2, groups=groups)
+        else:
+            x = conv(x, w, padding=self.kernel_size // 2, groups=groups)
+        if self.variant == "depthwise":
+            pw = self.pointwise * (1.0 / math.sqrt(self.pointwise[0].numel()))
+            x = conv(x, pw.to(x.dtype))
+        b = self.bias.to(x.dtype) if self.bias is not None else None
+        x = bias_act(x, b, self.activation, gain)
+        if self.variant == "split_shuffle":
+            x = channel_shuffle(x, 2)
+        return x
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}->{self.out_channels}, k={self.kernel_size}, down={self.down}, "
+            f"variant={self.variant}, act={self.activation}"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Modulated convolution (Eq. 1–2) with the grouped-conv trick
+# --------------------------------------------------------------------------------------------------
+
+
+def modulated_conv(
+    x: Tensor,
+    weight: Tensor,
+    styles: Tensor,
+    spatial_dims: int,
+    demodulate: bool = True,
+    up: bool = False,
+    groups: int = 1,
+    eps: float = 1e-8,
+) -> Tensor:
+    """Modulated (Eq. 1) and optionally demodulated (Eq. 2) convolution, batched as one grouped conv.
+
+    ``weight`` is ``[C_out, C_in/groups, k..]``; ``styles`` is ``[N, C_in]``. With ``groups=2`` every branch
+    (Split, seed 001 §3.3) is modulated and demodulated over its own input channels only. The batch is folded
+    into the channel axis so the whole minibatch runs as ONE convolution with ``N*groups`` groups.
+    ``up=True`` doubles every spatial dim: transposed stride-2 conv then the FIR filter (gain ``2**dims``).
+    """
+    n, c_in = styles.shape
+    c_out, c_in_g = weight.shape[:2]
+    k = weight.shape[2:]
+    g = groups
+    w = weight.reshape(1, g, c_out // g, c_in_g, *k)
+    s = styles.reshape(n, g, 1, c_in_g, *([1] * spatial_dims))
+    w = w * s  # [N, g, Cout/g, Cin/g, k..]
+    if demodulate:
+        d = torch.rsqrt(w.square().sum(dim=tuple(range(3, w.ndim)), keepdim=True) + eps)
+        w = w * d
+    x = x.reshape(1, n * c_in, *x.shape[2:])
+    if not up:
+        w = w.reshape(n * c_out, c_in_g, *k)
+        y = conv_fn(spatial_dims)(x, w, padding=k[0] // 2, groups=n * g)
+    else:
+        # Transposed conv wants [in, out/groups, k..]; flipping makes it equal to "zero-insert, then conv(w)".
+        w = w.transpose(2, 3).reshape(n * c_in, c_out // g, *k).flip(list(range(2, 2 + spatial_dims)))
+        y = conv_transpose_fn(spatial_dims)(x, w, stride=2, groups=n * g)
+        y = blur_fir(y, spatial_dims, pad=1, gain=2.0**spatial_dims)
+    return y.reshape(n, c_out, *y.shape[2:])
+
+
+class MinibatchStd(nn.Module):
+    """Minibatch standard deviation layer (StyleGAN2 D epilogue, seed 001 §3.1).
+
+    Appends ``num_channels`` feature maps, each the mean std over a group of ``group_size`` samples of one
+    slice of the channels. With ``interleave=True`` the result is laid out ``[x_0, std_0, x_1, std_1, ..]``
+    so that a following grouped conv (Split&Shuffle-D) sees one std channel per branch.
+    """
+
+    def __init__(self, group_size: int = 4, num_channels: int = 1, interleave: bool = False) -> None:
+        super().__init__()
+        self.group_size, self.num_channels, self.interleave = group_size, num_channels, interleave
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, c = x.shape[:2]
+        spatial = x.shape[2:]
+        g = min(self.group_size, n)
+        if n % g:
+            raise ValueError(f"minibatch-std group size {g} must divide the per-device batch {n}")
+        f = self.num_channels
+        y = x.reshape(g, -1, f, c // f, *spatial)  # [G, M, F, c, *S]
+        y = (y - y.mean(dim=0)).square().mean(dim=0)
+        y = (y + 1e-8).sqrt()
+        y = y.mean(dim=tuple(range(2, y.ndim)))  # [M, F]
+        y = y.reshape(-1, f, *([1] * len(spatial))).repeat(g, 1, *spatial)  # [N, F, *S]
+        if not self.interleave:
+            return torch.cat([x, y], dim=1)
+        xs = x.reshape(n, f, c // f, *spatial)
+        return torch.cat([xs, y.unsqueeze(2)], dim=2).reshape(n, c + f, *spatial)
+
+    def extra_repr(self) -> str:
+        return f"group_size={self.group_size}, num_channels={self.num_channels}, interleave={self.interleave}"
+
+
+def as_shape(shape: int | Sequence[int], spatial_dims: int) -> tuple[int, ...]:
+    """An int or a sequence as a ``spatial_dims``-tuple."""
+    if isinstance(shape, int):
+        return (shape,) * spatial_dims
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != spatial_dims:
+        raise ValueError(f"shape {shape} does not have {spatial_dims} dims")
+    return shape

@@ -1,0 +1,90 @@
+"""Architecture summary: parameters per module, output shape, number of w vectors, forward GFLOPs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from medgan3d.config import Preset
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def params_by_child(module: nn.Module, prefix: str) -> dict[str, int]:
+    """Parameters of every direct child (and of ModuleList items), keyed by dotted name."""
+    out: dict[str, int] = {}
+    for name, child in module.named_children():
+        items = child.named_children() if isinstance(child, nn.ModuleList) else [(None, child)]
+        for sub, mod in items:
+            key = f"{prefix}.{name}" + (f".{sub}" if sub is not None else "")
+            out[key] = count_params(mod)
+    own = sum(p.numel() for p in module.parameters(recurse=False))
+    if own:
+        out[f"{prefix}.<own>"] = own
+    return out
+
+
+def forward_gflops(fn: Any, *inputs: torch.Tensor) -> float:
+    """GFLOPs of one call, as executed (grouped convs count their groups), via torch's FLOP counter."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn(*inputs)
+    return counter.get_total_flops() / 1e9
+
+
+@dataclass
+class Summary:
+    name: str
+    params: dict[str, int]
+    modules: dict[str, int]
+    output_shape: list[int]
+    num_ws: int
+    gflops: dict[str, float]
+    paper_params_m: float | None
+    spatial_dims: int
+    variants: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "params": self.params,
+            "params_per_module": self.modules,
+            "paper_params_m": self.paper_params_m,
+            "output_shape": self.output_shape,
+            "num_ws": self.num_ws,
+            "gflops_per_sample": self.gflops,
+            "spatial_dims": self.spatial_dims,
+            "variants": self.variants,
+        }
+
+
+def summarize(preset: Preset) -> Summary:
+    """Build G and D of a preset and measure them (FLOPs on a batch of 2, reported per sample)."""
+    cfg = preset.model
+    torch.manual_seed(0)
+    G, D = cfg.build_generator().eval(), cfg.build_discriminator().eval()
+    modules = params_by_child(G.mapping, "G.mapping")
+    modules |= params_by_child(G.synthesis, "G.synthesis")
+    modules |= params_by_child(D, "D")
+    g, d = count_params(G), count_params(D)
+    batch = 2
+    z = torch.randn(batch, cfg.z_dim)
+    img = torch.zeros(batch, *cfg.output_shape)
+    gflops = {"G": forward_gflops(G, z) / batch, "D": forward_gflops(D, img) / batch}
+    return Summary(
+        name=preset.name,
+        params={"G": g, "D": d, "total": g + d},
+        modules=modules,
+        output_shape=list(cfg.output_shape),
+        num_ws=G.num_ws,
+        gflops=gflops,
+        paper_params_m=preset.paper_params_m,
+        spatial_dims=cfg.spatial_dims,
+        variants={"G": cfg.g_variant, "D": cfg.d_variant},
+    )
