@@ -38,6 +38,16 @@ def forward_gflops(fn: Any, *inputs: torch.Tensor) -> float:
     return counter.get_total_flops() / 1e9
 
 
+def _gflops_per_sample(preset: Preset, batch: int = 2) -> dict[str, float]:
+    """Forward GFLOPs of G and D per sample, counted on the meta device (shapes only, no arithmetic)."""
+    cfg = preset.model
+    with torch.device("meta"):
+        G, D = cfg.build_generator(), cfg.build_discriminator()
+        z = torch.empty(batch, cfg.z_dim)
+        img = torch.empty(batch, *cfg.output_shape)
+    return {"G": forward_gflops(G, z) / batch, "D": forward_gflops(D, img) / batch}
+
+
 @dataclass
 class Summary:
     name: str
@@ -73,10 +83,7 @@ def summarize(preset: Preset) -> Summary:
     modules |= params_by_child(G.synthesis, "G.synthesis")
     modules |= params_by_child(D, "D")
     g, d = count_params(G), count_params(D)
-    batch = 2
-    z = torch.randn(batch, cfg.z_dim)
-    img = torch.zeros(batch, *cfg.output_shape)
-    gflops = {"G": forward_gflops(G, z) / batch, "D": forward_gflops(D, img) / batch}
+    gflops = _gflops_per_sample(preset)
     return Summary(
         name=preset.name,
         params={"G": g, "D": d, "total": g + d},

@@ -1,0 +1,163 @@
+"""Primitive layers, each in 2D and 3D, against independent computations or known answers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from medgan3d.networks.layers import (
+    Conv,
+    MinibatchStd,
+    blur_fir,
+    channel_shuffle,
+    channel_unshuffle,
+    conv_fn,
+    downsample_fir,
+    modulated_conv,
+    upsample_fir,
+)
+
+DIMS = [2, 3]
+
+
+def _interior(x: torch.Tensor, margin: int) -> torch.Tensor:
+    index = (slice(None), slice(None)) + (slice(margin, -margin),) * (x.ndim - 2)
+    return x[index]
+
+
+@pytest.mark.parametrize("nd", DIMS)
+def test_upsample_keeps_constant_and_doubles_shape(nd: int) -> None:
+    x = torch.full((2, 3, *([6] * nd)), 2.5)
+    y = upsample_fir(x, nd)
+    assert y.shape == (2, 3, *([12] * nd))
+    # Gain up**nd: a constant stays constant away from the zero-padded border (3DStyleGAN's up**2 gives 1.25).
+    torch.testing.assert_close(_interior(y, 2), torch.full_like(_interior(y, 2), 2.5))
+
+
+@pytest.mark.parametrize("nd", DIMS)
+def test_up_then_down_preserves_constant(nd: int) -> None:
+    x = torch.full((1, 2, *([8] * nd)), -0.75)
+    y = downsample_fir(upsample_fir(x, nd), nd)
+    assert y.shape == x.shape
+    torch.testing.assert_close(_interior(y, 2), torch.full_like(_interior(y, 2), -0.75))
+
+
+@pytest.mark.parametrize("nd", DIMS)
+def test_fir_filter_is_separable_1331(nd: int) -> None:
+    """The separable passes equal one dense convolution with the outer product of [1,3,3,1]/8."""
+    x = torch.randn(1, 1, *([9] * nd))
+    taps = torch.tensor([1.0, 3.0, 3.0, 1.0]) / 8
+    dense = taps
+    for _ in range(nd - 1):
+        dense = dense.unsqueeze(-1) * taps
+    expected = conv_fn(nd)(x, dense.reshape(1, 1, *dense.shape), padding=2)
+    torch.testing.assert_close(blur_fir(x, nd, pad=2), expected)
+
+
+@pytest.mark.parametrize("nd", DIMS)
+@pytest.mark.parametrize("groups", [1, 2])
+def test_demodulated_conv_keeps_unit_variance(nd: int, groups: int) -> None:
+    torch.manual_seed(0)
+    c = 64
+    size = 24 if nd == 2 else 12
+    x = torch.randn(4, c, *([size] * nd))
+    weight = torch.randn(c, c // groups, *([3] * nd))
+    styles = torch.rand(4, c) * 2 + 0.1  # arbitrary positive styles: demodulation must undo their scale
+    y = modulated_conv(x, weight, styles, nd, groups=groups)
+    std = _interior(y, 1).std().item()
+    assert abs(std - 1.0) < 0.05, std
+    undemod = modulated_conv(x, weight, styles, nd, demodulate=False, groups=groups)
+    assert _interior(undemod, 1).std().item() > 2.0  # the check above is not vacuous
+
+
+def _naive_modulated(x, weight, styles, nd, groups, up):  # type: ignore[no-untyped-def]
+    """Per-sample reference: modulate, demodulate per branch, then (zero-insert, conv, blur) or conv."""
+    outs = []
+    for n in range(x.shape[0]):
+        w = weight.clone()
+        cin_g = w.shape[1]
+        cout_g = w.shape[0] // groups
+        for g in range(groups):
+            s = styles[n, g * cin_g : (g + 1) * cin_g].reshape(1, cin_g, *([1] * nd))
+            wg = w[g * cout_g : (g + 1) * cout_g] * s
+            wg = wg / torch.sqrt(wg.square().sum(dim=tuple(range(1, wg.ndim)), keepdim=True) + 1e-8)
+            w[g * cout_g : (g + 1) * cout_g] = wg
+        xi = x[n : n + 1]
+        if up:
+            z = torch.zeros(1, xi.shape[1], *[2 * s for s in xi.shape[2:]])
+            z[(slice(None), slice(None)) + (slice(0, None, 2),) * nd] = xi
+            # full correlation of the zero-inserted input (its last sample is always 0), then the 4-tap FIR
+            # with one zero before: output o averages correlation samples o-1 .. o+2
+            c = conv_fn(nd)(z, w, padding=2, groups=groups)
+            y = blur_fir(F.pad(c, [1, 0] * nd), nd, pad=0, gain=2.0**nd)
+        else:
+            y = conv_fn(nd)(xi, w, padding=1, groups=groups)
+        outs.append(y)
+    return torch.cat(outs)
+
+
+@pytest.mark.parametrize("nd", DIMS)
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("up", [False, True])
+def test_grouped_modulated_conv_matches_per_sample_reference(nd: int, groups: int, up: bool) -> None:
+    torch.manual_seed(1)
+    x = torch.randn(3, 8, *([5] * nd))
+    weight = torch.randn(6, 8 // groups, *([3] * nd))
+    styles = torch.randn(3, 8)
+    got = modulated_conv(x, weight, styles, nd, groups=groups, up=up)
+    torch.testing.assert_close(got, _naive_modulated(x, weight, styles, nd, groups, up), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("nd", DIMS)
+def test_channel_shuffle_is_permutation_and_unshuffle_inverts(nd: int) -> None:
+    x = torch.arange(2 * 8).float().reshape(2, 8, *([1] * nd)).expand(2, 8, *([3] * nd)).contiguous()
+    y = channel_shuffle(x, 2)
+    assert not torch.equal(y, x)
+    # a permutation: same multiset of channels in every sample
+    first = (slice(None), slice(None)) + (0,) * nd
+    assert torch.equal(y[first].sort(dim=1).values, x[first].sort(dim=1).values)
+    # interleaving: [a0 a1 a2 a3 b0 b1 b2 b3] -> [a0 b0 a1 b1 ...]
+    assert y[first][0].tolist() == [0, 4, 1, 5, 2, 6, 3, 7]
+    torch.testing.assert_close(channel_unshuffle(y, 2), x)
+
+
+@pytest.mark.parametrize("nd", DIMS)
+@pytest.mark.parametrize("down", [1, 2])
+def test_split_shuffle_d_conv_equals_two_branches(nd: int, down: int) -> None:
+    """S&S-D runs as one grouped conv; it must equal a k^n branch and a 1^n branch computed separately."""
+    torch.manual_seed(2)
+    conv = Conv(8, 8, 3, nd, variant="split", down=down)
+    x = torch.randn(2, 8, *([8] * nd))
+    got = conv(x)
+    xa, xb = x[:, :4], x[:, 4:]
+    wa = conv.weight / math.sqrt(4 * 3**nd)
+    wb = conv.weight_1x1 / math.sqrt(4)
+    if down == 2:
+        xa_b = blur_fir(xa, nd, pad=2)
+        ya = conv_fn(nd)(xa_b, wa, stride=2)
+        # the 1^n branch sees the same blurred grid, centre-aligned with the 3^n branch
+        yb = conv_fn(nd)(_interior(blur_fir(xb, nd, pad=2), 1), wb, stride=2)
+    else:
+        ya = conv_fn(nd)(xa, wa, padding=1)
+        yb = conv_fn(nd)(xb, wb)
+    torch.testing.assert_close(got, torch.cat([ya, yb], dim=1), atol=1e-5, rtol=1e-5)
+    shuffled = Conv(8, 8, 3, nd, variant="split_shuffle", down=down)
+    shuffled.load_state_dict(conv.state_dict())
+    torch.testing.assert_close(shuffled(x), channel_shuffle(got, 2))
+
+
+@pytest.mark.parametrize("nd", DIMS)
+def test_minibatch_std_known_answer(nd: int) -> None:
+    x = torch.zeros(4, 2, *([3] * nd))
+    x[1] = 2.0  # per group of 4: values 0,2,0,0 -> population std sqrt(0.75) in every position
+    y = MinibatchStd(group_size=4, num_channels=1)(x)
+    assert y.shape == (4, 3, *([3] * nd))
+    torch.testing.assert_close(y[:, 2], torch.full_like(y[:, 2], math.sqrt(0.75)), atol=1e-4, rtol=1e-4)
+    inter = MinibatchStd(group_size=4, num_channels=2, interleave=True)(x)
+    assert inter.shape == (4, 4, *([3] * nd))
+    torch.testing.assert_close(inter[:, [0, 2]], x)  # features stay in their branch, std after each
+    with pytest.raises(ValueError, match="divide"):
+        MinibatchStd(group_size=4)(torch.zeros(6, 2, *([3] * nd)))
