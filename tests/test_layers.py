@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from medgan3d.networks.layers import (
     Conv,
     MinibatchStd,
+    bias_act,
     blur_fir,
     channel_shuffle,
     channel_unshuffle,
@@ -161,3 +162,18 @@ def test_minibatch_std_known_answer(nd: int) -> None:
     torch.testing.assert_close(inter[:, [0, 2]], x)  # features stay in their branch, std after each
     with pytest.raises(ValueError, match="divide"):
         MinibatchStd(group_size=4)(torch.zeros(6, 2, *([3] * nd)))
+
+
+@pytest.mark.parametrize("activation", ["lrelu", "linear"])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_bias_act_matches_formula_and_keeps_input(activation: str, with_bias: bool) -> None:
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    b = torch.randn(3) if with_bias else None
+    before = x.detach().clone()
+    y = bias_act(x, b, activation, gain=0.7)
+    ref = x + b.reshape(1, 3, 1, 1) if b is not None else x
+    ref = F.leaky_relu(ref, 0.2) * math.sqrt(2) * 0.7 if activation == "lrelu" else ref * 0.7
+    torch.testing.assert_close(y, ref)
+    assert torch.equal(x.detach(), before)  # never modifies its input
+    y.sum().backward()  # in-place ops stay differentiable
+    assert x.grad is not None

@@ -135,7 +135,7 @@ class SynthesisLayer(nn.Module):
         )
         if noise_mode == "random":
             noise = torch.randn(x.shape[0], 1, *self.resolution, device=x.device, dtype=x.dtype)
-            x = x + noise * self.noise_strength.to(x.dtype)
+            x = torch.addcmul(x, noise, self.noise_strength.to(x.dtype))
         elif noise_mode == "const":
             x = x + (self.noise_const * self.noise_strength).to(x.dtype)
         elif noise_mode != "none":
