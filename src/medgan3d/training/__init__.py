@@ -1,0 +1,1 @@
+"""Training: StyleGAN2 objective, the explicit loop, checkpoints."""
