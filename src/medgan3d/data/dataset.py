@@ -1,0 +1,176 @@
+"""Datasets over a prepared cache (issue 3, item 4).
+
+:class:`VolumeDataset` yields volumes ``[1, D, H, W]``; :class:`SliceDataset` yields axial slices
+``[1, H, W]`` of the same cache, for the 2D pretraining of seed 001 §3.2. Both open ``volumes.npy``
+memory-mapped and lazily (once per DataLoader worker, never pickled), so an item costs one small copy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from medgan3d.data.prepare import ARRAY_NAME, FORMAT, MANIFEST_NAME
+from medgan3d.data.preprocess import denormalize_values
+
+_AXES = {"D": 1, "H": 2, "W": 3}
+
+
+class DatasetError(RuntimeError):
+    """A folder that is not a complete prepared dataset; the message names it and the reason."""
+
+
+def load_manifest(root: str | os.PathLike) -> dict:
+    """Read and check ``root/dataset.json`` against ``root/volumes.npy`` (header only)."""
+    root = Path(root)
+    path = root / MANIFEST_NAME
+    if not path.is_file():
+        raise DatasetError(f"{root}: not a prepared dataset (no {MANIFEST_NAME}); run `medgan3d prepare`")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise DatasetError(f"{path}: unreadable manifest ({err})") from None
+    if manifest.get("format") != FORMAT:
+        raise DatasetError(f"{path}: not a medgan3d dataset manifest")
+    arr = open_volumes(root, manifest)
+    expected = (manifest["count"], *manifest["shape"])
+    if tuple(arr.shape) != expected:
+        raise DatasetError(f"{root / ARRAY_NAME}: shape {list(arr.shape)} != manifest {list(expected)}")
+    return manifest
+
+
+def open_volumes(root: str | os.PathLike, manifest: dict | None = None) -> np.ndarray:
+    """The cache as a read-only memmap ``[N, 1, D, H, W]`` (no pickle is ever loaded)."""
+    name = (manifest or {}).get("array", ARRAY_NAME)
+    path = Path(root) / name
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DatasetError(f"{path}: cannot open the volume array ({err})") from None
+
+
+def denormalize(volume, manifest: dict, item: int | None = None):
+    """Map model intensities [-1, 1] back to the data's units (HU for CT presets).
+
+    Window presets invert the fixed window; percentile presets (MRI) use the item's own range when
+    ``item`` is given, else the dataset's median range. Works on numpy arrays and torch tensors.
+    """
+    info = manifest["intensity"]
+    lo, hi = info["lo"], info["hi"]
+    if item is not None and info["kind"] == "percentile":
+        lo, hi = manifest["items"][item]["intensity_range"]
+    return denormalize_values(volume, float(lo), float(hi))
+
+
+def _split_indices(manifest: dict, split: str) -> list[int]:
+    if split == "all":
+        return list(range(manifest["count"]))
+    if split not in manifest["splits"]:
+        raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
+    return list(manifest["splits"][split])
+
+
+def _flip_dims(flip: bool | Sequence[str], offset: int) -> list[int]:
+    """Axis names -> tensor dims; ``True`` means left-right (W), the anatomically plausible flip."""
+    names = ("W",) if flip is True else () if flip is False else tuple(flip)
+    bad = [a for a in names if a not in _AXES]
+    if bad:
+        raise ValueError(f"flip axes must be among D, H, W, got {bad}")
+    return [_AXES[a] - offset for a in names]
+
+
+class _CacheDataset(Dataset):
+    def __init__(
+        self, root: str | os.PathLike, split: str, flip: bool | Sequence[str], flip_p: float
+    ) -> None:
+        self.root = Path(root)
+        self.manifest = load_manifest(self.root)
+        self.indices = _split_indices(self.manifest, split)
+        self.split = split
+        self.flip_p = float(flip_p)
+        self._array: np.ndarray | None = None
+        self._flip = flip
+
+    @property
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            self._array = open_volumes(self.root, self.manifest)
+        return self._array
+
+    def __getstate__(self) -> dict:
+        # A memmap would be pickled by value: send the path, each worker reopens it.
+        state = dict(self.__dict__)
+        state["_array"] = None
+        return state
+
+    def _maybe_flip(self, x: torch.Tensor, dims: list[int]) -> torch.Tensor:
+        chosen = [d for d in dims if torch.rand(()) < self.flip_p]
+        return torch.flip(x, chosen) if chosen else x
+
+
+class VolumeDataset(_CacheDataset):
+    """Volumes ``[1, D, H, W]`` float32 in [-1, 1] from a prepared folder.
+
+    split: ``"train"``, ``"val"`` or ``"all"``. flip: ``False``, ``True`` (left-right) or axis names
+    (``("W", "H")``), each flipped with probability ``flip_p`` with torch's RNG (seeded per DataLoader
+    worker).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = "train",
+        flip: bool | Sequence[str] = False,
+        flip_p: float = 0.5,
+    ) -> None:
+        super().__init__(root, split, flip, flip_p)
+        self._dims = _flip_dims(flip, 0)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        x = torch.from_numpy(np.array(self.array[self.indices[i]], dtype=np.float32))
+        return self._maybe_flip(x, self._dims)
+
+
+class SliceDataset(_CacheDataset):
+    """Axial slices ``[1, H, W]`` of the volumes of a split (same cache as :class:`VolumeDataset`).
+
+    By default only slices that hold data are used (``valid_slices`` in the manifest: the -1 padding that
+    aligns short scans to the depth is skipped); ``include_padding=True`` uses all D slices.
+    flip axes are ``"H"`` and ``"W"``.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = "train",
+        flip: bool | Sequence[str] = False,
+        flip_p: float = 0.5,
+        include_padding: bool = False,
+    ) -> None:
+        super().__init__(root, split, flip, flip_p)
+        self._dims = _flip_dims(flip, 1)
+        if any(d < 1 for d in self._dims):
+            raise ValueError("slices can be flipped along H and W only")
+        depth = self.manifest["shape"][1]
+        pairs = []
+        for v in self.indices:
+            a, b = (0, depth) if include_padding else self.manifest["items"][v]["valid_slices"]
+            pairs += [(v, d) for d in range(a, b)]
+        self.pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        v, d = self.pairs[i]
+        x = torch.from_numpy(np.array(self.array[v, :, d], dtype=np.float32))
+        return self._maybe_flip(x, self._dims)

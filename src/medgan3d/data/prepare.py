@@ -1,0 +1,392 @@
+"""`prepare`: find scans, preprocess them in parallel, write a cached dataset atomically (issue 3, item 3).
+
+Output folder ``DIR``::
+
+    volumes.npy    float16/float32 [N, 1, D, H, W], memory-mappable (np.load(..., mmap_mode="r"))
+    dataset.json   manifest: count, shape, preset (all parameters), per-item source/geometry/split, hash
+    report.json    what was read, what was skipped and why
+
+The folder is built as ``.DIR.tmp-*`` next to ``DIR`` and renamed into place only when complete, so a
+half-written ``DIR`` never exists. Nothing time-dependent is written: the same SRC gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medgan3d.data.io import (
+    DICOM_SUFFIXES,
+    IMAGE_SUFFIXES,
+    VolumeReadError,
+    dicom_series,
+    read_dicom_series,
+    read_volumes,
+    spacing_affine,
+    suffix_of,
+)
+from medgan3d.data.preprocess import PreprocessConfig, preprocess
+
+FORMAT = "medgan3d-dataset"
+FORMAT_VERSION = 1
+ARRAY_NAME = "volumes.npy"
+MANIFEST_NAME = "dataset.json"
+REPORT_NAME = "report.json"
+
+
+class PrepareError(RuntimeError):
+    """A run that stopped (``--strict`` or nothing usable); the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One unit of work: a file, or a folder of DICOM files; ``name`` is how it is reported."""
+
+    path: str
+    name: str
+    series: str | None = None
+
+
+# --------------------------------------------------------------------------------------------- discovery
+def _is_dicom_candidate(name: str) -> bool:
+    return suffix_of(name) in DICOM_SUFFIXES or "." not in name
+
+
+def _walk(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """(image files, DICOM folders, ignored files) below ``root``, sorted."""
+    images: list[Path] = []
+    dicom_dirs: list[Path] = []
+    ignored: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        folder = Path(dirpath)
+        if any(_is_dicom_candidate(f) for f in filenames):
+            dicom_dirs.append(folder)
+        for f in sorted(filenames):
+            if f.startswith("."):
+                continue
+            suffix = suffix_of(f)
+            if suffix in IMAGE_SUFFIXES and suffix not in DICOM_SUFFIXES:
+                images.append(folder / f)
+            elif not _is_dicom_candidate(f):
+                ignored.append(folder / f)
+    return images, dicom_dirs, ignored
+
+
+def _relname(path: Path, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return path.relative_to(root).as_posix() or "."
+        except ValueError:
+            pass
+    return str(path)
+
+
+def _dicom_sources(folder: Path, root: Path | None) -> tuple[list[Source], list[dict]]:
+    """One Source per series; ``.dcm`` files that belong to no series are reported as skipped."""
+    try:
+        series = dicom_series(folder)
+    except Exception as err:  # GDCM on an unreadable folder
+        return [], [{"source": _relname(folder, root), "reason": f"cannot scan for DICOM: {err}"}]
+    sources, in_series = [], set()
+    for uid, files in sorted(series.items()):
+        in_series.update(os.path.realpath(f) for f in files)
+        sources.append(Source(str(folder), f"{_relname(folder, root)}#{uid}", uid))
+    skipped = [
+        {"source": _relname(p, root), "reason": "not a readable DICOM file"}
+        for p in sorted(folder.iterdir())
+        if p.is_file() and suffix_of(p) in DICOM_SUFFIXES and os.path.realpath(p) not in in_series
+    ]
+    return sources, skipped
+
+
+def discover(src: str | os.PathLike) -> tuple[list[Source], list[dict], list[str]]:
+    """Resolve SRC (a folder, searched recursively; a glob; a text file of paths; one image file).
+
+    Returns (sources, skipped, ignored): ``skipped`` are ``{"source", "reason"}`` for paths that cannot be
+    used at all, ``ignored`` names non-image files found while walking folders.
+    """
+    src_s = str(src)
+    path = Path(src_s)
+    if any(c in src_s for c in "*?[") and not path.exists():
+        return _from_paths([Path(p) for p in sorted(glob.glob(src_s, recursive=True))], None)
+    if path.is_dir():
+        return _from_folder(path)
+    if path.is_file() and suffix_of(path) not in IMAGE_SUFFIXES:
+        lines = path.read_text(errors="replace").splitlines()
+        entries = [s.strip() for s in lines if s.strip() and not s.strip().startswith("#")]
+        return _from_paths([(path.parent / e) for e in entries], None, listed=True)
+    if path.is_file():
+        return [Source(str(path), str(path))], [], []
+    raise PrepareError(f"{src_s}: no such file, folder or matching glob")
+
+
+def _from_folder(root: Path) -> tuple[list[Source], list[dict], list[str]]:
+    images, dicom_dirs, ignored = _walk(root)
+    sources = [Source(str(p), _relname(p, root)) for p in images]
+    skipped: list[dict] = []
+    for folder in dicom_dirs:
+        s, k = _dicom_sources(folder, root)
+        sources += s
+        skipped += k
+    sources.sort(key=lambda s: s.name)
+    return sources, skipped, [_relname(p, root) for p in ignored]
+
+
+def _from_paths(
+    paths: Iterable[Path], root: Path | None, listed: bool = False
+) -> tuple[list[Source], list[dict], list[str]]:
+    sources: list[Source] = []
+    skipped: list[dict] = []
+    ignored: list[str] = []
+    for p in paths:
+        if p.is_dir():
+            s, k, i = _from_folder(p)
+            sources += [Source(x.path, f"{p}/{x.name}", x.series) for x in s]
+            skipped += [{**x, "source": f"{p}/{x['source']}"} for x in k]
+            ignored += i
+        elif listed or p.exists():
+            sources.append(Source(str(p), str(p)))
+    return sources, skipped, ignored
+
+
+# --------------------------------------------------------------------------------------------- worker
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def process_source(args: tuple[Source, PreprocessConfig]) -> list[dict]:
+    """Preprocess each volume of a source: ``{"source", "array", "info"}`` or ``{"source", "reason"}``.
+
+    Never raises for bad data: an unexpected error is reported as that file's reason.
+    """
+    source, cfg = args
+    out: list[dict] = []
+    try:
+        results = read_volumes(source.path, source.name) if source.series is None else _read_series(source)
+    except Exception as err:  # a reader bug must not cost the other scans
+        return [{"source": source.name, "reason": f"unexpected error: {type(err).__name__}: {err}"}]
+    for res in results:
+        if isinstance(res, VolumeReadError):
+            out.append({"source": res.source, "reason": res.reason})
+            continue
+        try:
+            array, info = preprocess(res.array, res.meta, cfg, res.source)
+        except VolumeReadError as err:
+            out.append({"source": err.source, "reason": err.reason})
+            continue
+        except Exception as err:
+            out.append({"source": res.source, "reason": f"preprocessing failed: {type(err).__name__}: {err}"})
+            continue
+        info = {
+            "original_shape": [int(s) for s in res.array.shape],
+            "original_spacing": [float(s) for s in res.meta.spacing],
+            "original_affine": np.round(res.meta.affine, 6).tolist(),
+            "orientation_in": res.meta.orientation_in,
+            **info,
+        }
+        out.append({"source": res.source, "array": array, "info": info})
+    return out
+
+
+def _read_series(source: Source) -> list:
+    files = dicom_series(source.path).get(source.series)
+    if not files:
+        return [VolumeReadError(source.name, "DICOM series disappeared while reading")]
+    try:
+        return [read_dicom_series(files, source.name)]
+    except VolumeReadError as err:
+        return [err]
+
+
+def _results(sources: list[Source], cfg: PreprocessConfig, workers: int) -> Iterator[list[dict]]:
+    tasks = [(s, cfg) for s in sources]
+    if workers <= 1 or len(tasks) <= 1:
+        yield from map(process_source, tasks)
+        return
+    # spawn, not fork: the parent may already run torch/OpenMP threads, which fork does not survive.
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(min(workers, len(tasks)), initializer=_init_worker) as pool:
+        yield from pool.imap(process_source, tasks, chunksize=1)
+
+
+# --------------------------------------------------------------------------------------------- splits
+def assign_splits(names: list[str], val_fraction: float, seed: int) -> list[str]:
+    """Deterministic split: items ordered by a seeded hash of their name; the first share goes to val.
+
+    Depends only on the names, so adding a scan does not reshuffle the others.
+    """
+    n = len(names)
+    n_val = 0 if val_fraction <= 0 or n < 2 else min(n - 1, max(1, round(val_fraction * n)))
+    key = [hashlib.sha256(f"{seed}:{name}".encode()).hexdigest() for name in names]
+    order = sorted(range(n), key=lambda i: key[i])
+    val = set(order[:n_val])
+    return ["val" if i in val else "train" for i in range(n)]
+
+
+# --------------------------------------------------------------------------------------------- writing
+def _json_bytes(obj) -> bytes:
+    return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
+
+
+def _tmp_dir(out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+
+
+def _finalize_array(raw: Path, final: Path, count: int, shape: tuple, dtype: np.dtype) -> str:
+    """Copy the raw stream into a .npy with the right header; return the sha256 of the data bytes."""
+    digest = hashlib.sha256()
+    arr = np.lib.format.open_memmap(final, mode="w+", dtype=dtype, shape=(count, *shape))
+    per = int(np.prod(shape))
+    with raw.open("rb") as fh:
+        for i in range(count):
+            chunk = np.frombuffer(fh.read(per * dtype.itemsize), dtype=dtype)
+            digest.update(chunk.tobytes())
+            arr[i] = chunk.reshape(shape)
+    arr.flush()
+    del arr
+    raw.unlink()
+    return digest.hexdigest()
+
+
+def _install(tmp: Path, out: Path) -> None:
+    """Replace ``out`` by ``tmp`` with renames; refuse to clobber a folder that is not a dataset."""
+    if out.exists():
+        if out.is_dir() and (not any(out.iterdir()) or (out / MANIFEST_NAME).exists()):
+            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, trash / "old")
+            os.replace(tmp, out)
+            shutil.rmtree(trash, ignore_errors=True)
+            return
+        raise PrepareError(f"{out}: exists and is not a prepared dataset; choose another output folder")
+    os.replace(tmp, out)
+
+
+def prepare_dataset(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    cfg: PreprocessConfig,
+    *,
+    workers: int = 1,
+    strict: bool = False,
+    dtype: str = "float16",
+    val_fraction: float = 0.1,
+    split_seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Build the cached dataset ``out`` from ``src`` with preset ``cfg``; return the report dict.
+
+    ``progress(done, total)`` is called after each source. With ``strict`` the first bad file raises
+    :class:`PrepareError` and nothing is left behind.
+    """
+    out = Path(out)
+    np_dtype = np.dtype(dtype)
+    sources, skipped, ignored = discover(src)
+    if strict and skipped:
+        raise PrepareError(f"{skipped[0]['source']}: {skipped[0]['reason']}")
+    tmp = _tmp_dir(out)
+    try:
+        items = _collect(sources, cfg, workers, strict, np_dtype, tmp / "volumes.raw", skipped, progress)
+        if not items:
+            raise PrepareError(f"{src}: no usable volume ({len(skipped)} skipped)" + _first(skipped))
+        data_hash = _finalize_array(
+            tmp / "volumes.raw", tmp / ARRAY_NAME, len(items), (1, *cfg.shape), np_dtype
+        )
+        manifest = build_manifest(items, cfg, np_dtype, val_fraction, split_seed, data_hash)
+        report = {
+            "count": len(items),
+            "sources": len(sources),
+            "skipped": skipped,
+            "ignored": ignored,
+            "preset": cfg.name,
+        }
+        (tmp / REPORT_NAME).write_bytes(_json_bytes(report))
+        (tmp / MANIFEST_NAME).write_bytes(_json_bytes(manifest))  # last: its presence marks a complete folder
+        _install(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def _first(skipped: list[dict]) -> str:
+    return f"; first: {skipped[0]['source']}: {skipped[0]['reason']}" if skipped else ""
+
+
+def _collect(sources, cfg, workers, strict, np_dtype, raw: Path, skipped: list, progress) -> list[dict]:
+    items: list[dict] = []
+    with raw.open("wb") as fh:
+        for done, results in enumerate(_results(sources, cfg, workers), start=1):
+            for res in results:
+                if "reason" in res:
+                    if strict:
+                        raise PrepareError(f"{res['source']}: {res['reason']}")
+                    skipped.append({"source": res["source"], "reason": res["reason"]})
+                    continue
+                fh.write(np.ascontiguousarray(res["array"], dtype=np_dtype).tobytes())
+                items.append({"source": res["source"], **res["info"]})
+            if progress is not None:
+                progress(done, len(sources))
+    return items
+
+
+def build_manifest(
+    items: list[dict],
+    cfg: PreprocessConfig,
+    dtype: np.dtype,
+    val_fraction: float,
+    split_seed: int,
+    data_hash: str,
+) -> dict:
+    """The ``dataset.json`` content (see docs/data.md for the schema)."""
+    splits = assign_splits([it["source"] for it in items], val_fraction, split_seed)
+    for i, (it, split) in enumerate(zip(items, splits, strict=True)):
+        it["index"] = i
+        it["split"] = split
+    spacing = [float(np.median([it["spacing"][k] for it in items])) for k in range(3)]
+    manifest = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "array": ARRAY_NAME,
+        "dtype": dtype.name,
+        "axes": "NCDHW",
+        "orientation": "RAS",
+        "axis_directions": {"D": "inferior->superior", "H": "posterior->anterior", "W": "left->right"},
+        "count": len(items),
+        "shape": [1, *cfg.shape],
+        "value_range": [-1.0, 1.0],
+        "preset": cfg.to_dict(),
+        "intensity": _intensity_summary(items, cfg),
+        "spacing": spacing,
+        "affine": spacing_affine(spacing, cfg.shape).tolist(),
+        "val_fraction": val_fraction,
+        "split_seed": split_seed,
+        "splits": {s: [i for i, x in enumerate(splits) if x == s] for s in ("train", "val")},
+        "items": items,
+    }
+    body = dict(manifest)
+    manifest["content_hash"] = "sha256:" + hashlib.sha256(data_hash.encode() + _json_bytes(body)).hexdigest()
+    return manifest
+
+
+def _intensity_summary(items: list[dict], cfg: PreprocessConfig) -> dict:
+    """What maps [-1, 1] back: the window, or (percentile presets) the median per-volume range."""
+    if cfg.intensity == "window":
+        lo, hi = cfg.window
+        return {"kind": "window", "lo": float(lo), "hi": float(hi), "unit": cfg.unit}
+    lo = float(np.median([it["intensity_range"][0] for it in items]))
+    hi = float(np.median([it["intensity_range"][1] for it in items]))
+    return {"kind": "percentile", "lo": lo, "hi": hi, "unit": cfg.unit, "percentiles": list(cfg.percentiles)}
