@@ -144,14 +144,22 @@ def _sitk_to_nifti(source: str, image) -> nib.Nifti1Image:
     return nib.Nifti1Image(np.asarray(data, dtype=np.float32), _LPS_TO_RAS @ lps)
 
 
+def _itk_reason(err: Exception, path: Path) -> str:
+    """The ITK ERROR line of a SimpleITK exception, without the object address and the file name."""
+    lines = [ln for ln in str(err).splitlines() if "ITK ERROR" in ln] or [
+        str(err).strip() or type(err).__name__
+    ]
+    reason = lines[0].split("): ", 1)[-1].replace(f" {path}", "").replace(" for reading", "")
+    return reason.strip().rstrip(":.") or type(err).__name__
+
+
 def _read_itk(path: Path, source: str) -> Volume:
     import SimpleITK as sitk
 
     try:
         image = sitk.ReadImage(str(path))
     except Exception as err:
-        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        raise VolumeReadError(source, f"not a readable image ({reason})") from None
+        raise VolumeReadError(source, f"not a readable image (ITK: {_itk_reason(err, path)})") from None
     return _from_nifti_image(source, _sitk_to_nifti(source, image))
 
 
