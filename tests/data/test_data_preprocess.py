@@ -60,6 +60,7 @@ def test_random_depth_window_is_seeded_and_recorded():
     out, info = preprocess(vol, _meta(), cfg, "scan0")
     again, info2 = preprocess(vol, _meta(), cfg, "scan0")
     assert info == info2
+    np.testing.assert_array_equal(out, again)
     s = info["depth_offset"]
     np.testing.assert_allclose(out[:, 3, 3], normalize(vol[s : s + 32, 3, 3], -250, 650), atol=1e-6)
 
