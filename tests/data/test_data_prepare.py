@@ -107,6 +107,13 @@ def test_glob_and_path_list_with_unreadable_entry(tmp_path, rng):
     ]
 
 
+def test_output_inside_src_is_not_read_back(tmp_path, rng):
+    save_nifti(tmp_path / "s.nii.gz", smooth_volume(rng))
+    prepare_dataset(tmp_path, tmp_path / "out", SMALL)
+    report = prepare_dataset(tmp_path, tmp_path / "out", SMALL)
+    assert report["count"] == 1 and report["sources"] == 1
+
+
 def test_nothing_usable_is_an_error(tmp_path):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.nii").write_bytes(b"")

@@ -295,6 +295,7 @@ def prepare_dataset(
     out = Path(out)
     np_dtype = np.dtype(dtype)
     sources, skipped, ignored = discover(src)
+    sources = [s for s in sources if not _inside(Path(s.path), out)]  # never read our own output back
     if strict and skipped:
         raise PrepareError(f"{skipped[0]['source']}: {skipped[0]['reason']}")
     tmp = _tmp_dir(out)
@@ -320,6 +321,14 @@ def prepare_dataset(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
 
 
 def _first(skipped: list[dict]) -> str:
