@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from medgan3d.cli import demo, info, prepare
+from medgan3d.cli import evaluate as evaluate_cmd
 from medgan3d.cli import inflate as inflate_cmd
 
 app = typer.Typer(
@@ -17,4 +18,5 @@ app = typer.Typer(
 app.command("info")(info.info)
 app.command("demo")(demo.demo)
 app.command("prepare")(prepare.prepare)
+app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("inflate")(inflate_cmd.inflate)
