@@ -354,6 +354,8 @@ def inflate_checkpoint(
     check_strategy(strategy)
     if parts not in PARTS:
         raise InflationError(f"parts must be one of {', '.join(PARTS)}, got {parts!r}")
+    if out_dir is not None and Path(out_dir).exists():
+        raise FileExistsError(f"{out_dir}: already exists; choose a new output directory")
     config = _model_config_3d(config_3d)
     ckpt = resolve_checkpoint(ckpt_2d)
     nets = _fresh_3d(config, seed)
