@@ -473,3 +473,19 @@ def test_cli_writes_a_loadable_3d_checkpoint(ckpt_2d: tuple[ModelConfig, Path], 
     assert mismatch.exit_code == 1 and "channels: 2D 8 vs 3D 16" in mismatch.output
     assert "ckpt-000001000" in mismatch.output
     assert not (tmp_path / "w").exists()
+
+
+def test_inflate_checkpoint_is_seeded_and_leaves_the_global_rng_alone(
+    ckpt_2d: tuple[ModelConfig, Path],
+) -> None:
+    cfg, ckpt = ckpt_2d
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a = inflate_checkpoint(ckpt, cfg, "inflate-asc", seed=4)
+    assert torch.equal(torch.get_rng_state(), state)
+    b = inflate_checkpoint(ckpt, cfg, "inflate-asc", seed=4)
+    c = inflate_checkpoint(ckpt, cfg, "inflate-asc", seed=5)
+    for name in ("G", "D"):
+        torch.testing.assert_close(a[name].state_dict(), b[name].state_dict())
+        kernel = "synthesis.blocks.1.conv1.weight" if name == "G" else "blocks.0.conv0.weight"
+        assert not torch.equal(a[name].state_dict()[kernel], c[name].state_dict()[kernel])

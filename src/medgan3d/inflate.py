@@ -361,7 +361,8 @@ def inflate_checkpoint(
     nets = _fresh_3d(config, seed)
     todo = [] if strategy == "none" else [n for n in ("G", "G_ema", "D") if n[0] in parts]
     for name in todo:
-        net2d = _load_2d(ckpt, _source_name(ckpt, name))
+        with torch.random.fork_rng(devices=[]):  # building the 2D net draws an init we overwrite
+            net2d = _load_2d(ckpt, _source_name(ckpt, name))
         try:
             check_twins(net2d, nets[name], what=f"{ckpt / _source_name(ckpt, name)} and the 3D {name}")
         except InflationError as exc:
