@@ -23,7 +23,9 @@ def _metrics(text: str) -> tuple[str, ...]:
     return names
 
 
-def _fake_volumes(run: Path | None, fake: Path | None, data: Path, n: int, seed: int, trunc: float, mode: str):
+def _fake_volumes(
+    run: Path | None, fake: Path | None, data: Path, n: int, seed: int, trunc: float, mode: str
+):
     if (run is None) == (fake is None):
         raise typer.BadParameter("give either RUN_OR_CKPT or --fake DIR (exactly one)")
     if fake is not None:
@@ -57,9 +59,13 @@ def evaluate(
     num_real: int | None = typer.Option(None, help="Use a seeded subset of this many real volumes."),
     seed: int = typer.Option(0, "--seed", help="Seed for latents, pairs, subsets and bootstrap."),
     trunc: float = typer.Option(1.0, "--trunc", help="Truncation psi when sampling a generator."),
-    fake_mode: str = typer.Option("auto", help="auto | model ([-1,1] at dataset shape) | preset (scanner units)."),
+    fake_mode: str = typer.Option(
+        "auto", help="auto | model ([-1,1] at dataset shape) | preset (scanner units)."
+    ),
     bootstrap: int = typer.Option(100, min=0, help="Bootstrap rounds for 95% intervals (0: none)."),
-    cache: Path | None = typer.Option(None, help="Cache folder (default $MEDGAN3D_CACHE or ~/.cache/medgan3d)."),
+    cache: Path | None = typer.Option(
+        None, help="Cache folder (default $MEDGAN3D_CACHE or ~/.cache/medgan3d)."
+    ),
 ) -> None:
     """Score generated volumes against a prepared dataset; write metrics.json and an HTML report."""
     from medgan3d.metrics import EvalSettings, evaluate_volumes_with_artifacts
@@ -75,7 +81,10 @@ def evaluate(
     result["provenance"]["source"] = source
     page = write_report(result, art, out, seed=seed)
     for name, ext in result["provenance"]["extractors"].items():
-        typer.echo(f"{name} extractor: {ext['extractor']} ({ext['weights']})" + (f" — {ext['note']}" if "note" in ext else ""))
+        typer.echo(
+            f"{name} extractor: {ext['extractor']} ({ext['weights']})"
+            + (f" — {ext['note']}" if "note" in ext else "")
+        )
     for key, value in result.items():
         if isinstance(value, float):
             ci = result["ci95"].get(key)

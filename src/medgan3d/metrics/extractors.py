@@ -396,7 +396,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
 def load_weights(model: FeatureExtractor, path: str | os.PathLike, family: str) -> None:
     """Strictly load a weights file into ``model`` and record its path and SHA-256."""
     state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(_IGNORED[family])}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # size mismatches
+        reason = str(err).splitlines()[-1].strip()
+        raise ExtractorError(f"{path}: does not fit {model.name} ({reason})") from None
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
         raise ExtractorError(
@@ -489,7 +493,14 @@ def get_extractor(
     ``fallback_random`` is set, the fast :class:`RandomConvNet` of the same dimensionality is returned and
     its provenance says why; otherwise :class:`ExtractorError` is raised.
     """
-    root = Path(root) if root else None
+    # Building layers draws default inits from torch's global RNG: keep the caller's (training) stream intact.
+    with torch.random.fork_rng(devices=[]):
+        return _get_extractor(name, weights, seed, download, Path(root) if root else None, fallback_random)
+
+
+def _get_extractor(
+    name: str, weights, seed: int, download: bool, root: Path | None, fallback_random: bool
+) -> FeatureExtractor:
     if name in ("random-2d", "random-3d"):
         return RandomConvNet(int(name[7]), seed)
     if name == "inception":

@@ -4,11 +4,13 @@ FID (Heusel et al. 2017) = ||mu_r - mu_g||² + tr(S_r) + tr(S_g) - 2 tr((S_r S_g
 Seed 001 §4.1.2 applies it to Inception features of centre slices (FID-ax/sag/cor/avg); seed 002 (HA-GAN)
 to 3D MedicalNet features. Everything here is float64 numpy.
 
-The trace term is computed without a general matrix square root: the eigenvalues of S_r S_g equal those
-of the symmetric PSD matrix R S_g R with R = S_r^{1/2}, so tr((S_r S_g)^{1/2}) = Σ sqrt(eig(R S_g R)).
-With S_g = Xcᵀ Xc / (n - 1), the non-zero eigenvalues of R S_g R are those of the small n × n matrix
-(Xc R)(Xc R)ᵀ / (n - 1); this makes repeated scoring against cached real statistics (bootstrap CIs,
-training snapshots) cheap when n is below the feature dimension.
+The trace term needs no d × d matrix square root. With A = (X_r - mu_r) / sqrt(n_r - 1) and
+B = (X_g - mu_g) / sqrt(n_g - 1) (so S_r = AᵀA, S_g = BᵀB), the non-zero eigenvalues of S_r S_g are the
+squared singular values of the small n_r × n_g matrix A Bᵀ, hence tr((S_r S_g)^{1/2}) = ||A Bᵀ||_* (nuclear
+norm). This is exact, and cheap when the sample counts are small next to the feature dimension (2048 for
+Inception), which makes repeated scoring against cached real statistics (bootstrap CIs, training snapshots)
+fast. For real sets larger than ``LOWRANK_MAX`` the symmetric form Σ sqrt(eig(R S_g R)), R = S_r^{1/2}, is
+used instead (the eigenvalues of R S_g R equal those of S_r S_g).
 """
 
 from __future__ import annotations
@@ -17,15 +19,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+LOWRANK_MAX = 4096
+
 
 @dataclass(frozen=True)
 class GaussianStats:
-    """Mean, covariance (ddof=1) and PSD square root of the covariance of ``n`` feature vectors."""
+    """Mean and covariance (ddof=1) of ``n`` feature vectors, with what the trace term needs.
+
+    ``factor`` is A = centred features / sqrt(n - 1) (kept when n <= ``LOWRANK_MAX``); otherwise
+    ``sigma_sqrt`` is the PSD square root of ``sigma``.
+    """
 
     mu: np.ndarray
     sigma: np.ndarray
-    sigma_sqrt: np.ndarray
     n: int
+    factor: np.ndarray | None = None
+    sigma_sqrt: np.ndarray | None = None
 
 
 def psd_sqrt(matrix: np.ndarray) -> np.ndarray:
@@ -46,12 +55,15 @@ def _as_features(feats: np.ndarray) -> np.ndarray:
     return x
 
 
-def feature_stats(feats: np.ndarray) -> GaussianStats:
+def feature_stats(feats: np.ndarray, lowrank_max: int = LOWRANK_MAX) -> GaussianStats:
     """Fit a Gaussian to ``feats`` ``[n, dim]`` (covariance with ddof=1, as in the reference FID code)."""
     x = _as_features(feats)
-    sigma = np.cov(x, rowvar=False)
-    sigma = np.atleast_2d(sigma)
-    return GaussianStats(x.mean(axis=0), sigma, psd_sqrt(sigma), x.shape[0])
+    mu = x.mean(axis=0)
+    factor = (x - mu) / np.sqrt(x.shape[0] - 1)
+    sigma = factor.T @ factor
+    if x.shape[0] <= lowrank_max:
+        return GaussianStats(mu, sigma, x.shape[0], factor=factor)
+    return GaussianStats(mu, sigma, x.shape[0], sigma_sqrt=psd_sqrt(sigma))
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
@@ -70,24 +82,21 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 
 def frechet_distance_to_features(real: GaussianStats, feats: np.ndarray) -> float:
-    """Fréchet distance from cached real statistics to the Gaussian fitted to ``feats`` (module docstring)."""
+    """Fréchet distance from real statistics to the Gaussian fitted to ``feats`` (module docstring)."""
     x = _as_features(feats)
     if x.shape[1] != real.mu.shape[0]:
         raise ValueError(f"feature dim {x.shape[1]} != real statistics dim {real.mu.shape[0]}")
-    n = x.shape[0]
     mu = x.mean(axis=0)
-    xc = x - mu
-    trace_fake = float((xc * xc).sum() / (n - 1))
-    if n <= x.shape[1]:
-        y = xc @ real.sigma_sqrt
-        cross = np.linalg.eigvalsh(y @ y.T / (n - 1))
+    b = (x - mu) / np.sqrt(x.shape[0] - 1)
+    if real.factor is not None:
+        trace_sqrt = np.linalg.svd(real.factor @ b.T, compute_uv=False).sum()
     else:
-        sigma = xc.T @ xc / (n - 1)
-        m = real.sigma_sqrt @ sigma @ real.sigma_sqrt
-        cross = np.linalg.eigvalsh((m + m.T) / 2.0)
-    trace_sqrt = np.sqrt(np.clip(cross, 0.0, None)).sum()
+        y = b @ real.sigma_sqrt  # the non-zero eigenvalues of R S_g R are those of y yᵀ
+        small = y @ y.T if y.shape[0] <= y.shape[1] else y.T @ y
+        trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh(small), 0.0, None)).sum()
     diff = real.mu - mu
-    return float(max(diff @ diff + np.trace(real.sigma) + trace_fake - 2.0 * trace_sqrt, 0.0))
+    value = diff @ diff + np.trace(real.sigma) + float((b * b).sum()) - 2.0 * trace_sqrt
+    return float(max(value, 0.0))
 
 
 def fid_from_features(real_feats: np.ndarray, fake_feats: np.ndarray) -> float:

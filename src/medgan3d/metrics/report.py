@@ -18,7 +18,11 @@ from medgan3d.metrics.evaluate import SCORE_KEYS, EvalArtifacts
 from medgan3d.modeling import atomic_write
 from medgan3d.viz import save_slice_grid
 
-DIRECTION = {"psnr": "higher is better", "ms_ssim": "lower = more diverse", "ms_ssim_real": "real-data reference"}
+DIRECTION = {
+    "psnr": "higher is better",
+    "ms_ssim": "lower = more diverse",
+    "ms_ssim_real": "real-data reference",
+}
 
 
 def _plt():
@@ -82,7 +86,9 @@ def _table(result: dict) -> str:
         ci_text = f"[{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "—"
         note = DIRECTION.get(key, "lower is better")
         rows.append(f"<tr><td>{key}</td><td>{result[key]:.4g}</td><td>{ci_text}</td><td>{note}</td></tr>")
-    return "<table><tr><th>metric</th><th>value</th><th>95% CI</th><th></th></tr>" + "".join(rows) + "</table>"
+    return (
+        "<table><tr><th>metric</th><th>value</th><th>95% CI</th><th></th></tr>" + "".join(rows) + "</table>"
+    )
 
 
 def _page(result: dict, figures: dict[str, str]) -> str:
