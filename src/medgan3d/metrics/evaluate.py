@@ -67,6 +67,7 @@ class EvalSettings:
     bootstrap: int = 100
     seed: int = 0
     batch_size: int = 16
+    device: str = "cpu"
     cache: str | os.PathLike | None = None
     use_cache: bool = True
 
@@ -112,7 +113,7 @@ def _extractor(
         ext = get_extractor(name, weights, s.extractor_seed, s.download, s.cache)
     if ext.spatial_dims != dims:
         raise ValueError(f"extractor {ext.name} is {ext.spatial_dims}D, a {dims}D extractor is needed here")
-    return ext
+    return ext.to(s.device)
 
 
 def _views(volumes: Tensor, view: str, all_slices: bool) -> Tensor:
