@@ -7,6 +7,7 @@ import typer
 from medgan3d.cli import demo, info, prepare
 from medgan3d.cli import evaluate as evaluate_cmd
 from medgan3d.cli import inflate as inflate_cmd
+from medgan3d.cli import train as train_cmd
 
 app = typer.Typer(
     name="medgan3d",
@@ -18,5 +19,7 @@ app = typer.Typer(
 app.command("info")(info.info)
 app.command("demo")(demo.demo)
 app.command("prepare")(prepare.prepare)
-app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("train")(train_cmd.train)
+app.command("generate")(train_cmd.generate)
 app.command("inflate")(inflate_cmd.inflate)
+app.command("evaluate")(evaluate_cmd.evaluate)

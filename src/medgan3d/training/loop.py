@@ -1,0 +1,558 @@
+"""One explicit training loop for StyleGAN2-family models, 2D (slices) and 3D (volumes).
+
+Per iteration the phases Gmain, Greg (every ``pl_interval``), Dmain, Dreg (every ``r1_interval``) each
+accumulate gradients over micro-batches, average them over ranks and take one Adam step; then G_ema is
+updated. Every micro-batch draws its randomness (z, noise, style mixing, flips) from a seed derived from
+(run seed, iteration, phase, global micro-batch index), so the result does not depend on how the global
+batch is split over processes and micro-batches, and a resumed run continues bit-identically on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import os
+import signal
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from medgan3d.config import ModelConfig
+from medgan3d.networks import Discriminator, Generator
+from medgan3d.training import checkpoint as ckpt
+from medgan3d.training.losses import LossConfig, d_main, d_r1, g_main, g_pl
+from medgan3d.training.observe import RunLogger, generated_volumes, new_run_dir, save_grid
+
+PHASES = ("Gmain", "Greg", "Dmain", "Dreg")
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on; the message says why and where the last good checkpoint is."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters; defaults are seed 001 §4.2.3 (batch 128, lr 0.0025) + StyleGAN2."""
+
+    kimg: float = 5000.0
+    batch: int = 128  # global minibatch (all ranks, all micro-batches)
+    batch_gpu: int = 8  # micro-batch per process; gradient accumulation makes up the rest
+    lr: float | None = None  # None: 0.0025 from scratch, 0.002 when initialised from inflated weights
+    betas: tuple[float, float] = (0.0, 0.99)
+    eps: float = 1e-8
+    ema_kimg: float | None = None  # None: batch * 10 / 32 (StyleGAN2)
+    ema_rampup: float | None = 0.05
+    tick_kimg: float = 4.0
+    snapshot_ticks: int = 50
+    keep_last: int = 3
+    grid: int = 6  # generated volumes in each snapshot PNG
+    bf16: bool = False
+    seed: int = 0
+    flip: bool = False  # random left-right flips of the reals
+    max_bad_steps: int = 10  # iterations in a row with a skipped (non-finite) phase before the run stops
+    metrics: tuple[str, ...] = ()
+    metrics_samples: int = 64
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", tuple(self.betas))
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        if isinstance(self.loss, dict):
+            object.__setattr__(self, "loss", LossConfig(**self.loss))
+
+    def resolved_lr(self, from_inflated: bool) -> float:
+        return self.lr if self.lr is not None else (0.002 if from_inflated else 0.0025)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def train_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> TrainConfig:
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"{source}: unknown train keys {sorted(unknown)}; known: {sorted(known)}")
+    return TrainConfig(**data)
+
+
+# --------------------------------------------------------------------------------------------------
+# Distributed helpers (torchrun: gloo on CPU, nccl on GPU)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str | None = None) -> Dist:
+    """Join the torchrun process group when ``WORLD_SIZE > 1``; pick the device for this rank."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
+    dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    if not use_cuda and "OMP_NUM_THREADS" not in os.environ:  # share the cores among local processes
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(max(1, cores // world))
+    return Dist(rank, world, dev)
+
+
+def all_reduce_mean(t: Tensor, d: Dist) -> Tensor:
+    if d.world > 1:
+        dist.all_reduce(t)
+        t /= d.world
+    return t
+
+
+# --------------------------------------------------------------------------------------------------
+# Pieces of the loop
+# --------------------------------------------------------------------------------------------------
+
+
+def make_optimizer(module: nn.Module, lr: float, betas: tuple[float, float], eps: float, interval: int
+                   ) -> torch.optim.Adam:  # fmt: skip
+    """Adam with the lazy-regularisation correction: lr·r and betas**r, r = k/(k+1) (StyleGAN2)."""
+    r = interval / (interval + 1)
+    return torch.optim.Adam(module.parameters(), lr=lr * r, betas=(betas[0] ** r, betas[1] ** r), eps=eps)
+
+
+def sample_indices(position: int, count: int, n: int, seed: int) -> list[int]:
+    """Indices ``position .. position+count`` of an endless stream of seeded per-epoch permutations."""
+    out = []
+    for p in range(position, position + count):
+        epoch, offset = divmod(p, n)
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        out.append(int(torch.randperm(n, generator=g)[offset]))
+    return out
+
+
+def seed_micro(seed: int, step: int, phase: int, micro: int) -> None:
+    """Seed torch's RNG for one micro-batch of one phase of one iteration."""
+    torch.manual_seed(((seed * 1_000_003 + step) * 8 + phase) * 65_537 + micro)
+
+
+def ema_beta(cfg: TrainConfig, cur_nimg: int) -> float:
+    ema_nimg = (cfg.ema_kimg if cfg.ema_kimg is not None else cfg.batch * 10 / 32) * 1000
+    if cfg.ema_rampup is not None:
+        ema_nimg = min(ema_nimg, cur_nimg * cfg.ema_rampup)
+    return 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
+
+
+@torch.no_grad()
+def update_ema(G_ema: Generator, G: Generator, beta: float) -> None:
+    """G_ema ← lerp(G, G_ema, β); buffers (w_avg, constant noise) are copied."""
+    for p_ema, p in zip(G_ema.parameters(), G.parameters(), strict=True):
+        p_ema.copy_(p.detach().lerp(p_ema, beta))
+    for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
+        b_ema.copy_(b)
+
+
+def reduce_grads(module: nn.Module, d: Dist) -> bool:
+    """Average gradients over ranks; return whether they are all finite (the same answer on every rank)."""
+    params = list(module.parameters())
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
+    all_reduce_mean(flat, d)
+    finite = bool(torch.isfinite(flat).all())
+    offset = 0
+    for p in params:
+        n = p.numel()
+        if p.grad is not None:
+            p.grad.copy_(flat[offset : offset + n].view_as(p))
+        offset += n
+    return finite
+
+
+@dataclass
+class TrainState:
+    """Everything besides weights and optimizer moments that a resumed run needs."""
+
+    cur_nimg: int = 0
+    batch_idx: int = 0
+    tick: int = 0
+    tick_start_nimg: int = 0
+    bad_consecutive: int = 0
+    bad_total: int = 0
+    pl_mean: float = 0.0
+    elapsed_s: float = 0.0
+
+
+@dataclass
+class Networks:
+    G: Generator
+    D: Discriminator
+    G_ema: Generator
+    opt_G: torch.optim.Adam
+    opt_D: torch.optim.Adam
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"G": self.G, "G_ema": self.G_ema, "D": self.D}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_G, "D": self.opt_D}
+
+
+def build_networks(model: ModelConfig, cfg: TrainConfig, device: torch.device, from_inflated: bool,
+                   init: dict[str, nn.Module] | None = None) -> Networks:  # fmt: skip
+    """G, D, G_ema and their optimizers; ``init`` (e.g. inflated weights) overrides the random init."""
+    torch.manual_seed(cfg.seed)
+    G, D = model.build_generator().to(device), model.build_discriminator().to(device)
+    if init:
+        for name, net in (("G", G), ("D", D)):
+            if name in init:
+                net.load_state_dict(init[name].state_dict())
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    if init and "G_ema" in init:
+        G_ema.load_state_dict(init["G_ema"].state_dict())
+    lr = cfg.resolved_lr(from_inflated)
+    opt_G = make_optimizer(G, lr, cfg.betas, cfg.eps, cfg.loss.pl_interval)
+    opt_D = make_optimizer(D, lr, cfg.betas, cfg.eps, cfg.loss.r1_interval)
+    return Networks(G, D, G_ema, opt_G, opt_D)
+
+
+def broadcast_networks(nets: Networks, d: Dist) -> None:
+    """Make every rank start from rank 0's weights."""
+    if d.world > 1:
+        for module in nets.modules().values():
+            for t in [*module.parameters(), *module.buffers()]:
+                dist.broadcast(t.data, src=0)
+
+
+class RealBatches:
+    """Loads this rank's micro-batches of the global batch from a prepared dataset (memory-mapped)."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, cfg: TrainConfig, d: Dist, rounds: int) -> None:
+        self.dataset, self.cfg, self.d, self.rounds = dataset, cfg, d, rounds
+        self.n = len(dataset)  # type: ignore[arg-type]
+
+    def micro(self, position: int, r: int) -> Tensor:
+        """Micro-batch ``r`` of this rank, for the global batch starting at sample ``position``."""
+        bg = self.cfg.batch_gpu
+        start = position + (self.d.rank * self.rounds + r) * bg
+        idx = sample_indices(start, bg, self.n, self.cfg.seed)
+        return torch.stack([self.dataset[i] for i in idx]).to(self.d.device)
+
+
+# --------------------------------------------------------------------------------------------------
+# One iteration
+# --------------------------------------------------------------------------------------------------
+
+
+def run_phase(phase: str, nets: Networks, reals: RealBatches, state: TrainState, cfg: TrainConfig, d: Dist,
+              rounds: int) -> dict[str, float]:  # fmt: skip
+    """Accumulate one phase over this rank's micro-batches, average over ranks, step (if finite)."""
+    G, D = nets.G, nets.D
+    is_g = phase.startswith("G")
+    module, opt = (G, nets.opt_G) if is_g else (D, nets.opt_D)
+    G.requires_grad_(is_g)
+    D.requires_grad_(not is_g)
+    opt.zero_grad(set_to_none=True)
+    autocast = torch.autocast(d.device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext()
+    stats: dict[str, float] = defaultdict(float)
+    side = torch.zeros(G.w_dim + 1, device=d.device)  # mean w (Dmain) or mean path length (Greg)
+    pl_mean = torch.tensor(state.pl_mean, device=d.device)
+    for r in range(rounds):
+        seed_micro(cfg.seed, state.batch_idx, PHASES.index(phase), d.rank * rounds + r)
+        z = torch.randn(cfg.batch_gpu, G.z_dim, device=d.device)
+        if phase == "Gmain":
+            loss, s = g_main(G, D, z, cfg.loss, autocast, rounds)
+        elif phase == "Greg":
+            loss, s, length = g_pl(G, z, pl_mean, cfg.loss, autocast, rounds)
+            side[-1] += length / rounds
+        elif phase == "Dmain":
+            loss, s, w_mean = d_main(G, D, z, reals.micro(state.cur_nimg, r), cfg.loss, autocast, rounds)
+            side[:-1] += w_mean / rounds
+        else:
+            loss, s = d_r1(D, reals.micro(state.cur_nimg, r), cfg.loss, autocast, rounds)
+        loss.backward()
+        for k, v in s.items():
+            stats[k] += v / rounds
+    finite = reduce_grads(module, d)
+    if finite:
+        opt.step()
+        all_reduce_mean(side, d)
+        if phase == "Dmain":
+            G.mapping.w_avg.lerp_(side[:-1], 1 - G.mapping.w_avg_beta)
+        elif phase == "Greg":
+            state.pl_mean += (float(side[-1]) - state.pl_mean) * cfg.loss.pl_decay
+    else:
+        opt.zero_grad(set_to_none=True)
+        state.bad_total += 1
+        stats["skipped_nonfinite"] = 1.0
+    G.requires_grad_(False)
+    D.requires_grad_(False)
+    return dict(stats)
+
+
+def phases_for(batch_idx: int, loss: LossConfig) -> list[str]:
+    out = ["Gmain"]
+    if loss.pl_weight > 0 and batch_idx % loss.pl_interval == 0:
+        out.append("Greg")
+    out.append("Dmain")
+    if loss.r1_gamma > 0 and batch_idx % loss.r1_interval == 0:
+        out.append("Dreg")
+    return out
+
+
+def train_step(nets: Networks, reals: RealBatches, state: TrainState, cfg: TrainConfig, d: Dist,
+               rounds: int) -> dict[str, float]:  # fmt: skip
+    """One iteration (all phases) + EMA; advances the image counter."""
+    stats: dict[str, float] = {}
+    skipped = []
+    for phase in phases_for(state.batch_idx, cfg.loss):
+        phase_stats = run_phase(phase, nets, reals, state, cfg, d, rounds)
+        if phase_stats.pop("skipped_nonfinite", 0):
+            skipped.append(phase)
+        stats |= phase_stats
+    state.bad_consecutive = state.bad_consecutive + 1 if skipped else 0
+    if state.bad_consecutive > cfg.max_bad_steps:
+        raise TrainingError(
+            f"{state.bad_consecutive} iterations in a row had non-finite losses or gradients "
+            f"(last: {', '.join(skipped)} at kimg {state.cur_nimg / 1000:.2f}); stopping"
+        )
+    stats["skipped_phases"] = float(len(skipped))
+    state.cur_nimg += cfg.batch
+    state.batch_idx += 1
+    update_ema(nets.G_ema, nets.G, ema_beta(cfg, state.cur_nimg))
+    return stats
+
+
+# --------------------------------------------------------------------------------------------------
+# Graceful interruption
+# --------------------------------------------------------------------------------------------------
+
+
+class StopFlag:
+    """Ctrl-C (SIGINT) or SIGTERM finish the current iteration, write a checkpoint and stop."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # a second Ctrl-C aborts at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def mean_stats(rows: list[dict[str, float]]) -> dict[str, float]:
+    keys = sorted({k for r in rows for k in r})
+    return {k: float(np.mean([r[k] for r in rows if k in r])) for k in keys}
+
+
+def rounds_for(cfg: TrainConfig, d: Dist) -> int:
+    per_rank, rem = divmod(cfg.batch, d.world)
+    rounds, rem2 = divmod(per_rank, cfg.batch_gpu) if not rem else (0, 1)
+    if rem or rem2 or rounds < 1:
+        raise ValueError(
+            f"batch {cfg.batch} must be a multiple of batch_gpu {cfg.batch_gpu} × processes {d.world}"
+        )
+    return rounds
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------------
+
+
+def open_dataset(data: str | Path, model: ModelConfig, flip: bool) -> torch.utils.data.Dataset:
+    """Volumes for a 3D model, axial slices for a 2D twin; refuses a shape the model does not generate."""
+    from medgan3d.data import SliceDataset, VolumeDataset
+
+    dataset = (VolumeDataset if model.spatial_dims == 3 else SliceDataset)(data, split="train", flip=flip)
+    if len(dataset) == 0:
+        raise ValueError(f"{data}: the train split is empty")
+    shape = tuple(dataset[0].shape)
+    if shape != model.output_shape:
+        raise ValueError(
+            f"{data}: items are {list(shape)} but the model generates {list(model.output_shape)}; "
+            "prepare the data at the model's shape (medgan3d prepare ... --shape) or pick another preset"
+        )
+    return dataset
+
+
+def _resume_paths(resume: str | Path) -> tuple[Path, Path]:
+    ckpt_dir = ckpt.resolve_checkpoint(resume)
+    run_dir = ckpt_dir.parent.parent
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir}: no config.yaml, not a medgan3d run folder")
+    return run_dir, ckpt_dir
+
+
+def _write_run_files(run_dir: Path, config: dict[str, Any], data: Path) -> None:
+    import yaml
+
+    from medgan3d.modeling import atomic_write
+
+    text = yaml.safe_dump(config, sort_keys=False)
+    atomic_write(run_dir / "config.yaml", lambda p: p.write_text(text))
+    manifest = data / "dataset.json"
+    if manifest.is_file():  # generate maps intensities back and writes the data's spacing from it
+        atomic_write(run_dir / "dataset.json", lambda p: p.write_bytes(manifest.read_bytes()))
+
+
+def _stop_requested(flag: StopFlag, d: Dist) -> bool:
+    t = torch.tensor([1.0 if flag.requested else 0.0], device=d.device)
+    if d.world > 1:
+        dist.all_reduce(t)
+    return bool(t.item() > 0)
+
+
+def _spacing(data: Path, spatial_dims: int) -> Any:
+    import json
+
+    try:
+        spacing = json.loads((data / "dataset.json").read_text()).get("spacing")
+    except (OSError, ValueError):
+        return None
+    return spacing if spatial_dims == 3 else None
+
+
+def _snapshot(nets: Networks, state: TrainState, cfg: TrainConfig, run_dir: Path, record: dict[str, Any],
+              logger: Any, spacing: Any, data: Path, config: dict[str, Any]) -> Path:  # fmt: skip
+    kimg = state.cur_nimg / 1000
+    png = save_grid(
+        generated_volumes(nets.G_ema, cfg.grid), run_dir / f"fakes{state.cur_nimg:09d}.png", spacing
+    )
+    logger.image("fakes", png, kimg)
+    if cfg.metrics:
+        from medgan3d.metrics import evaluate_generator
+
+        scores = evaluate_generator(nets.G_ema, data, metrics=list(cfg.metrics), num_samples=cfg.metrics_samples,
+                                    seed=cfg.seed)  # fmt: skip
+        record |= {f"metrics/{k}": v for k, v in scores.items() if isinstance(v, int | float)}
+    payload = {"state": dataclasses.asdict(state), "config": config}
+    tensors = {"rng.torch": torch.get_rng_state()}
+    return ckpt.save_checkpoint(
+        run_dir, state.cur_nimg, nets.modules(), nets.optimizers(), payload, tensors, cfg.keep_last
+    )
+
+
+def train(
+    data: str | Path,
+    model: ModelConfig,
+    cfg: TrainConfig,
+    outdir: str | Path = "runs",
+    desc: str | None = None,
+    resume: str | Path | None = None,
+    init: dict[str, nn.Module] | None = None,
+    init_info: dict[str, Any] | None = None,
+    preset: str = "",
+    device: str | None = None,
+) -> Path:
+    """Train (or resume) a run; returns the run folder. See the module docstring for the phases.
+
+    ``init``: networks (``G``, ``G_ema``, ``D``) whose weights replace the random init, e.g. inflated from a
+    2D checkpoint; ``init_info`` is recorded in config.yaml. On ``resume`` the run's own config.yaml is used
+    and only ``cfg.kimg`` (the new total) is taken from the arguments.
+    """
+    import yaml
+
+    d = setup_distributed(device)
+    data = Path(data)
+    run_dir: Path | None = None
+    ckpt_dir = None
+    if resume is not None:
+        run_dir, ckpt_dir = _resume_paths(resume)
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        model = ModelConfig(**saved["model"])
+        cfg = dataclasses.replace(
+            train_config_from_dict(saved["train"], str(run_dir / "config.yaml")), kimg=cfg.kimg
+        )
+        data, preset, init_info = Path(saved["data"]), saved.get("preset", ""), saved.get("init")
+    dataset = open_dataset(data, model, cfg.flip)
+    rounds = rounds_for(cfg, d)
+    from_inflated = bool(init_info and init_info.get("strategy", "none") != "none")
+    nets = build_networks(model, cfg, d.device, from_inflated, init)
+    state = TrainState()
+    config = {"preset": preset, "data": str(data.resolve()), "world_size": d.world, "init": init_info,
+              "model": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(model).items()},
+              "train": cfg.to_dict()}  # fmt: skip
+    config["train"]["betas"] = list(cfg.betas)
+    config["train"]["metrics"] = list(cfg.metrics)
+    if ckpt_dir is not None:
+        saved_state, tensors = ckpt.load_checkpoint(ckpt_dir, nets.modules(), nets.optimizers())
+        state = TrainState(**saved_state["state"])
+        torch.set_rng_state(tensors["rng.torch"])
+    else:
+        broadcast_networks(nets, d)
+    if d.is_main:
+        if run_dir is None:
+            run_dir = new_run_dir(outdir, desc or f"{preset or 'custom'}-{data.name}")
+        _write_run_files(run_dir, config, data)
+        if ckpt_dir is None:
+            reals_grid = np.stack([dataset[i][0].numpy() for i in range(min(cfg.grid, len(dataset)))])
+            save_grid(reals_grid, run_dir / "reals.png", _spacing(data, model.spatial_dims))
+    logger = RunLogger(run_dir if d.is_main else None, cfg.kimg, state.cur_nimg / 1000)
+    spacing = _spacing(data, model.spatial_dims)
+    reals = RealBatches(dataset, cfg, d, rounds)
+    total = int(cfg.kimg * 1000)
+    rows: list[dict[str, float]] = []
+    tick_time = time.perf_counter()
+    logger.print(f"run {run_dir} · {len(dataset)} training items · batch {cfg.batch} = {d.world} × {rounds} × "
+                 f"{cfg.batch_gpu} · {'bf16' if cfg.bf16 else 'fp32'} · {d.device}")  # fmt: skip
+    try:
+        with StopFlag() as stop:
+            while state.cur_nimg < total:
+                step_start = time.perf_counter()
+                rows.append(train_step(nets, reals, state, cfg, d, rounds))
+                rows[-1]["sec_per_iter"] = time.perf_counter() - step_start
+                stopping = _stop_requested(stop, d)
+                done = state.cur_nimg >= total
+                kimg = state.cur_nimg / 1000
+                logger.step(kimg, f"G {rows[-1].get('loss/G', 0):.3f} D {rows[-1].get('loss/D', 0):.3f}")
+                if not (done or stopping or state.cur_nimg >= state.tick_start_nimg + cfg.tick_kimg * 1000):
+                    continue
+                now = time.perf_counter()
+                tick_kimg = (state.cur_nimg - state.tick_start_nimg) / 1000
+                state.elapsed_s += now - tick_time
+                record: dict[str, Any] = {"tick": state.tick, "kimg": kimg, "sec_per_kimg": (now - tick_time) / tick_kimg,
+                                          "skipped_total": state.bad_total, "pl_mean": state.pl_mean} | mean_stats(rows)  # fmt: skip
+                state.tick += 1
+                state.tick_start_nimg = state.cur_nimg
+                saved_to = None
+                if d.is_main and (state.tick % cfg.snapshot_ticks == 0 or done or stopping):
+                    assert run_dir is not None
+                    saved_to = _snapshot(nets, state, cfg, run_dir, record, logger, spacing, data, config)
+                logger.tick(record)
+                if saved_to is not None:
+                    logger.print(f"checkpoint {saved_to}")
+                rows, tick_time = [], time.perf_counter()
+                if stopping:
+                    logger.print("stopped on request; resume with --resume " + str(run_dir))
+                    break
+    except TrainingError as exc:
+        last = ckpt.list_checkpoints(run_dir) if run_dir else []
+        where = f"last good checkpoint: {last[-1]}" if last else "no checkpoint was written"
+        raise TrainingError(f"{exc}; {where}") from exc
+    finally:
+        logger.close()
+    return run_dir if run_dir is not None else Path(outdir)

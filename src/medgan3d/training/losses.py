@@ -1,0 +1,100 @@
+"""The StyleGAN2 objective in phases Gmain, Greg, Dmain, Dreg (seed 001 §3.1, §4.2.3; DESIGN.md).
+
+* Gmain: non-saturating logistic loss ``softplus(-D(G(z)))``.
+* Greg:  path-length regularisation every ``pl_interval`` G steps, weight 2, on half the batch.
+* Dmain: ``softplus(D(G(z))) + softplus(-D(x))``.
+* Dreg:  lazy R1, ``γ/2 · Σ_{C, all spatial axes} (∂D(x)/∂x)²`` on the un-augmented reals, every
+  ``r1_interval`` D steps.
+
+Lazy regularisers are multiplied by their interval here; the matching Adam correction (lr·r, betas**r
+with r = k/(k+1)) lives in :func:`medgan3d.training.loop.make_optimizer`.
+Each function returns the loss of ONE micro-batch already divided by ``rounds`` so that gradients summed
+over micro-batches (and averaged over ranks) are the gradient of the global-batch mean.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from medgan3d.networks import Discriminator, Generator
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Defaults follow seed 001 §4.2.3 (γ = 0.0512) and StyleGAN2 for the rest."""
+
+    r1_gamma: float = 0.0512
+    r1_interval: int = 16
+    pl_weight: float = 2.0
+    pl_interval: int = 4
+    pl_decay: float = 0.01
+    pl_batch_shrink: int = 2
+    style_mixing: float = 0.9
+
+
+def map_with_mixing(G: Generator, z: Tensor, prob: float) -> Tensor:
+    """Mapping with style mixing: with probability ``prob`` the ws after one random cutoff come from a
+    second z (one cutoff per micro-batch in ``[1, num_ws)``). The second pass never updates ``w_avg``."""
+    ws = G.mapping(z)
+    if prob > 0 and torch.rand(()) < prob:
+        cutoff = int(torch.randint(1, ws.shape[1], ()))
+        ws[:, cutoff:] = G.mapping(torch.randn_like(z))[:, cutoff:]
+    return ws
+
+
+def g_main(G: Generator, D: Discriminator, z: Tensor, cfg: LossConfig, autocast: AbstractContextManager,
+           rounds: int) -> tuple[Tensor, dict[str, float]]:  # fmt: skip
+    with autocast:
+        img = G.synthesis(map_with_mixing(G, z, cfg.style_mixing))
+        logits = D(img).float()
+    loss = F.softplus(-logits).mean()
+    return loss / rounds, {"loss/G": loss.item(), "scores/fake": logits.mean().item()}
+
+
+def g_pl(G: Generator, z: Tensor, pl_mean: Tensor, cfg: LossConfig, autocast: AbstractContextManager,
+         rounds: int) -> tuple[Tensor, dict[str, float], Tensor]:  # fmt: skip
+    """Path-length penalty against the current ``pl_mean``; also returns this micro-batch's mean length
+    (the loop updates ``pl_mean`` once per phase with the mean over the global batch)."""
+    n = max(z.shape[0] // cfg.pl_batch_shrink, 1)
+    with autocast:
+        ws = map_with_mixing(G, z[:n], cfg.style_mixing)
+        img = G.synthesis(ws).float()
+    voxels = math.prod(img.shape[2:])
+    noise = torch.randn_like(img) / math.sqrt(voxels)
+    (grads,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
+    lengths = grads.float().square().sum(2).mean(1).sqrt()
+    penalty = (lengths - pl_mean).square().mean()
+    loss = penalty * cfg.pl_weight * cfg.pl_interval
+    stats = {"loss/pl_penalty": penalty.item(), "pl_length": lengths.mean().item()}
+    return loss / rounds, stats, lengths.detach().mean()
+
+
+def d_main(G: Generator, D: Discriminator, z: Tensor, real: Tensor, cfg: LossConfig,
+           autocast: AbstractContextManager, rounds: int) -> tuple[Tensor, dict[str, float], Tensor]:  # fmt: skip
+    """Returns the loss, stats and the micro-batch's mean w (the loop updates ``w_avg`` from it)."""
+    with torch.no_grad(), autocast:
+        ws = map_with_mixing(G, z, cfg.style_mixing)
+        fake = G.synthesis(ws)
+    with autocast:
+        fake_logits = D(fake).float()
+        real_logits = D(real).float()
+    loss = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+    stats = {"loss/D": loss.item(), "scores/real": real_logits.mean().item()}
+    return loss / rounds, stats, ws[:, 0].float().mean(0)
+
+
+def d_r1(D: Discriminator, real: Tensor, cfg: LossConfig, autocast: AbstractContextManager,
+         rounds: int) -> tuple[Tensor, dict[str, float]]:  # fmt: skip
+    real = real.detach().requires_grad_(True)
+    with autocast:
+        logits = D(real).float()
+    (grads,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
+    penalty = grads.float().square().flatten(1).sum(1)  # over C and every spatial axis
+    loss = penalty.mean() * (cfg.r1_gamma / 2) * cfg.r1_interval
+    return loss / rounds, {"loss/r1_penalty": penalty.mean().item()}

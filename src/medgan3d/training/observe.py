@@ -1,0 +1,111 @@
+"""What a run shows: run folders, stats.jsonl, TensorBoard scalars and images, snapshot grids, progress."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from medgan3d.networks import Generator
+from medgan3d.viz import save_slice_grid
+
+RUN_RE = re.compile(r"^(\d{5})-")
+
+
+def new_run_dir(outdir: str | Path, desc: str) -> Path:
+    """``outdir/NNNNN-desc`` with the next free number."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    used = [int(m.group(1)) for p in outdir.iterdir() if (m := RUN_RE.match(p.name))]
+    run = outdir / f"{(max(used) + 1) if used else 0:05d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', desc)}"
+    run.mkdir()
+    return run
+
+
+@torch.no_grad()
+def generated_volumes(G: Generator, n: int, seed: int = 0, psi: float = 1.0) -> np.ndarray:
+    """``n`` samples (seeds ``seed..seed+n-1``, constant noise) as ``[n, *spatial]`` float32 numpy."""
+    device = next(G.parameters()).device
+    zs = torch.stack(
+        [torch.randn(G.z_dim, generator=torch.Generator().manual_seed(seed + i)) for i in range(n)]
+    )
+    img = G(zs.to(device), truncation_psi=psi, noise_mode="const")
+    return img[:, 0].float().cpu().numpy()
+
+
+def save_grid(volumes: np.ndarray, path: Path, spacing: Any = None) -> Path:
+    """Centre-slice grid for 3D volumes; a row of images for 2D samples."""
+    if volumes.ndim == 3:  # 2D samples [n, H, W] → one pseudo-volume row each (axial only is meaningful)
+        volumes = volumes[:, None]
+    spacing = spacing if spacing is not None else (1.0, 1.0, 1.0)
+    return save_slice_grid(list(volumes), path, spacing=spacing)
+
+
+class RunLogger:
+    """stats.jsonl lines, TensorBoard scalars/images and console output; inert on ranks other than 0."""
+
+    def __init__(self, run_dir: Path | None, total_kimg: float, start_kimg: float) -> None:
+        self.run_dir = run_dir
+        self.console = Console(stderr=False)
+        self.writer = None
+        self.progress: Progress | None = None
+        if run_dir is None:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir))
+        except ImportError:  # tensorboard is optional at run time
+            self.console.print("[yellow]tensorboard not installed: no TensorBoard events[/yellow]")
+        self.progress = Progress(
+            TextColumn("[bold]kimg {task.completed:.2f}/{task.total:.2f}"), BarColumn(),
+            TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=self.console, transient=True,
+        )  # fmt: skip
+        self.task = self.progress.add_task("train", total=total_kimg, completed=start_kimg, info="")
+        self.progress.start()
+        self.last = time.perf_counter()
+
+    def step(self, kimg: float, info: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=kimg, info=info)
+
+    def tick(self, record: dict[str, Any]) -> None:
+        if self.run_dir is None:
+            return
+        with open(self.run_dir / "stats.jsonl", "a") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+        if self.writer is not None:
+            for k, v in record.items():
+                if isinstance(v, int | float) and k not in ("kimg", "tick"):
+                    self.writer.add_scalar(k, v, global_step=int(record["kimg"] * 1000))
+            self.writer.flush()
+        losses = " ".join(f"{k.split('/')[-1]} {record[k]:.3f}" for k in ("loss/G", "loss/D") if k in record)
+        self.console.print(
+            f"tick {record['tick']:<4d} kimg {record['kimg']:<8.2f} s/kimg {record['sec_per_kimg']:<7.2f} "
+            f"{losses} skipped {record['skipped_total']}"
+        )
+
+    def image(self, tag: str, png: Path, kimg: float) -> None:
+        if self.writer is None:
+            return
+        import matplotlib.image as mpimg
+
+        arr = mpimg.imread(str(png))[..., :3]
+        self.writer.add_image(tag, arr, global_step=int(kimg * 1000), dataformats="HWC")
+
+    def print(self, text: str) -> None:
+        if self.run_dir is not None:
+            self.console.print(text)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        if self.writer is not None:
+            self.writer.close()
