@@ -226,3 +226,51 @@ def test_train_config_rejects_unknown_keys() -> None:
     with pytest.raises(ValueError, match=r"unknown train keys \['batchsize'\]"):
         loop.train_config_from_dict({"batchsize": 4})
     assert dataclasses.replace(tiny_cfg(), kimg=1.0).kimg == 1.0
+
+
+def test_pretrain_2d_then_train_3d_from_inflated_weights(brain16: Path, tmp_path: Path) -> None:
+    """`pretrain` trains the 2D twin on axial slices; `train --init-from` starts 3D from its inflation."""
+    from typer.testing import CliRunner
+
+    from medgan3d.cli.main import app
+
+    runner = CliRunner()
+    args = [
+        "--data",
+        str(brain16),
+        "--config",
+        "tiny",
+        "--batch",
+        "8",
+        "--batch-gpu",
+        "4",
+        "--out",
+        str(tmp_path),
+    ]
+    result = runner.invoke(app, ["pretrain", *args, "--kimg", "0.016", "--desc", "twin"])
+    assert result.exit_code == 0, result.output
+    run2d = tmp_path / "00000-twin"
+    G2 = load_generator(run2d)
+    assert G2.spatial_dims == 2 and G2.img_shape == (1, 16, 16)
+    result = runner.invoke(app, ["train", *args, "--kimg", "0.008", "--init-from", str(run2d),
+                                 "--inflate", "inflate-1", "--inflate-parts", "G"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    run3d = tmp_path / "00001-tiny-brain16"
+    config = __import__("yaml").safe_load((run3d / "config.yaml").read_text())
+    assert config["init"] == {"from": str(run2d), "strategy": "inflate-1", "parts": "G"}
+    assert config["train"]["lr"] is None  # resolved to 0.002 for inflated starts:
+    state = json.loads((list_checkpoints(run3d)[-1] / "training_state.json").read_text())
+    assert state["optimizer_param_groups"]["G"][0]["lr"] == pytest.approx(0.002 * 4 / 5)
+    # the mapping network was copied from the 2D generator, then trained one step at lr 0.002·0.01
+    G3 = load_generator(run3d, ema=False)
+    w2 = G2.mapping.layers[0].weight
+    w3 = G3.mapping.layers[0].weight
+    assert (
+        (w3 - w2).abs().max()
+        < 0.05
+        < (w3 - load_preset("tiny").model.build_generator().mapping.layers[0].weight).abs().max()
+    )
+    bad = runner.invoke(
+        app, ["train", *args, "--kimg", "0.008", "--init-from", str(run2d), "--config", "coca-ss"]
+    )
+    assert bad.exit_code != 0

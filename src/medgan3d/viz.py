@@ -36,7 +36,9 @@ def save_slice_grid(
     aspects = [sh / sw, sd / sw, sd / sh]  # rows/cols pixel aspect of axial, coronal, sagittal
     fig, axes = plt.subplots(len(volumes), 3, figsize=(7.5, 2.6 * len(volumes)), squeeze=False)
     for row, vol in enumerate(volumes):
-        for col, (img, aspect) in enumerate(zip(centre_slices(np.asarray(vol, dtype=np.float32)), aspects, strict=True)):
+        for col, (img, aspect) in enumerate(
+            zip(centre_slices(np.asarray(vol, dtype=np.float32)), aspects, strict=True)
+        ):
             ax = axes[row, col]
             # Flip rows so that superior/anterior is up for the RAS-ordered [D, H, W] layout.
             ax.imshow(img[::-1], cmap="gray", vmin=vrange[0], vmax=vrange[1], aspect=aspect)
@@ -46,6 +48,29 @@ def save_slice_grid(
                 ax.set_title(PLANES[col])
         if titles is not None:
             axes[row, 0].set_ylabel(titles[row])
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=100))
+    plt.close(fig)
+    return path
+
+
+def save_image_grid(images: Sequence[np.ndarray], path: str | os.PathLike[str], columns: int = 8,
+                    vrange: tuple[float, float] = (-1.0, 1.0)) -> Path:  # fmt: skip
+    """PNG grid of 2D images ``[H, W]`` (2D-twin samples, axial slices), rows flipped like the volume grid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = (len(images) + columns - 1) // columns
+    cols = min(columns, len(images))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img in zip(axes.flat, images, strict=False):
+        ax.imshow(np.asarray(img, dtype=np.float32)[::-1], cmap="gray", vmin=vrange[0], vmax=vrange[1])
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

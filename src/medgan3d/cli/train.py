@@ -30,8 +30,45 @@ def train(
     flip: bool | None = typer.Option(None, "--flip/--no-flip", help="Random left-right flips of reals."),
     desc: str | None = typer.Option(None, "--desc", help="Run folder suffix."),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
+    init_from: Path | None = typer.Option(None, "--init-from", help="2D run/checkpoint to inflate from."),
+    inflate: str = typer.Option(
+        "inflate-1", "--inflate", help="none|inflate-1|-2|-3|-asc|-nwi (seed 001 §3.2)."
+    ),
+    inflate_parts: str = typer.Option("GD", "--inflate-parts", help="G, D or GD."),
 ) -> None:
     """Train a StyleGAN2-family model (3D on volumes, or a 2D twin `NAME-2d` on axial slices)."""
+    _train(**locals())
+
+
+def pretrain(
+    data: Path = typer.Option(..., "--data", help="Prepared dataset folder; its axial slices are used."),
+    config: str = typer.Option("tiny", "--config", "-c", help="3D preset whose 2D twin is trained."),
+    kimg: float | None = typer.Option(None, "--kimg", help="Total length in thousands of slices."),
+    batch: int | None = typer.Option(None, "--batch"),
+    batch_gpu: int | None = typer.Option(None, "--batch-gpu"),
+    out: Path = typer.Option(Path("runs"), "--out"),
+    resume: Path | None = typer.Option(None, "--resume"),
+    seed: int | None = typer.Option(None, "--seed"),
+    bf16: bool | None = typer.Option(None, "--bf16/--fp32"),
+    lr: float | None = typer.Option(None, "--lr"),
+    tick: float | None = typer.Option(None, "--tick"),
+    snap: int | None = typer.Option(None, "--snap"),
+    flip: bool | None = typer.Option(None, "--flip/--no-flip"),
+    desc: str | None = typer.Option(None, "--desc"),
+    device: str | None = typer.Option(None, "--device"),
+) -> None:
+    """Pretrain the 2D twin of a 3D preset on the axial slices of a prepared dataset (seed 001 §3.2)."""
+    twin = config if config.endswith("-2d") or config.endswith((".yaml", ".yml")) else f"{config}-2d"
+    _train(**(locals() | {"config": twin, "gamma": None, "metrics": None, "init_from": None}))
+
+
+def _train(
+    data: Path | None, config: str, kimg: float | None, batch: int | None, batch_gpu: int | None, out: Path,
+    resume: Path | None, seed: int | None, bf16: bool | None, lr: float | None, gamma: float | None,
+    tick: float | None, snap: int | None, metrics: str | None, flip: bool | None, desc: str | None,
+    device: str | None, init_from: Path | None = None, inflate: str = "inflate-1", inflate_parts: str = "GD",
+    **_: object,
+) -> None:  # fmt: skip
     import dataclasses
 
     from medgan3d.config import load_preset
@@ -55,9 +92,15 @@ def train(
         cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, r1_gamma=gamma))
     if resume is not None and kimg is None:
         raise _fail("--resume needs --kimg (the new total length)")
+    init, init_info = None, None
     try:
-        run_dir = run_training(data or Path("."), preset.model, cfg, outdir=out, desc=desc, resume=resume,
-                               preset=preset.name, device=device)  # fmt: skip
+        if init_from is not None:
+            from medgan3d.inflate import inflate_checkpoint
+
+            init = inflate_checkpoint(init_from, preset.model, inflate, parts=inflate_parts, seed=cfg.seed)
+            init_info = {"from": str(init_from), "strategy": inflate, "parts": inflate_parts}
+        run_dir = run_training(data or Path("."), preset.model, cfg, outdir=out, desc=desc, resume=resume, init=init,
+                               init_info=init_info, preset=preset.name, device=device)  # fmt: skip
     except (TrainingError, ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from exc
     typer.echo(f"run folder: {run_dir}")

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from medgan3d.networks import Generator
-from medgan3d.viz import save_slice_grid
+from medgan3d.viz import save_image_grid, save_slice_grid
 
 RUN_RE = re.compile(r"^(\d{5})-")
 
@@ -42,8 +42,8 @@ def generated_volumes(G: Generator, n: int, seed: int = 0, psi: float = 1.0) -> 
 
 def save_grid(volumes: np.ndarray, path: Path, spacing: Any = None) -> Path:
     """Centre-slice grid for 3D volumes; a row of images for 2D samples."""
-    if volumes.ndim == 3:  # 2D samples [n, H, W] → one pseudo-volume row each (axial only is meaningful)
-        volumes = volumes[:, None]
+    if volumes.ndim == 3:  # 2D samples [n, H, W]
+        return save_image_grid(list(volumes), path)
     spacing = spacing if spacing is not None else (1.0, 1.0, 1.0)
     return save_slice_grid(list(volumes), path, spacing=spacing)
 
