@@ -1,40 +1,98 @@
-"""`medgan3d demo`: the whole pipeline on an embedded dataset (grows as the pipeline lands)."""
+"""`medgan3d demo`: the whole pipeline on the embedded brain phantom, offline, minutes on a laptop CPU.
+
+prepare → pretrain the 2D twin on axial slices → inflate it (inflate-1, G and D) → train 3D → generate →
+evaluate. Each step is the same command a user would type; the demo prints it before running it.
+"""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import typer
 
 
+def _run(args: list[str]) -> None:
+    from medgan3d.cli.main import app
+
+    typer.secho("\n$ medgan3d " + shlex.join(args), bold=True)
+    try:
+        app(args, standalone_mode=False)
+    except typer.Exit as exc:
+        if exc.exit_code:
+            raise
+
+
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Folder for everything the demo writes."),
-    config: str = typer.Option("tiny", "--config", "-c", help="Preset to build."),
+    config: str = typer.Option("tiny", "--config", "-c", help="3D preset (its 2D twin is pretrained)."),
+    subjects: int = typer.Option(48, "--subjects", help="Brain phantom subjects to generate."),
+    kimg_2d: float = typer.Option(4.0, "--kimg-2d", help="2D pretraining length (thousands of slices)."),
+    kimg_3d: float = typer.Option(6.0, "--kimg-3d", help="3D training length (thousands of volumes)."),
+    samples: int = typer.Option(32, "--samples", help="Volumes generated for the evaluation."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Build a preset, print its summary, sample one volume from the (untrained) generator, save NIfTI + PNG."""
-    import nibabel as nib
-    import numpy as np
-    import torch
-
-    from medgan3d.cli.info import info
+    """Run the whole pipeline on an embedded dataset and print where the outputs are."""
     from medgan3d.config import load_preset
-    from medgan3d.modeling import atomic_write
-    from medgan3d.viz import save_slice_grid
+    from medgan3d.training.checkpoint import list_checkpoints
 
-    info(config=config, as_json=False)
     preset = load_preset(config)
-    torch.manual_seed(seed)
-    G = preset.model.build_generator().eval()
-    with torch.no_grad():
-        volume = G(torch.randn(1, G.z_dim), noise_mode="const")[0, 0].numpy()
-    out.mkdir(parents=True, exist_ok=True)
-    G.save_pretrained(out / "generator")
-    # [D, H, W] with D axial (inferior→superior) is [k, j, i]; NIfTI wants [i, j, k] in RAS.
-    image = nib.Nifti1Image(np.ascontiguousarray(volume.transpose(2, 1, 0)), affine=np.eye(4))
-    nifti = out / "sample_untrained.nii.gz"
-    atomic_write(nifti, lambda p: nib.save(image, p))
-    png = save_slice_grid([volume], out / "sample_untrained.png", vrange=(volume.min(), volume.max()))
-    typer.echo(f"untrained {preset.name} generator: {out / 'generator'}")
-    typer.echo(f"sample volume {list(volume.shape)}: {nifti}")
-    typer.echo(f"centre slices: {png}")
+    shape = "x".join(str(s) for s in preset.model.output_shape[1:])
+    data, runs = out / "data" / f"brain-{shape}", out / "runs"
+    if not (data / "dataset.json").is_file():
+        _run(
+            [
+                "prepare",
+                "brain-phantom",
+                "-n",
+                str(subjects),
+                "-o",
+                str(data),
+                "--shape",
+                shape,
+                "--seed",
+                str(seed),
+            ]
+        )
+    _run(["info", "--config", config])
+    common = ["--data", str(data), "--config", config, "--out", str(runs), "--seed", str(seed)]
+    _run(
+        [
+            "pretrain",
+            *common,
+            "--kimg",
+            str(kimg_2d),
+            "--batch",
+            "16",
+            "--batch-gpu",
+            "8",
+            "--desc",
+            "demo-2d",
+        ]
+    )
+    run2d = _latest_run(runs, "demo-2d")
+    _run(["train", *common, "--kimg", str(kimg_3d), "--init-from", str(run2d), "--inflate", "inflate-1",
+          "--inflate-parts", "GD", "--desc", "demo-3d"])  # fmt: skip
+    run3d = _latest_run(runs, "demo-3d")
+    _run(["generate", str(run3d), "-n", "8", "--trunc", "0.8", "-o", str(out / "samples")])
+    _run(["evaluate", str(run3d), "--data", str(data), "-n", str(samples), "--metrics", "fid,mmd,ms_ssim,psnr",
+          "--bootstrap", "50", "-o", str(out / "evaluation")])  # fmt: skip
+    last = list_checkpoints(run3d)[-1]
+    typer.secho("\nDemo finished. Outputs:", bold=True, fg="green")
+    for label, path in [
+        ("prepared dataset", data),
+        ("2D pretraining run", run2d),
+        ("3D run (stats.jsonl, TensorBoard, fakes*.png)", run3d),
+        ("3D checkpoint", last),
+        ("generated NIfTI volumes (+ preview.png)", out / "samples"),
+        ("evaluation report", out / "evaluation" / "report.html"),
+    ]:
+        typer.echo(f"  {label:<48} {path}")
+    typer.echo(f"  TensorBoard: tensorboard --logdir {runs}")
+
+
+def _latest_run(runs: Path, desc: str) -> Path:
+    matches = sorted(p for p in runs.iterdir() if p.is_dir() and p.name.endswith(f"-{desc}"))
+    if not matches:
+        raise typer.Exit(f"no run folder *-{desc} in {runs}")
+    return matches[-1]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import json
 import os
 import signal
 import time
@@ -427,8 +428,6 @@ def _stop_requested(flag: StopFlag, d: Dist) -> bool:
 
 
 def _spacing(data: Path, spatial_dims: int) -> Any:
-    import json
-
     try:
         spacing = json.loads((data / "dataset.json").read_text()).get("spacing")
     except (OSError, ValueError):
@@ -444,11 +443,14 @@ def _snapshot(nets: Networks, state: TrainState, cfg: TrainConfig, run_dir: Path
     )
     logger.image("fakes", png, kimg)
     if cfg.metrics:
-        from medgan3d.metrics import evaluate_generator
+        from medgan3d.metrics import evaluate_generator, scalars
 
-        scores = evaluate_generator(nets.G_ema, data, metrics=list(cfg.metrics), num_samples=cfg.metrics_samples,
-                                    seed=cfg.seed)  # fmt: skip
-        record |= {f"metrics/{k}": v for k, v in scores.items() if isinstance(v, int | float)}
+        device = str(next(nets.G_ema.parameters()).device)
+        result = evaluate_generator(nets.G_ema, data, num_samples=cfg.metrics_samples, metrics=tuple(cfg.metrics),
+                                    seed=cfg.seed, device=device)  # fmt: skip
+        record |= {f"metrics/{k}": v for k, v in scalars(result).items()}
+        with open(run_dir / "metrics.jsonl", "a") as f:  # full result: extractor, weights, sample counts, ...
+            f.write(json.dumps({"kimg": kimg} | result, default=str) + "\n")
     payload = {"state": dataclasses.asdict(state), "config": config}
     tensors = {"rng.torch": torch.get_rng_state()}
     return ckpt.save_checkpoint(
@@ -488,6 +490,10 @@ def train(
             train_config_from_dict(saved["train"], str(run_dir / "config.yaml")), kimg=cfg.kimg
         )
         data, preset, init_info = Path(saved["data"]), saved.get("preset", ""), saved.get("init")
+    if cfg.metrics and model.spatial_dims != 3:
+        raise ValueError(
+            "metrics at snapshots score 3D volumes; a 2D twin (pretraining) cannot take --metrics"
+        )
     dataset = open_dataset(data, model, cfg.flip)
     rounds = rounds_for(cfg, d)
     from_inflated = bool(init_info and init_info.get("strategy", "none") != "none")
