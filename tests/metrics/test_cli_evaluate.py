@@ -18,8 +18,8 @@ runner = CliRunner()
 
 
 def _check_report(out) -> dict:
-    metrics = json.loads((out / "metrics.json").read_text())
-    page = (out / "report.html").read_text()
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    page = (out / "report.html").read_text(encoding="utf-8")
     images = re.findall(r"<img src='([^']+)'", page)
     assert {"real_slices.png", "generated_slices.png", "tsne.png", "fid.png"} <= set(images)
     for name in images:

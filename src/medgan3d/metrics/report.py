@@ -121,7 +121,9 @@ def write_report(
     """Write metrics.json, the figures and ``report.html`` into ``out_dir``; return the HTML path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "metrics.json", lambda p: p.write_text(json.dumps(result, indent=1) + "\n"))
+    atomic_write(
+        out / "metrics.json", lambda p: p.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    )
     figures = {}
     for label, vols in (("real volumes", art.real), ("generated volumes", art.fake)):
         name = f"{label.split()[0]}_slices.png"
@@ -136,5 +138,5 @@ def write_report(
         save_fid_bars(result, out / "fid.png")
         figures["FID per view"] = "fid.png"
     page = out / "report.html"
-    atomic_write(page, lambda p: p.write_text(_page(result, figures)))
+    atomic_write(page, lambda p: p.write_text(_page(result, figures), encoding="utf-8"))
     return page
