@@ -33,17 +33,17 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     for step in ("prepare brain-phantom", "pretrain", "train", "--init-from", "generate", "evaluate"):
         assert "$ medgan3d" in result.output and step in result.output
     data = out / "data" / "brain-16x16x16"
-    assert json.loads((data / "dataset.json").read_text())["count"] == 10
+    assert json.loads((data / "dataset.json").read_text(encoding="utf-8"))["count"] == 10
     run3d = next((out / "runs").glob("*-demo-3d"))
-    config = (run3d / "config.yaml").read_text()
+    config = (run3d / "config.yaml").read_text(encoding="utf-8")
     assert "strategy: inflate-1" in config and "parts: GD" in config
     volumes = sorted((out / "samples").glob("*.nii.gz"))
     assert len(volumes) == 8
     vol = np.asarray(nib.load(volumes[0]).dataobj)
     assert vol.shape == (16, 16, 16) and np.isfinite(vol).all() and vol.std() > 0
-    metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
+    metrics = json.loads((out / "evaluation" / "metrics.json").read_text(encoding="utf-8"))
     assert {"fid_ax", "fid_sag", "fid_cor", "fid_avg", "mmd", "ms_ssim", "psnr"} <= set(metrics)
-    html = (out / "evaluation" / "report.html").read_text()
+    html = (out / "evaluation" / "report.html").read_text(encoding="utf-8")
     for png in re.findall(r'src="([^"]+\.png)"', html):
         assert (out / "evaluation" / png).stat().st_size > 0
     assert str(out / "evaluation" / "report.html") in result.output

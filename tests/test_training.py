@@ -119,9 +119,11 @@ def test_resume_is_bit_identical(brain16: Path, tmp_path: Path) -> None:
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    state = json.loads((list_checkpoints(resumed)[-1] / "training_state.json").read_text())["state"]
+    state = json.loads((list_checkpoints(resumed)[-1] / "training_state.json").read_text(encoding="utf-8"))[
+        "state"
+    ]
     assert state["cur_nimg"] == 96 and state["batch_idx"] == 12
-    stats = [json.loads(line) for line in (resumed / "stats.jsonl").read_text().splitlines()]
+    stats = [json.loads(line) for line in (resumed / "stats.jsonl").read_text(encoding="utf-8").splitlines()]
     assert stats[-1]["kimg"] == pytest.approx(0.096)
     assert {"loss/G", "loss/D", "loss/r1_penalty", "loss/pl_penalty", "sec_per_kimg"} <= set().union(*stats)
     assert (resumed / "reals.png").stat().st_size > 0
@@ -140,7 +142,7 @@ def test_two_processes_match_one_with_the_same_global_batch(brain16: Path, tmp_p
     subprocess.run(single, check=True, env=env, capture_output=True, timeout=300)
     (ddp_run,) = (tmp_path / "ddp").iterdir()
     (one_run,) = (tmp_path / "one").iterdir()
-    assert json.loads(json.dumps(__import__("yaml").safe_load((ddp_run / "config.yaml").read_text())))[
+    assert json.loads(json.dumps(__import__("yaml").safe_load((ddp_run / "config.yaml").read_text(encoding="utf-8"))))[
         "world_size"] == 2  # fmt: skip
     a, b = _weights(ddp_run), _weights(one_run)
     # Equal up to float summation order (measured: <= 5e-6; another seed moves weights by 1e-2 .. 5)
@@ -177,7 +179,7 @@ def test_nonfinite_steps_are_skipped_then_stop(brain16: Path, tmp_path: Path, mo
 
 def test_bf16_step_is_finite(brain16: Path, tmp_path: Path) -> None:
     run = train(brain16, load_preset("tiny").model, tiny_cfg(kimg=0.008, bf16=True), outdir=tmp_path)
-    stats = json.loads((run / "stats.jsonl").read_text().splitlines()[-1])
+    stats = json.loads((run / "stats.jsonl").read_text(encoding="utf-8").splitlines()[-1])
     assert np.isfinite(stats["loss/G"]) and np.isfinite(stats["loss/D"])
     assert stats["skipped_total"] == 0
 
@@ -207,7 +209,7 @@ def test_generate_writes_nifti_in_data_units_with_data_geometry(brain16: Path, t
         "seed0005.nii.gz",
         "seed0006.nii.gz",
     ]
-    manifest = json.loads((brain16 / "dataset.json").read_text())
+    manifest = json.loads((brain16 / "dataset.json").read_text(encoding="utf-8"))
     img = nib.load(out / "seed0005.nii.gz")
     np.testing.assert_allclose(img.affine, np.asarray(manifest["affine"]), atol=1e-5)
     # independent recomputation: G_ema of the checkpoint, seed 5, ψ 0.7, constant noise, mapped back
@@ -256,10 +258,10 @@ def test_pretrain_2d_then_train_3d_from_inflated_weights(brain16: Path, tmp_path
                                  "--inflate", "inflate-1", "--inflate-parts", "G"])  # fmt: skip
     assert result.exit_code == 0, result.output
     run3d = tmp_path / "00001-tiny-brain16"
-    config = __import__("yaml").safe_load((run3d / "config.yaml").read_text())
+    config = __import__("yaml").safe_load((run3d / "config.yaml").read_text(encoding="utf-8"))
     assert config["init"] == {"from": str(run2d), "strategy": "inflate-1", "parts": "G"}
     assert config["train"]["lr"] is None  # resolved to 0.002 for inflated starts:
-    state = json.loads((list_checkpoints(run3d)[-1] / "training_state.json").read_text())
+    state = json.loads((list_checkpoints(run3d)[-1] / "training_state.json").read_text(encoding="utf-8"))
     assert state["optimizer_param_groups"]["G"][0]["lr"] == pytest.approx(0.002 * 4 / 5)
     # the mapping network was copied from the 2D generator, then trained one step at lr 0.002·0.01
     G3 = load_generator(run3d, ema=False)

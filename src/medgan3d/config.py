@@ -159,7 +159,7 @@ def load_preset(name_or_path: str | Path) -> Preset:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: preset file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: invalid YAML ({exc})") from exc
     preset = preset_from_dict(data, str(path))

@@ -26,7 +26,7 @@ def find_manifest(
     for path in candidates:
         if path.is_file():
             try:
-                return json.loads(path.read_text())
+                return json.loads(path.read_text(encoding="utf-8"))
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}: not valid JSON ({exc})") from exc
     if data is not None:

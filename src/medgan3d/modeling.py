@@ -67,7 +67,7 @@ class PretrainedMixin:
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}  # type: ignore[attr-defined]
         atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
         text = json.dumps(self.config, indent=2, sort_keys=True) + "\n"
-        atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(text))
+        atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(text, encoding="utf-8"))
         return directory
 
     @classmethod
@@ -100,7 +100,7 @@ def read_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing config file (is {directory} a saved medgan3d network?)")
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(config, dict) or "args" not in config:

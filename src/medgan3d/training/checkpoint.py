@@ -125,7 +125,7 @@ def save_checkpoint(
             all_tensors |= opt_tensors
         save_file(all_tensors, str(tmp / TENSORS_NAME))
         payload = dict(state, optimizer_param_groups=groups)
-        (tmp / STATE_NAME).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+        (tmp / STATE_NAME).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -148,7 +148,7 @@ def load_checkpoint(
     if not state_path.is_file():
         raise FileNotFoundError(f"{ckpt_dir}: no {STATE_NAME} (not a training checkpoint)")
     try:
-        state = json.loads(state_path.read_text())
+        state = json.loads(state_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{state_path}: not valid JSON ({exc})") from exc
     for name, net in networks.items():

@@ -414,7 +414,7 @@ def _write_run_files(run_dir: Path, config: dict[str, Any], data: Path) -> None:
     from medgan3d.modeling import atomic_write
 
     text = yaml.safe_dump(config, sort_keys=False)
-    atomic_write(run_dir / "config.yaml", lambda p: p.write_text(text))
+    atomic_write(run_dir / "config.yaml", lambda p: p.write_text(text, encoding="utf-8"))
     manifest = data / "dataset.json"
     if manifest.is_file():  # generate maps intensities back and writes the data's spacing from it
         atomic_write(run_dir / "dataset.json", lambda p: p.write_bytes(manifest.read_bytes()))
@@ -429,7 +429,7 @@ def _stop_requested(flag: StopFlag, d: Dist) -> bool:
 
 def _spacing(data: Path, spatial_dims: int) -> Any:
     try:
-        spacing = json.loads((data / "dataset.json").read_text()).get("spacing")
+        spacing = json.loads((data / "dataset.json").read_text(encoding="utf-8")).get("spacing")
     except (OSError, ValueError):
         return None
     return spacing if spatial_dims == 3 else None
@@ -449,7 +449,9 @@ def _snapshot(nets: Networks, state: TrainState, cfg: TrainConfig, run_dir: Path
         result = evaluate_generator(nets.G_ema, data, num_samples=cfg.metrics_samples, metrics=tuple(cfg.metrics),
                                     seed=cfg.seed, device=device)  # fmt: skip
         record |= {f"metrics/{k}": v for k, v in scalars(result).items()}
-        with open(run_dir / "metrics.jsonl", "a") as f:  # full result: extractor, weights, sample counts, ...
+        with open(
+            run_dir / "metrics.jsonl", "a", encoding="utf-8"
+        ) as f:  # full result: extractor, weights, sample counts, ...
             f.write(json.dumps({"kimg": kimg} | result, default=str) + "\n")
     payload = {"state": dataclasses.asdict(state), "config": config}
     tensors = {"rng.torch": torch.get_rng_state()}
@@ -484,7 +486,7 @@ def train(
     ckpt_dir = None
     if resume is not None:
         run_dir, ckpt_dir = _resume_paths(resume)
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
         model = ModelConfig(**saved["model"])
         cfg = dataclasses.replace(
             train_config_from_dict(saved["train"], str(run_dir / "config.yaml")), kimg=cfg.kimg

@@ -79,7 +79,7 @@ class RunLogger:
     def tick(self, record: dict[str, Any]) -> None:
         if self.run_dir is None:
             return
-        with open(self.run_dir / "stats.jsonl", "a") as f:
+        with open(self.run_dir / "stats.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
         if self.writer is not None:
             for k, v in record.items():
