@@ -64,6 +64,12 @@ def _axis_tuple(spatial_dims: int, axis: int, on: int, off: int) -> tuple[int, .
     return tuple(on if a == axis else off for a in range(spatial_dims))
 
 
+def channels_last(x: Tensor) -> Tensor:
+    """``x`` in channels-last layout (oneDNN's depthwise FIR passes run ~2x faster in it, copies included)."""
+    fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.ndim)
+    return x.contiguous(memory_format=fmt) if fmt is not None else x
+
+
 def upsample_fir(x: Tensor, spatial_dims: int) -> Tensor:
     """×2 upsampling of every spatial dim: zero insertion then the FIR filter with gain ``2**spatial_dims``.
 
@@ -71,6 +77,7 @@ def upsample_fir(x: Tensor, spatial_dims: int) -> Tensor:
     total gain is ``2**spatial_dims``: a constant signal stays constant. (3DStyleGAN used gain 4 in 3D.)
     """
     conv_t = conv_transpose_fn(spatial_dims)
+    x = channels_last(x)
     for axis in range(spatial_dims):
         kernel = _axis_kernel(x, spatial_dims, axis, gain=2.0)
         stride = _axis_tuple(spatial_dims, axis, 2, 1)
@@ -82,6 +89,7 @@ def upsample_fir(x: Tensor, spatial_dims: int) -> Tensor:
 def downsample_fir(x: Tensor, spatial_dims: int) -> Tensor:
     """×2 downsampling of every spatial dim: FIR low-pass (gain 1) then keep every other sample."""
     conv = conv_fn(spatial_dims)
+    x = channels_last(x)
     for axis in range(spatial_dims):
         kernel = _axis_kernel(x, spatial_dims, axis, gain=1.0)
         stride = _axis_tuple(spatial_dims, axis, 2, 1)
@@ -94,6 +102,7 @@ def blur_fir(x: Tensor, spatial_dims: int, pad: int, gain: float = 1.0) -> Tenso
     """FIR low-pass of every spatial dim with ``pad`` zeros on each side (output grows by ``2*pad - 3``)."""
     conv = conv_fn(spatial_dims)
     axis_gain = gain ** (1.0 / spatial_dims)
+    x = channels_last(x)
     for axis in range(spatial_dims):
         kernel = _axis_kernel(x, spatial_dims, axis, gain=axis_gain)
         padding = _axis_tuple(spatial_dims, axis, pad, 0)
