@@ -7,11 +7,19 @@ STAMP   := $(VENV)/.installed
 # pip would resolve a multi-GB CUDA build.
 PIP_INSTALL := $(BIN)/pip install --quiet -c constraints.txt
 
-.PHONY: venv demo test test-all lint format bench clean
+.PHONY: venv demo test test-all lint format bench clean fast-malloc
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+# Optional: tcmalloc makes CPU training ~1.5x faster (see src/medgan3d/runtime.py). Installed only where we are
+# root with apt-get (containers, CI); elsewhere: `sudo apt-get install libtcmalloc-minimal4`. Never fails the build.
+fast-malloc:
+	@ls /usr/lib/*/libtcmalloc_minimal.so.4 >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (timeout 300 apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1 \
+	      || (timeout 300 apt-get update -qq >/dev/null 2>&1 && timeout 300 apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1)); } \
+	  || echo "note: libtcmalloc-minimal4 not installed; training uses glibc malloc (slower)"
+
+$(STAMP): pyproject.toml constraints.txt | fast-malloc
 	$(PY) -m venv $(VENV)
 	$(PIP_INSTALL) --upgrade pip
 	$(PIP_INSTALL) -e '.[dev]'
@@ -37,6 +45,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_variants.py
+	$(BIN)/python benchmarks/bench_train.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

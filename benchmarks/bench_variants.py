@@ -17,6 +17,7 @@ from contextlib import nullcontext
 import torch
 
 from medgan3d.config import load_preset
+from medgan3d.runtime import allocator, ensure_fast_allocator
 from medgan3d.summary import count_params
 
 COCA = ["coca-baseline", "coca-group-d", "coca-depthwise-d", "coca-ss-d", "coca-split", "coca-ss"]
@@ -84,7 +85,7 @@ def main() -> None:
     med = {n: {p: statistics.median(v) for p, v in times[n].items()} for n in names}
     ref = med[names[0]]
     threads = torch.get_num_threads()
-    print(f"batch {args.batch}, {'bf16 autocast' if args.bf16 else 'fp32'}, {threads} threads, "
+    print(f"batch {args.batch}, {'bf16 autocast' if args.bf16 else 'fp32'}, {threads} threads, {allocator()} malloc, "
           f"median of {args.repeats}, ratio = {names[0]} time / variant time (higher is faster)")  # fmt: skip
     header = f"{'preset':<18}{'params':>10}{'G f+b s':>10}{'D f+b s':>10}{'step s':>10}{'G x':>7}{'D x':>7}{'step x':>8}"
     print(header)
@@ -98,4 +99,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    ensure_fast_allocator()
     main()

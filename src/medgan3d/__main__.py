@@ -1,4 +1,4 @@
-from medgan3d.cli.main import app
+from medgan3d.cli.main import main
 
 if __name__ == "__main__":
-    app()
+    main()

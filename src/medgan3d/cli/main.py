@@ -24,3 +24,11 @@ app.command("pretrain")(train_cmd.pretrain)
 app.command("generate")(train_cmd.generate)
 app.command("inflate")(inflate_cmd.inflate)
 app.command("evaluate")(evaluate_cmd.evaluate)
+
+
+def main() -> None:
+    """Console entry point: the fast allocator when available (see medgan3d.runtime), then the app."""
+    from medgan3d.runtime import ensure_fast_allocator
+
+    ensure_fast_allocator()
+    app()
