@@ -48,12 +48,7 @@ def save_slice_grid(
                 ax.set_title(PLANES[col])
         if titles is not None:
             axes[row, 0].set_ylabel(titles[row])
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=100))
-    plt.close(fig)
-    return path
+    return _save_png(fig, path)
 
 
 def save_image_grid(images: Sequence[np.ndarray], path: str | os.PathLike[str], columns: int = 8,
@@ -71,6 +66,13 @@ def save_image_grid(images: Sequence[np.ndarray], path: str | os.PathLike[str], 
         ax.axis("off")
     for ax, img in zip(axes.flat, images, strict=False):
         ax.imshow(np.asarray(img, dtype=np.float32)[::-1], cmap="gray", vmin=vrange[0], vmax=vrange[1])
+    return _save_png(fig, path)
+
+
+def _save_png(fig, path: str | os.PathLike[str]) -> Path:  # type: ignore[no-untyped-def]
+    """Lay out, write atomically and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -70,44 +70,36 @@ def channels_last(x: Tensor) -> Tensor:
     return x.contiguous(memory_format=fmt) if fmt is not None else x
 
 
+def _fir_passes(
+    x: Tensor, spatial_dims: int, axis_gain: float, stride: int, pad: int, up: bool = False
+) -> Tensor:
+    """One depthwise pass of the 1D FIR filter per spatial axis (separable), in channels-last layout."""
+    conv = conv_transpose_fn(spatial_dims) if up else conv_fn(spatial_dims)
+    x = channels_last(x)
+    for axis in range(spatial_dims):
+        kernel = _axis_kernel(x, spatial_dims, axis, gain=axis_gain)
+        x = conv(x, kernel, stride=_axis_tuple(spatial_dims, axis, stride, 1),
+                 padding=_axis_tuple(spatial_dims, axis, pad, 0), groups=x.shape[1])  # fmt: skip
+    return x
+
+
 def upsample_fir(x: Tensor, spatial_dims: int) -> Tensor:
     """×2 upsampling of every spatial dim: zero insertion then the FIR filter with gain ``2**spatial_dims``.
 
-    Applied one axis at a time (separable), each pass a depthwise transposed convolution with gain 2, so the
-    total gain is ``2**spatial_dims``: a constant signal stays constant. (3DStyleGAN used gain 4 in 3D.)
+    Each axis is a depthwise transposed convolution with gain 2, so the total gain is ``2**spatial_dims``:
+    a constant signal stays constant. (3DStyleGAN used gain 4 in 3D.)
     """
-    conv_t = conv_transpose_fn(spatial_dims)
-    x = channels_last(x)
-    for axis in range(spatial_dims):
-        kernel = _axis_kernel(x, spatial_dims, axis, gain=2.0)
-        stride = _axis_tuple(spatial_dims, axis, 2, 1)
-        padding = _axis_tuple(spatial_dims, axis, 1, 0)
-        x = conv_t(x, kernel, stride=stride, padding=padding, groups=x.shape[1])
-    return x
+    return _fir_passes(x, spatial_dims, axis_gain=2.0, stride=2, pad=1, up=True)
 
 
 def downsample_fir(x: Tensor, spatial_dims: int) -> Tensor:
     """×2 downsampling of every spatial dim: FIR low-pass (gain 1) then keep every other sample."""
-    conv = conv_fn(spatial_dims)
-    x = channels_last(x)
-    for axis in range(spatial_dims):
-        kernel = _axis_kernel(x, spatial_dims, axis, gain=1.0)
-        stride = _axis_tuple(spatial_dims, axis, 2, 1)
-        padding = _axis_tuple(spatial_dims, axis, 1, 0)
-        x = conv(x, kernel, stride=stride, padding=padding, groups=x.shape[1])
-    return x
+    return _fir_passes(x, spatial_dims, axis_gain=1.0, stride=2, pad=1)
 
 
 def blur_fir(x: Tensor, spatial_dims: int, pad: int, gain: float = 1.0) -> Tensor:
     """FIR low-pass of every spatial dim with ``pad`` zeros on each side (output grows by ``2*pad - 3``)."""
-    conv = conv_fn(spatial_dims)
-    axis_gain = gain ** (1.0 / spatial_dims)
-    x = channels_last(x)
-    for axis in range(spatial_dims):
-        kernel = _axis_kernel(x, spatial_dims, axis, gain=axis_gain)
-        padding = _axis_tuple(spatial_dims, axis, pad, 0)
-        x = conv(x, kernel, padding=padding, groups=x.shape[1])
-    return x
+    return _fir_passes(x, spatial_dims, axis_gain=gain ** (1.0 / spatial_dims), stride=1, pad=pad)
 
 
 # --------------------------------------------------------------------------------------------------

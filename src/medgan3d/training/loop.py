@@ -536,7 +536,13 @@ def train(
                 stopping = _stop_requested(stop, d)
                 done = state.cur_nimg >= total
                 kimg = state.cur_nimg / 1000
-                logger.step(kimg, f"G {rows[-1].get('loss/G', 0):.3f} D {rows[-1].get('loss/D', 0):.3f}")
+                spk = (time.perf_counter() - tick_time) / max(
+                    (state.cur_nimg - state.tick_start_nimg) / 1000, 1e-9
+                )
+                logger.step(
+                    kimg,
+                    f"{spk:.1f} s/kimg · G {rows[-1].get('loss/G', 0):.3f} D {rows[-1].get('loss/D', 0):.3f}",
+                )
                 if not (done or stopping or state.cur_nimg >= state.tick_start_nimg + cfg.tick_kimg * 1000):
                     continue
                 now = time.perf_counter()
