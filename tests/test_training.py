@@ -276,3 +276,26 @@ def test_pretrain_2d_then_train_3d_from_inflated_weights(brain16: Path, tmp_path
         app, ["train", *args, "--kimg", "0.008", "--init-from", str(run2d), "--config", "coca-ss"]
     )
     assert bad.exit_code != 0
+
+
+def test_metrics_at_snapshots_go_to_stats_and_metrics_jsonl(brain16: Path, tmp_path: Path) -> None:
+    cfg = tiny_cfg(
+        kimg=0.016, tick_kimg=0.008, snapshot_ticks=1, metrics=("fid", "ms_ssim"), metrics_samples=6
+    )
+    run = train(brain16, load_preset("tiny").model, cfg, outdir=tmp_path)
+    stats = [json.loads(line) for line in (run / "stats.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [round(s["kimg"], 3) for s in stats] == [0.008, 0.016]
+    for s in stats:
+        assert {
+            "metrics/fid_ax",
+            "metrics/fid_sag",
+            "metrics/fid_cor",
+            "metrics/fid_avg",
+            "metrics/ms_ssim",
+        } <= set(s)
+        fids = [s[f"metrics/fid_{p}"] for p in ("ax", "sag", "cor")]
+        assert s["metrics/fid_avg"] == pytest.approx(sum(fids) / 3)
+    full = [json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(full) == 2 and "random" in json.dumps(full[0]["provenance"]["extractors"])
+    with pytest.raises(ValueError, match="2D twin"):
+        train(brain16, load_preset("tiny-2d").model, cfg, outdir=tmp_path)
