@@ -58,6 +58,10 @@ class ModelConfig:
         scale = 2 ** (self.num_blocks - 1)
         return (self.img_channels, *(s * scale for s in self.base_shape))
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON types (tuples as lists); ``ModelConfig(**d)`` rebuilds it."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
     def twin_2d(self) -> ModelConfig:
         """The 2D twin: same widths, mapping and variants; the base loses its depth (first) axis."""
         if self.spatial_dims == 2:
@@ -168,8 +172,7 @@ def load_preset(name_or_path: str | Path) -> Preset:
 
 def preset_to_yaml(preset: Preset) -> str:
     """YAML text of a preset (round-trips through :func:`preset_from_dict`)."""
-    model = dataclasses.asdict(preset.model)
-    model = {k: list(v) if isinstance(v, tuple) else v for k, v in model.items()}
+    model = preset.model.to_dict()
     data: dict[str, Any] = {
         "name": preset.name,
         "description": preset.description,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -73,7 +74,8 @@ class TrainConfig:
         return self.lr if self.lr is not None else (0.002 if from_inflated else 0.0025)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain YAML/JSON types (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
 def train_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> TrainConfig:
@@ -136,14 +138,15 @@ def make_optimizer(module: nn.Module, lr: float, betas: tuple[float, float], eps
     return torch.optim.Adam(module.parameters(), lr=lr * r, betas=(betas[0] ** r, betas[1] ** r), eps=eps)
 
 
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(seed: int, epoch: int, n: int) -> list[int]:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
 def sample_indices(position: int, count: int, n: int, seed: int) -> list[int]:
     """Indices ``position .. position+count`` of an endless stream of seeded per-epoch permutations."""
-    out = []
-    for p in range(position, position + count):
-        epoch, offset = divmod(p, n)
-        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        out.append(int(torch.randperm(n, generator=g)[offset]))
-    return out
+    return [_epoch_permutation(seed, p // n, n)[p % n] for p in range(position, position + count)]
 
 
 def seed_micro(seed: int, step: int, phase: int, micro: int) -> None:
@@ -449,9 +452,8 @@ def _snapshot(nets: Networks, state: TrainState, cfg: TrainConfig, run_dir: Path
         result = evaluate_generator(nets.G_ema, data, num_samples=cfg.metrics_samples, metrics=tuple(cfg.metrics),
                                     seed=cfg.seed, device=device)  # fmt: skip
         record |= {f"metrics/{k}": v for k, v in scalars(result).items()}
-        with open(
-            run_dir / "metrics.jsonl", "a", encoding="utf-8"
-        ) as f:  # full result: extractor, weights, sample counts, ...
+        # the full result (extractor, weights, sample counts, ...) beside the scalars in stats.jsonl
+        with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps({"kimg": kimg} | result, default=str) + "\n")
     payload = {"state": dataclasses.asdict(state), "config": config}
     tensors = {"rng.torch": torch.get_rng_state()}
@@ -502,25 +504,22 @@ def train(
     nets = build_networks(model, cfg, d.device, from_inflated, init)
     state = TrainState()
     config = {"preset": preset, "data": str(data.resolve()), "world_size": d.world, "init": init_info,
-              "model": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(model).items()},
-              "train": cfg.to_dict()}  # fmt: skip
-    config["train"]["betas"] = list(cfg.betas)
-    config["train"]["metrics"] = list(cfg.metrics)
+              "model": model.to_dict(), "train": cfg.to_dict()}  # fmt: skip
     if ckpt_dir is not None:
         saved_state, tensors = ckpt.load_checkpoint(ckpt_dir, nets.modules(), nets.optimizers())
         state = TrainState(**saved_state["state"])
         torch.set_rng_state(tensors["rng.torch"])
     else:
         broadcast_networks(nets, d)
+    spacing = _spacing(data, model.spatial_dims)
     if d.is_main:
         if run_dir is None:
             run_dir = new_run_dir(outdir, desc or f"{preset or 'custom'}-{data.name}")
         _write_run_files(run_dir, config, data)
         if ckpt_dir is None:
             reals_grid = np.stack([dataset[i][0].numpy() for i in range(min(cfg.grid, len(dataset)))])
-            save_grid(reals_grid, run_dir / "reals.png", _spacing(data, model.spatial_dims))
+            save_grid(reals_grid, run_dir / "reals.png", spacing)
     logger = RunLogger(run_dir if d.is_main else None, cfg.kimg, state.cur_nimg / 1000)
-    spacing = _spacing(data, model.spatial_dims)
     reals = RealBatches(dataset, cfg, d, rounds)
     total = int(cfg.kimg * 1000)
     rows: list[dict[str, float]] = []
