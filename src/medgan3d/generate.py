@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from medgan3d.modeling import atomic_write
 from medgan3d.training.checkpoint import is_network_dir, load_generator, resolve_checkpoint
 from medgan3d.training.observe import generated_volumes
 from medgan3d.viz import save_slice_grid
@@ -34,20 +35,19 @@ def find_manifest(
     return None
 
 
-def generate_volumes(
+def sample_to_nifti(
     source: str | os.PathLike[str],
     seeds: list[int],
     out: str | os.PathLike[str],
     psi: float = 1.0,
     data: str | os.PathLike[str] | None = None,
     raw: bool = False,
-    batch: int = 4,
 ) -> list[Path]:
     """Write ``seed%04d.nii.gz`` for every seed (G_ema of the latest checkpoint) and ``preview.png``.
 
     With a manifest (from ``data`` or the run) volumes get the dataset's spacing and affine and are mapped
     back to its units (Hounsfield units for CT presets); otherwise (or with ``raw``) they stay in [-1, 1]
-    with 1 mm voxels.
+    with 1 mm voxels. Each file is written under a temp name and renamed.
     """
     from medgan3d.data import denormalize, write_nifti
 
@@ -55,18 +55,20 @@ def generate_volumes(
     if G.spatial_dims != 3:
         raise ValueError(f"{source}: a {G.spatial_dims}D generator; generate writes 3D volumes")
     manifest = find_manifest(source, data)
+    affine = None if manifest is None else np.asarray(manifest["affine"])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     previews: list[np.ndarray] = []
-    for start in range(0, len(seeds), batch):
-        chunk = seeds[start : start + batch]
-        vols = np.concatenate([generated_volumes(G, 1, seed=s, psi=psi) for s in chunk])
-        for s, vol in zip(chunk, vols, strict=True):
-            previews.append(vol)
-            values = vol if raw or manifest is None else np.asarray(denormalize(vol, manifest))
-            affine = None if manifest is None else np.asarray(manifest["affine"])
-            written.append(write_nifti(out / f"seed{s:04d}.nii.gz", values.astype(np.float32), affine=affine))
+    for s in seeds:
+        vol = generated_volumes(G, 1, seed=s, psi=psi)[0]
+        previews.append(vol)
+        values = (vol if raw or manifest is None else np.asarray(denormalize(vol, manifest))).astype(
+            np.float32
+        )
+        path = out / f"seed{s:04d}.nii.gz"
+        atomic_write(path, lambda p, v=values: write_nifti(p, v, affine=affine))
+        written.append(path)
     spacing = manifest["spacing"] if manifest is not None else (1.0, 1.0, 1.0)
     save_slice_grid(
         previews[:8], out / "preview.png", spacing=spacing, titles=[f"seed {s}" for s in seeds[:8]]

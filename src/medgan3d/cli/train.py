@@ -107,13 +107,17 @@ def _train(
 
 
 def _parse_seeds(text: str) -> list[int]:
+    """``0-9,42`` → [0, ..., 9, 42]; a ValueError names the part that is not a seed or a range."""
     seeds: list[int] = []
-    for part in text.split(","):
-        if "-" in part.strip()[1:]:
-            a, b = part.split("-", 1)
-            seeds += range(int(a), int(b) + 1)
-        elif part.strip():
-            seeds.append(int(part))
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        try:
+            if "-" in part[1:]:
+                a, b = part.split("-", 1)
+                seeds += range(int(a), int(b) + 1)
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise ValueError(f"--seeds: {part!r} is not a seed or a range like 0-9") from None
     return seeds
 
 
@@ -129,11 +133,11 @@ def generate(
     raw: bool = typer.Option(False, "--raw", help="Keep model intensities [-1, 1] instead of data units."),
 ) -> None:
     """Sample volumes as NIfTI (data spacing/affine, intensities in data units, e.g. HU) + PNG previews."""
-    from medgan3d.generate import generate_volumes
+    from medgan3d.generate import sample_to_nifti
 
     try:
-        written = generate_volumes(source, _parse_seeds(seeds) if seeds else list(range(n)), out, psi=trunc,
-                                   data=data, raw=raw)  # fmt: skip
+        chosen = _parse_seeds(seeds) if seeds else list(range(n))
+        written = sample_to_nifti(source, chosen, out, psi=trunc, data=data, raw=raw)
     except (ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from exc
     typer.echo(f"{len(written)} volumes → {out} (preview: {out / 'preview.png'})")
