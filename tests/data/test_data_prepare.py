@@ -171,3 +171,17 @@ def test_float16_cache_is_close_to_float32(tmp_path, rng):
     )
     h, f = open_volumes(tmp_path / "h"), open_volumes(tmp_path / "f")
     assert h.dtype == np.float16 and np.abs(h.astype(np.float32) - f).max() < 1e-3
+
+
+def test_refuses_to_replace_a_folder_with_a_foreign_dataset_json(tmp_path, rng):
+    """MSD / nnU-Net raw folders have their own dataset.json next to imagesTr: never delete them."""
+    save_nifti(tmp_path / "s.nii.gz", smooth_volume(rng))
+    task = tmp_path / "Task02_Heart"
+    (task / "imagesTr").mkdir(parents=True)
+    save_nifti(task / "imagesTr" / "la_003.nii.gz", smooth_volume(rng))
+    (task / "dataset.json").write_text(json.dumps({"name": "LeftAtrium", "labels": {"0": "background"}}))
+    with pytest.raises(PrepareError, match="not a prepared dataset"):
+        prepare_dataset(tmp_path / "s.nii.gz", task, SMALL)
+    assert (task / "imagesTr" / "la_003.nii.gz").exists()
+    assert json.loads((task / "dataset.json").read_text())["name"] == "LeftAtrium"
+    _no_leftovers(tmp_path)

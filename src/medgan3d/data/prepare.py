@@ -262,10 +262,19 @@ def _finalize_array(raw: Path, final: Path, count: int, shape: tuple, dtype: np.
     return digest.hexdigest()
 
 
+def _is_prepared(folder: Path) -> bool:
+    """True when ``folder/dataset.json`` is our manifest (other tools, e.g. nnU-Net/MSD, use that name)."""
+    try:
+        manifest = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
+
+
 def _install(tmp: Path, out: Path) -> None:
     """Replace ``out`` by ``tmp`` with renames; refuse to clobber a folder that is not a dataset."""
     if out.exists():
-        if out.is_dir() and (not any(out.iterdir()) or (out / MANIFEST_NAME).exists()):
+        if out.is_dir() and (not any(out.iterdir()) or _is_prepared(out)):
             trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.replace(out, trash / "old")
             os.replace(tmp, out)
