@@ -185,3 +185,16 @@ def test_refuses_to_replace_a_folder_with_a_foreign_dataset_json(tmp_path, rng):
     assert (task / "imagesTr" / "la_003.nii.gz").exists()
     assert json.loads((task / "dataset.json").read_text())["name"] == "LeftAtrium"
     _no_leftovers(tmp_path)
+
+
+def test_overlapping_glob_and_repeated_list_entries_read_each_scan_once(tmp_path, rng):
+    """'scans/**' matches the folders and the files inside them; a list may repeat a line."""
+    scans = tmp_path / "scans"
+    (scans / "sub").mkdir(parents=True)
+    save_nifti(scans / "a.nii.gz", smooth_volume(rng))
+    save_nifti(scans / "sub" / "b.nii.gz", smooth_volume(rng))
+    report = prepare_dataset(str(scans / "**"), tmp_path / "g", SMALL)
+    kept = [it["source"] for it in load_manifest(tmp_path / "g")["items"]]
+    assert report["count"] == 2 and sorted(kept) == [str(scans / "a.nii.gz"), str(scans / "sub" / "b.nii.gz")]
+    (tmp_path / "list.txt").write_text("scans/a.nii.gz\nscans/a.nii.gz\nscans/sub\n")
+    assert prepare_dataset(tmp_path / "list.txt", tmp_path / "l", SMALL)["count"] == 2

@@ -149,15 +149,24 @@ def _from_paths(
     sources: list[Source] = []
     skipped: list[dict] = []
     ignored: list[str] = []
+    seen: set[tuple[str, str | None]] = set()
     for p in paths:
         if p.is_dir():
             s, k, i = _from_folder(p)
             sources += [Source(x.path, f"{p}/{x.name}", x.series) for x in s]
-            skipped += [{**x, "source": f"{p}/{x['source']}"} for x in k]
-            ignored += i
+            skipped += [{**x, "source": f"{p}/{x['source']}"} for x in k if x not in skipped]
+            ignored += [x for x in i if x not in ignored]
         elif listed or p.exists():
             sources.append(Source(str(p), str(p)))
-    return sources, skipped, ignored
+    # A glob such as 'scans/**' matches a folder and the files inside it, a list may name a file twice:
+    # each scan (file, or DICOM series) is read once, under the first name it was found by.
+    unique = []
+    for x in sources:
+        key = (os.path.realpath(x.path), x.series)
+        if key not in seen:
+            seen.add(key)
+            unique.append(x)
+    return unique, skipped, ignored
 
 
 # --------------------------------------------------------------------------------------------- worker
