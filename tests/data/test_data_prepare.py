@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
-from conftest import save_nifti, smooth_volume
+from conftest import save_nifti, smooth_volume, write_dicom_series
 from typer.testing import CliRunner
 
 from medgan3d.cli.prepare import prepare as prepare_cmd
@@ -198,3 +198,16 @@ def test_overlapping_glob_and_repeated_list_entries_read_each_scan_once(tmp_path
     assert report["count"] == 2 and sorted(kept) == [str(scans / "a.nii.gz"), str(scans / "sub" / "b.nii.gz")]
     (tmp_path / "list.txt").write_text("scans/a.nii.gz\nscans/a.nii.gz\nscans/sub\n")
     assert prepare_dataset(tmp_path / "list.txt", tmp_path / "l", SMALL)["count"] == 2
+
+
+def test_dicom_files_named_by_uid_are_a_series_not_ignored(tmp_path, rng):
+    """PACS exports name files by SOP instance UID: dots, no .dcm suffix; the preamble says DICOM."""
+    src = tmp_path / "src"
+    vol = rng.integers(-1000, 1000, (5, 8, 8)).astype(np.int16)
+    files = write_dicom_series(src / "patient1", vol, "1.2.3.4.77")
+    for i, f in enumerate(files):
+        f.rename(f.with_name(f"1.2.840.113619.2.55.3.{i + 1}"))
+    (src / "patient1" / "notes.txt").write_text("not an image\n")
+    report = prepare_dataset(src, tmp_path / "out", SMALL)
+    assert [it["source"] for it in load_manifest(tmp_path / "out")["items"]] == ["patient1#1.2.3.4.77"]
+    assert report["skipped"] == [] and report["ignored"] == ["patient1/notes.txt"]

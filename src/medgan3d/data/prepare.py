@@ -58,8 +58,22 @@ class Source:
 
 
 # --------------------------------------------------------------------------------------------- discovery
-def _is_dicom_candidate(name: str) -> bool:
-    return suffix_of(name) in DICOM_SUFFIXES or "." not in name
+def _is_dicom_candidate(path: Path) -> bool:
+    """A ``.dcm``/``.ima`` or extension-less file, or any other file with the DICOM preamble ``DICM``.
+
+    PACS exports often name files by their UID (``1.2.840.113619.2.55.3.17``): the "suffix" is a number.
+    """
+    name = path.name
+    if suffix_of(name) in DICOM_SUFFIXES or "." not in name:
+        return True
+    if suffix_of(name) in IMAGE_SUFFIXES:
+        return False
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return head[128:132] == b"DICM"
 
 
 def _walk(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
@@ -70,16 +84,19 @@ def _walk(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         folder = Path(dirpath)
-        if any(_is_dicom_candidate(f) for f in filenames):
-            dicom_dirs.append(folder)
+        has_dicom = False
         for f in sorted(filenames):
             if f.startswith("."):
                 continue
             suffix = suffix_of(f)
             if suffix in IMAGE_SUFFIXES and suffix not in DICOM_SUFFIXES:
                 images.append(folder / f)
-            elif not _is_dicom_candidate(f):
+            elif _is_dicom_candidate(folder / f):
+                has_dicom = True
+            else:
                 ignored.append(folder / f)
+        if has_dicom:
+            dicom_dirs.append(folder)
     return images, dicom_dirs, ignored
 
 
