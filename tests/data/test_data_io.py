@@ -118,3 +118,20 @@ def test_read_volume_errors_name_file(tmp_path):
         read_volume(tmp_path / "flat.nii")
     with pytest.raises(VolumeReadError, match="no such file"):
         read_volume(tmp_path / "missing.nii.gz")
+
+
+def test_multiframe_dicom_file_in_a_folder_is_one_volume(tmp_path):
+    """A single multi-frame file is a whole series of one file: a volume, not a '1 slice' series."""
+    vol = np.random.default_rng(0).integers(0, 2000, (6, 8, 10)).astype(np.uint16)
+    image = sitk.GetImageFromArray(vol)
+    image.SetSpacing((0.5, 0.5, 2.0))
+    (tmp_path / "mf").mkdir()
+    sitk.WriteImage(image, str(tmp_path / "mf" / "volume.dcm"))
+    (res,) = read_volumes(tmp_path / "mf")
+    assert not isinstance(res, VolumeReadError), res
+    assert res.array.shape == (6, 8, 10) and res.meta.spacing == pytest.approx((2.0, 0.5, 0.5))
+    np.testing.assert_array_equal(res.array, vol[:, ::-1, ::-1].astype(np.float32))
+    single = tmp_path / "one"
+    write_dicom_series(single, vol[:1].astype(np.int16), "1.2.3.5")
+    (err,) = read_volumes(single)
+    assert isinstance(err, VolumeReadError) and "1 slice" in err.reason

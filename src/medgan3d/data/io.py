@@ -240,6 +240,20 @@ def _slice_info(path: str) -> tuple[tuple[int, int], np.ndarray, np.ndarray]:
     return size, pos, direction
 
 
+def _frames(path: str) -> int:
+    """Number of frames (slices) in one DICOM file, header only; 1 for an ordinary slice."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+    except Exception:
+        return 1
+    size = reader.GetSize()
+    return int(size[2]) if len(size) > 2 else 1
+
+
 def check_dicom_series(source: str, files: Sequence[str]) -> None:
     """Raise on a series that would make a wrong volume: one slice, mixed sizes, duplicate/missing slices."""
     if len(files) < 2:
@@ -270,6 +284,8 @@ def read_dicom_series(files: Sequence[str], source: str) -> Volume:
     """Read one DICOM series (its files) after :func:`check_dicom_series`."""
     import SimpleITK as sitk
 
+    if len(files) == 1 and _frames(files[0]) >= 2:
+        return _read_itk(Path(files[0]), source)  # one multi-frame file holds the whole volume
     check_dicom_series(source, files)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(list(files))
