@@ -90,3 +90,23 @@ def test_all_slices_uses_every_slice(brain_root, heldout, tmp_path) -> None:
     r = evaluate_volumes(heldout[:6], brain_root, cache=tmp_path, metrics=("fid",), all_slices=True, **FAST)
     assert r["details"]["fid_sag"]["fake_images"] == 6 * 16 and r["provenance"]["slices"] == "all"
     assert np.isfinite(r["fid_avg"])
+
+
+def test_all_slices_bootstrap_resamples_whole_volumes(brain_root, heldout, tmp_path) -> None:
+    # Slices of one volume are not independent: the interval must come from resampling generated volumes.
+    from medgan3d.metrics.extractors import RandomConvNet
+    from medgan3d.metrics.frechet import feature_stats, frechet_distance_to_features
+    from medgan3d.metrics.slices import plane_slices
+
+    fake = heldout[:12]
+    r = evaluate_volumes(fake, brain_root, cache=tmp_path, metrics=("fid",), all_slices=True,
+                         extractor_2d="random-2d", bootstrap=40, seed=3)  # fmt: skip
+    ext = RandomConvNet(2, 0)
+    stats = feature_stats(ext.features(plane_slices(_real(brain_root), "ax", True)))
+    per_volume = ext.features(plane_slices(fake, "ax", True)).reshape(12, 16, -1)
+    rng = np.random.default_rng(3)
+    scores = [
+        frechet_distance_to_features(stats, per_volume[rng.integers(0, 12, 12)].reshape(12 * 16, -1))
+        for _ in range(40)
+    ]
+    np.testing.assert_allclose(r["ci95"]["fid_ax"], np.quantile(scores, [0.025, 0.975]), rtol=1e-6)

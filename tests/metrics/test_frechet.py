@@ -80,3 +80,15 @@ def test_bad_features_are_rejected() -> None:
         feature_stats(np.zeros((1, 4)))
     with pytest.raises(ValueError, match="NaN"):
         feature_stats(np.full((3, 2), np.nan))
+
+
+def test_grouped_bootstrap_keeps_groups_and_checks_the_size() -> None:
+    rng = np.random.default_rng(5)
+    real = feature_stats(rng.normal(size=(40, 6)))
+    per_volume = rng.normal(0.4, 1.0, size=(12, 1, 6)) + 0.05 * rng.normal(size=(12, 8, 6))
+    fake = per_volume.reshape(96, 6)  # 12 volumes × 8 near-identical slices
+    grouped = bootstrap_fid(real, fake, rounds=100, seed=0, group_size=8)
+    single = bootstrap_fid(real, fake, rounds=100, seed=0)
+    assert grouped[1] - grouped[0] > 1.5 * (single[1] - single[0])  # independent slices look too precise
+    with pytest.raises(ValueError, match="groups of 7"):
+        bootstrap_fid(real, fake, rounds=2, group_size=7)

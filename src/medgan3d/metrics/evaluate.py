@@ -196,7 +196,11 @@ def _fid_group(ext, views, real, fake, s, data_hash, indices, result, art) -> No
         result[key] = frechet.frechet_distance_to_features(stats, ff)
         result["details"][key] = {"real_images": len(rf), "fake_images": len(ff), "real_cached": cached}
         if s.bootstrap and len(fake) >= MIN_BOOTSTRAP_SAMPLES:
-            result["ci95"][key] = list(frechet.bootstrap_fid(stats, ff, s.bootstrap, s.seed))
+            # All slices: resample whole volumes (their slices are consecutive rows), not single slices.
+            group = len(ff) // len(fake)
+            result["ci95"][key] = list(
+                frechet.bootstrap_fid(stats, ff, s.bootstrap, s.seed, group_size=group)
+            )
 
 
 def _kernel_group(art: EvalArtifacts, s: EvalSettings, result: dict) -> None:

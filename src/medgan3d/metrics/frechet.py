@@ -105,16 +105,31 @@ def fid_from_features(real_feats: np.ndarray, fake_feats: np.ndarray) -> float:
 
 
 def bootstrap_fid(
-    real: GaussianStats, fake_feats: np.ndarray, rounds: int, seed: int = 0, level: float = 0.95
+    real: GaussianStats,
+    fake_feats: np.ndarray,
+    rounds: int,
+    seed: int = 0,
+    level: float = 0.95,
+    group_size: int = 1,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of FID over resamplings (with replacement) of the generated set.
 
     The real statistics are held fixed: the interval shows how much the score moves with the generated
-    sample drawn, which is the uncertainty a reader comparing two models needs.
+    sample drawn, which is the uncertainty a reader comparing two models needs. ``group_size`` > 1 says
+    that consecutive rows come from one generated volume (all slices of a plane, ``[N * S, dim]``): whole
+    volumes are then resampled, since slices of one volume are not independent samples and resampling
+    them one by one gives intervals that are too narrow.
     """
     x = _as_features(fake_feats)
+    if group_size < 1 or len(x) % group_size:
+        raise ValueError(f"{len(x)} feature rows do not split into groups of {group_size}")
+    groups = len(x) // group_size
     rng = np.random.default_rng(seed)
-    scores = [frechet_distance_to_features(real, x[rng.integers(0, len(x), len(x))]) for _ in range(rounds)]
+    offsets = np.arange(group_size)
+    scores = []
+    for _ in range(rounds):
+        picked = rng.integers(0, groups, groups)
+        scores.append(frechet_distance_to_features(real, x[(picked[:, None] * group_size + offsets).ravel()]))
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(scores, [alpha, 1.0 - alpha])
     return float(lo), float(hi)
