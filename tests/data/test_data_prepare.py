@@ -211,3 +211,13 @@ def test_dicom_files_named_by_uid_are_a_series_not_ignored(tmp_path, rng):
     report = prepare_dataset(src, tmp_path / "out", SMALL)
     assert [it["source"] for it in load_manifest(tmp_path / "out")["items"]] == ["patient1#1.2.3.4.77"]
     assert report["skipped"] == [] and report["ignored"] == ["patient1/notes.txt"]
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "foo"])
+def test_cache_dtype_other_than_float16_or_float32_is_refused(tmp_path, rng, dtype):
+    """An integer cache would round every [-1, 1] value to -1, 0 or 1 without a word."""
+    save_nifti(tmp_path / "s.nii.gz", smooth_volume(rng))
+    with pytest.raises(ValueError, match="float16"):
+        prepare_dataset(tmp_path / "s.nii.gz", tmp_path / "out", SMALL, dtype=dtype)
+    assert not (tmp_path / "out").exists()
+    _no_leftovers(tmp_path)

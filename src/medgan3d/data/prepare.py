@@ -328,6 +328,8 @@ def prepare_dataset(
     :class:`PrepareError` and nothing is left behind.
     """
     out = Path(out)
+    if str(dtype) not in ("float16", "float32"):
+        raise ValueError(f"dtype must be 'float16' or 'float32' (values in [-1, 1]), got {dtype!r}")
     np_dtype = np.dtype(dtype)
     sources, skipped, ignored = discover(src)
     sources = [s for s in sources if not _inside(Path(s.path), out)]  # never read our own output back
