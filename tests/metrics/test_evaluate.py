@@ -110,3 +110,22 @@ def test_all_slices_bootstrap_resamples_whole_volumes(brain_root, heldout, tmp_p
         for _ in range(40)
     ]
     np.testing.assert_allclose(r["ci95"]["fid_ax"], np.quantile(scores, [0.025, 0.975]), rtol=1e-6)
+
+
+def test_fid_avg_interval_resamples_the_same_volumes_in_every_plane(brain_root, heldout, tmp_path) -> None:
+    from medgan3d.metrics.extractors import RandomConvNet
+    from medgan3d.metrics.frechet import feature_stats, frechet_distance_to_features
+    from medgan3d.metrics.slices import PLANES, plane_slices
+
+    fake = heldout[:12]
+    r = evaluate_volumes(fake, brain_root, cache=tmp_path, metrics=("fid",), extractor_2d="random-2d",
+                         bootstrap=40, seed=2)  # fmt: skip
+    ext = RandomConvNet(2, 0)
+    stats = {p: feature_stats(ext.features(plane_slices(_real(brain_root), p))) for p in PLANES}
+    feats = {p: ext.features(plane_slices(fake, p)) for p in PLANES}
+    rng = np.random.default_rng(2)
+    avg = []
+    for _ in range(40):
+        idx = rng.integers(0, 12, 12)  # one draw of generated volumes, scored in all three planes
+        avg.append(np.mean([frechet_distance_to_features(stats[p], feats[p][idx]) for p in PLANES]))
+    np.testing.assert_allclose(r["ci95"]["fid_avg"], np.quantile(avg, [0.025, 0.975]), rtol=1e-6)

@@ -187,6 +187,7 @@ def _check_fake(fake: Tensor | Iterable[Tensor], shape: list[int]) -> tuple[Tens
 
 # ------------------------------------------------------------------------------------------ metric groups
 def _fid_group(ext, views, real, fake, s, data_hash, indices, result, art) -> None:
+    boot = {}
     for view in views:
         rf, cached = real_features(ext, real, view, s, data_hash, indices)
         ff = ext.features(_views(fake, view, s.all_slices), s.batch_size)
@@ -198,9 +199,16 @@ def _fid_group(ext, views, real, fake, s, data_hash, indices, result, art) -> No
         if s.bootstrap and len(fake) >= MIN_BOOTSTRAP_SAMPLES:
             # All slices: resample whole volumes (their slices are consecutive rows), not single slices.
             group = len(ff) // len(fake)
-            result["ci95"][key] = list(
-                frechet.bootstrap_fid(stats, ff, s.bootstrap, s.seed, group_size=group)
-            )
+            scores = frechet.bootstrap_fid_scores(stats, ff, s.bootstrap, s.seed, group_size=group)
+            result["ci95"][key] = _quantiles(scores)
+            boot[key] = scores
+    if len(boot) == len(PLANES):  # the same volumes drawn per round for each plane: a paired FID-avg interval
+        result["ci95"]["fid_avg"] = _quantiles(np.mean([boot[f"fid_{p}"] for p in PLANES], axis=0))
+
+
+def _quantiles(scores: np.ndarray, level: float = 0.95) -> list[float]:
+    a = (1.0 - level) / 2.0
+    return [float(v) for v in np.quantile(scores, [a, 1.0 - a])]
 
 
 def _kernel_group(art: EvalArtifacts, s: EvalSettings, result: dict) -> None:

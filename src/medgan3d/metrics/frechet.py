@@ -120,6 +120,17 @@ def bootstrap_fid(
     volumes are then resampled, since slices of one volume are not independent samples and resampling
     them one by one gives intervals that are too narrow.
     """
+    scores = bootstrap_fid_scores(real, fake_feats, rounds, seed, group_size)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(scores, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def bootstrap_fid_scores(
+    real: GaussianStats, fake_feats: np.ndarray, rounds: int, seed: int = 0, group_size: int = 1
+) -> np.ndarray:
+    """The ``rounds`` bootstrap FIDs behind :func:`bootstrap_fid`. Equal ``seed`` and group count draw the
+    same volumes in every round, so the scores of several views can be combined round by round (FID-avg)."""
     x = _as_features(fake_feats)
     if group_size < 1 or len(x) % group_size:
         raise ValueError(f"{len(x)} feature rows do not split into groups of {group_size}")
@@ -130,6 +141,4 @@ def bootstrap_fid(
     for _ in range(rounds):
         picked = rng.integers(0, groups, groups)
         scores.append(frechet_distance_to_features(real, x[(picked[:, None] * group_size + offsets).ravel()]))
-    alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(scores, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
+    return np.asarray(scores)
