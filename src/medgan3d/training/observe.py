@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +69,6 @@ class RunLogger:
         )  # fmt: skip
         self.task = self.progress.add_task("train", total=total_kimg, completed=start_kimg, info="")
         self.progress.start()
-        self.last = time.perf_counter()
 
     def step(self, kimg: float, info: str) -> None:
         if self.progress is not None:
