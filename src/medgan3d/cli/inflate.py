@@ -38,11 +38,10 @@ def inflate(
     ),
 ) -> None:
     """Inflate a 2D StyleGAN2 checkpoint into its 3D twin and write G/, G_ema/, D/ and inflation.json."""
-    from rich.console import Console
-
+    from medgan3d.console import make_console, print_error
     from medgan3d.inflate import inflate_checkpoint
 
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     try:
         nets = inflate_checkpoint(
             ckpt_2d,
@@ -55,7 +54,7 @@ def inflate(
             equalized_lr=equalized_lr,
         )
     except (ValueError, FileNotFoundError, FileExistsError) as err:
-        console.print(f"[red]error:[/red] {err}")
+        print_error(console, err)
         raise typer.Exit(1) from None
     inflated = (
         "nothing (fresh 3D init)"

@@ -29,10 +29,11 @@ def info(
 
 
 def _print_tables(summary, description: str) -> None:  # type: ignore[no-untyped-def]
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from medgan3d.console import make_console
+
+    console = make_console()
     console.print(f"[bold]{summary.name}[/bold] — {description}")
     modules = Table("module", "params", title="parameters per module")
     for name, n in summary.modules.items():

@@ -68,11 +68,10 @@ def prepare(
     raw_dir: Path | None = typer.Option(None, "--raw-dir", help="Keep the raw phantom scans here."),
 ) -> None:
     """Read, preprocess (paper presets) and cache volumes; report.json says what was skipped and why."""
-    from rich.console import Console
-
+    from medgan3d.console import make_console, print_error
     from medgan3d.data import PrepareError
 
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     kw = {"workers": workers, "dtype": dtype, "val_fraction": val_fraction, "split_seed": seed}
     start = time.perf_counter()
     with _progress(console) as bar:
@@ -84,7 +83,7 @@ def prepare(
                     src, out, preset, strict, shape, window, spacing, crop, antialias, seed, bar, kw
                 )
         except (PrepareError, ValueError, FileNotFoundError) as err:
-            console.print(f"[red]error:[/red] {err}")
+            print_error(console, err)
             raise typer.Exit(1) from None
     _summary(console, report, out, time.perf_counter() - start)
 
@@ -153,6 +152,6 @@ def _summary(console, report: dict, out: Path, seconds: float) -> None:
         f"{seconds / max(report['count'], 1):.3f} s/volume)"
     )
     for item in skipped[:20]:
-        console.print(f"  skipped {item['source']}: {item['reason']}")
+        console.print(f"  skipped {item['source']}: {item['reason']}", markup=False)
     if len(skipped) > 20:
         console.print(f"  ... and {len(skipped) - 20} more in {out / 'report.json'}")

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from medgan3d.console import make_console
 from medgan3d.networks import Generator
 from medgan3d.viz import save_image_grid, save_slice_grid
 
@@ -52,7 +52,7 @@ class RunLogger:
 
     def __init__(self, run_dir: Path | None, total_kimg: float, start_kimg: float) -> None:
         self.run_dir = run_dir
-        self.console = Console(stderr=False)
+        self.console = make_console()
         self.writer = None
         self.progress: Progress | None = None
         if run_dir is None:
@@ -100,7 +100,7 @@ class RunLogger:
 
     def print(self, text: str) -> None:
         if self.run_dir is not None:
-            self.console.print(text)
+            self.console.print(text, markup=False)
 
     def close(self) -> None:
         if self.progress is not None:
