@@ -113,6 +113,30 @@ def from_pretrained(directory: str | os.PathLike[str], device: str | torch.devic
     return PretrainedMixin.from_pretrained(directory, device)
 
 
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(path: str | os.PathLike[str]) -> None:
+    """Give a ``mkstemp``/``mkdtemp`` path (always 0600/0700) the mode a plain ``open``/``mkdir`` would get.
+
+    Checkpoints, samples, reports and datasets are shared within a lab group; the temp-then-rename writers
+    must not make them private to their owner.
+    """
+    base = 0o777 if Path(path).is_dir() else 0o666
+    os.chmod(path, base & ~current_umask())
+
+
+def umask_temp_dir(parent: str | os.PathLike[str], prefix: str) -> Path:
+    """``tempfile.mkdtemp`` in ``parent`` whose mode follows the umask (see :func:`honour_umask`)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    honour_umask(tmp)
+    return tmp
+
+
 def atomic_write(path: Path, write: Any) -> None:
     """Call ``write(tmp_path)`` on a temp file beside ``path``, then rename it over ``path``.
 
@@ -123,6 +147,7 @@ def atomic_write(path: Path, write: Any) -> None:
     )
     os.close(fd)
     try:
+        honour_umask(tmp)
         write(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
