@@ -19,7 +19,16 @@ import torch
 
 from medgan3d.config import load_preset
 from medgan3d.runtime import allocator, ensure_fast_allocator
-from medgan3d.training.loop import Dist, RealBatches, TrainConfig, TrainState, build_networks, run_phase
+from medgan3d.training.family import family_for
+from medgan3d.training.loop import (
+    Dist,
+    RealBatches,
+    TrainConfig,
+    TrainState,
+    build_networks,
+    resolve_loss,
+    run_phase,
+)
 
 PHASES = ("Gmain", "Greg", "Dmain", "Dreg")
 
@@ -35,18 +44,21 @@ class RandomReals(RealBatches):
 
 def setup(name: str, bf16: bool, batch: int, device: torch.device):  # type: ignore[no-untyped-def]
     model = load_preset(name).model
-    cfg = TrainConfig(batch=batch, batch_gpu=batch, bf16=bf16)
+    family = family_for(model)
+    cfg = resolve_loss(TrainConfig(batch=batch, batch_gpu=batch, bf16=bf16), family)
     d = Dist(device=device)
-    nets = build_networks(model, cfg, device, from_inflated=False)
-    return nets, RandomReals(model.output_shape, cfg, d), cfg, d
+    nets = build_networks(family, model, cfg, device, from_inflated=False)
+    return family, nets, RandomReals(model.output_shape, cfg, d), cfg, d
 
 
 def time_phase(phase: str, bundle) -> float:  # type: ignore[no-untyped-def]
-    nets, reals, cfg, d = bundle
+    family, nets, reals, cfg, d = bundle
     if d.device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    run_phase(phase, nets, reals, TrainState(), cfg, d, rounds=1)
+    state = TrainState(extra=family.initial_extra_state())
+    trains = ("G",) if phase.startswith("G") else ("D",)
+    run_phase(family, family.phase(phase, trains), nets, reals, state, cfg, d, rounds=1)
     if d.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start

@@ -19,7 +19,8 @@ from torch import nn
 
 from medgan3d.config import load_preset
 from medgan3d.data import denormalize, make_brain_phantoms
-from medgan3d.training import loop
+from medgan3d.training import losses, loop
+from medgan3d.training.families import stylegan2
 from medgan3d.training.checkpoint import list_checkpoints, load_generator
 from medgan3d.training.loop import TrainConfig, TrainingError, train
 from medgan3d.training.losses import LossConfig, d_r1, map_with_mixing
@@ -63,7 +64,7 @@ def test_r1_known_answer_over_all_axes() -> None:
 
 
 def test_lazy_regularisation_optimizer_correction() -> None:
-    opt = loop.make_optimizer(nn.Linear(2, 2), lr=0.0025, betas=(0.0, 0.99), eps=1e-8, interval=16)
+    opt = stylegan2.make_optimizer(nn.Linear(2, 2), lr=0.0025, betas=(0.0, 0.99), eps=1e-8, interval=16)
     group = opt.param_groups[0]
     assert group["lr"] == pytest.approx(0.0025 * 16 / 17)
     assert group["betas"] == pytest.approx((0.0, 0.99 ** (16 / 17)))
@@ -71,10 +72,17 @@ def test_lazy_regularisation_optimizer_correction() -> None:
 
 def test_ema_beta_with_rampup() -> None:
     cfg = TrainConfig(batch=32, ema_kimg=10.0, ema_rampup=0.05)
-    assert loop.ema_beta(cfg, 1_000_000) == pytest.approx(0.5 ** (32 / 10_000))
-    assert loop.ema_beta(cfg, 10_000) == pytest.approx(0.5 ** (32 / 500))  # ramp-up: 5% of images seen
-    assert TrainConfig(batch=64).resolved_lr(False) == 0.0025
-    assert TrainConfig(batch=64).resolved_lr(True) == 0.002
+    assert stylegan2.ema_beta(cfg, 1_000_000) == pytest.approx(0.5 ** (32 / 10_000))
+    assert stylegan2.ema_beta(cfg, 10_000) == pytest.approx(0.5 ** (32 / 500))  # ramp-up: 5% of images seen
+
+
+def test_stylegan2_default_lr_from_scratch_and_from_inflated_weights() -> None:
+    family, model = stylegan2.StyleGAN2(), load_preset("tiny").model
+    cfg = loop.resolve_loss(TrainConfig(batch=64), family)
+    for from_inflated, lr in ((False, 0.0025), (True, 0.002)):
+        nets = family.build(model, cfg, torch.device("cpu"), from_inflated, None)
+        assert nets.optimizers["G"].param_groups[0]["lr"] == pytest.approx(lr * 4 / 5)  # PL every 4
+        assert nets.optimizers["D"].param_groups[0]["lr"] == pytest.approx(lr * 16 / 17)  # R1 every 16
 
 
 def test_sampler_visits_every_item_once_per_epoch() -> None:
@@ -159,13 +167,13 @@ def test_nonfinite_steps_are_skipped_then_stop(brain16: Path, tmp_path: Path, mo
     good = train(brain16, model, tiny_cfg(kimg=0.016, tick_kimg=0.016), outdir=tmp_path, preset="tiny")
     last_good = list_checkpoints(good)[-1]
     before = _weights(good)
-    original = loop.g_main
+    original = losses.g_main
 
     def poisoned(*args, **kwargs):  # type: ignore[no-untyped-def]
         loss, stats = original(*args, **kwargs)
         return loss * float("nan"), stats
 
-    monkeypatch.setattr(loop, "g_main", poisoned)
+    monkeypatch.setattr(losses, "g_main", poisoned)
     with pytest.raises(
         TrainingError, match=r"11 iterations in a row.*Gmain.*last good checkpoint: .*ckpt-000000016"
     ):

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 
@@ -18,12 +18,19 @@ from medgan3d.networks.layers import D_VARIANTS, G_VARIANTS
 
 if TYPE_CHECKING:
     from medgan3d.networks import Discriminator, Generator
+    from medgan3d.networks.hagan import (
+        HAGANDiscriminator,
+        HAGANEncoder,
+        HAGANGenerator,
+        HAGANLatentEncoder,
+    )
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of a StyleGAN2-family generator + discriminator pair."""
 
+    family: ClassVar[str] = "stylegan2"
     spatial_dims: int = 3
     base_shape: tuple[int, ...] = (2, 4, 4)
     num_blocks: int = 5
@@ -105,11 +112,74 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class HAGANConfig:
+    """Architecture of HA-GAN (Sun et al., "Hierarchical Amortized GAN for 3D High Resolution Medical Image
+    Synthesis", IEEE JBHI 2022, §III and Supplementary): G = G^A → {G^L, G^H}, D = D^H + D^L, E^H, E^G.
+
+    ``resolution`` R is the side of the full volume (R³), ``latent_dim`` the size of z, ``width`` the channels
+    of the latent feature map (64 published; every other width scales with it). 128 and 256 at width 64 and
+    latent 1024 are the published models.
+    """
+
+    family: ClassVar[str] = "hagan"
+    spatial_dims: ClassVar[int] = 3
+    resolution: int = 256
+    latent_dim: int = 1024
+    width: int = 64
+
+    def __post_init__(self) -> None:
+        r = self.resolution
+        if r < 32 or r & (r - 1):
+            raise ValueError(f"resolution must be a power of two >= 32, got {r}")
+        if self.latent_dim < 1 or self.width < 1:
+            raise ValueError("latent_dim and width must be positive")
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return (1, self.resolution, self.resolution, self.resolution)
+
+    @property
+    def z_dim(self) -> int:
+        return self.latent_dim
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.family, **dataclasses.asdict(self)}
+
+    def twin_2d(self) -> HAGANConfig:
+        raise ValueError("HA-GAN has no 2D twin: pretraining on slices and inflation are StyleGAN2-only")
+
+    def build_generator(self) -> HAGANGenerator:
+        from medgan3d.networks.hagan import HAGANGenerator
+
+        return HAGANGenerator(self.resolution, self.latent_dim, self.width)
+
+    def build_discriminator(self) -> HAGANDiscriminator:
+        from medgan3d.networks.hagan import HAGANDiscriminator
+
+        return HAGANDiscriminator(self.resolution, self.width)
+
+    def build_encoder(self) -> HAGANEncoder:
+        """E^H: a sub-volume (or the whole volume) → latent feature map."""
+        from medgan3d.networks.hagan import HAGANEncoder
+
+        return HAGANEncoder(self.width)
+
+    def build_latent_encoder(self) -> HAGANLatentEncoder:
+        """E^G: the whole latent feature map → z."""
+        from medgan3d.networks.hagan import HAGANLatentEncoder
+
+        return HAGANLatentEncoder(self.resolution, self.latent_dim, self.width)
+
+
+MODEL_CONFIGS: dict[str, type] = {"stylegan2": ModelConfig, "hagan": HAGANConfig}
+
+
+@dataclass(frozen=True)
 class Preset:
     """A named, documented configuration."""
 
     name: str
-    model: ModelConfig
+    model: ModelConfig | HAGANConfig
     description: str = ""
     reference: str = ""
     paper_params_m: float | None = None  # G+D parameters the paper reports, in millions
@@ -131,12 +201,18 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in _configs_dir().glob("*.yaml"))
 
 
-def _model_from_dict(data: dict[str, Any], source: str) -> ModelConfig:
-    known = {f.name for f in dataclasses.fields(ModelConfig)}
+def model_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> ModelConfig | HAGANConfig:
+    """A model config of the family named by ``family`` (default ``stylegan2``); unknown keys are refused."""
+    data = dict(data)
+    family = data.pop("family", "stylegan2")
+    if family not in MODEL_CONFIGS:
+        raise ValueError(f"{source}: unknown model family {family!r}; known: {sorted(MODEL_CONFIGS)}")
+    cls = MODEL_CONFIGS[family]
+    known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - known
     if unknown:
-        raise ValueError(f"{source}: unknown model keys {sorted(unknown)}; known: {sorted(known)}")
-    return ModelConfig(**data)
+        raise ValueError(f"{source}: unknown model keys {sorted(unknown)} for family {family}; known: {sorted(known)}")
+    return cls(**data)  # type: ignore[no-any-return]
 
 
 def preset_from_dict(data: dict[str, Any], source: str = "<dict>") -> Preset:
@@ -144,7 +220,7 @@ def preset_from_dict(data: dict[str, Any], source: str = "<dict>") -> Preset:
     if not isinstance(data, dict) or "model" not in data:
         raise ValueError(f"{source}: a preset needs a 'model' section")
     data = dict(data)
-    model = _model_from_dict(dict(data.pop("model")), source)
+    model = model_config_from_dict(dict(data.pop("model")), source)
     known = {f.name for f in dataclasses.fields(Preset)} - {"model", "extra"}
     extra = {k: data.pop(k) for k in list(data) if k not in known}
     return Preset(model=model, extra=extra, **data)

@@ -37,6 +37,7 @@ from medgan3d.metrics.extractors import FeatureExtractor, auto_extractor, cache_
 from medgan3d.metrics.inputs import load_real, real_indices
 from medgan3d.metrics.slices import PLANES, plane_slices
 from medgan3d.modeling import atomic_write
+from medgan3d.sampling import synthesize
 
 METRICS = ("fid", "fid_3d", "kid", "mmd", "ms_ssim", "psnr")
 SCORE_KEYS = ("fid_ax", "fid_sag", "fid_cor", "fid_avg", "fid_3d", "kid", "mmd", "ms_ssim", "psnr")
@@ -330,7 +331,7 @@ def generate_volumes(
         G.eval()
         for start in range(0, num, batch_size):
             z = torch.randn(min(batch_size, num - start), G.z_dim, device=device)
-            out.append(G(z, truncation_psi=truncation_psi).float().cpu())
+            out.append(synthesize(G, z, truncation_psi, noise_mode="random").float().cpu())
         G.train(was_training)
     return torch.cat(out)
 

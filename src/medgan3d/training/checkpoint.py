@@ -1,9 +1,10 @@
-"""Checkpoint layout and loading (weights are safetensors, never pickles).
+"""Checkpoint layout, integrity and loading (weights are safetensors, never pickles).
 
 A run folder ``runs/NNNNN-<desc>/`` holds ``checkpoints/ckpt-KKKKKKKK/`` (K = images seen, zero-padded so that
 names sort by progress). A checkpoint directory holds one ``save_pretrained`` directory per network —
 ``G/``, ``G_ema/``, ``D/`` — plus the training state beside them. A checkpoint directory is written under a
-temp name and renamed into place, so one that exists is complete.
+temp name and renamed into place, so one that exists was complete when written; every weights file's sha256
+is recorded beside it (``config.json``, ``training_state.json``) so damage since then is caught on load.
 """
 
 from __future__ import annotations
@@ -11,19 +12,39 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from medgan3d.modeling import CONFIG_NAME, WEIGHTS_NAME
+from medgan3d.modeling import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    atomic_write,
+    check_pretrained,
+    file_sha256,
+    load_weights,
+    umask_temp_dir,
+    verify_weights,
+)
 from medgan3d.networks import Generator
 
 CHECKPOINTS_DIR = "checkpoints"
 CKPT_PREFIX = "ckpt-"
 NETWORKS = ("G", "G_ema", "D")
+STATE_NAME = "training_state.json"
+TENSORS_NAME = "training_state.safetensors"
+STATE_SHA_KEY = "tensors_sha256"  # in training_state.json: the sha256 of training_state.safetensors
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is incomplete, unreadable or altered since it was written; the message names the file."""
+
+
+class CheckpointWarning(UserWarning):
+    """A run folder's newest checkpoint(s) were skipped as not intact, or a generator other than G_ema is used."""
 
 
 def is_network_dir(path: Path) -> bool:
@@ -31,49 +52,146 @@ def is_network_dir(path: Path) -> bool:
 
 
 def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[Path]:
-    """Complete checkpoints of a run, oldest first."""
+    """``ckpt-*`` directories of a run, oldest first (intact or not: see :func:`is_intact`)."""
     root = Path(run_dir) / CHECKPOINTS_DIR
     if not root.is_dir():
         return []
     return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(CKPT_PREFIX))
 
 
+def _check_network(directory: Path) -> None:
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: missing network directory")
+    try:
+        check_pretrained(directory)
+    except (OSError, ValueError) as exc:  # FileNotFoundError / WeightsError, already naming the file
+        raise CheckpointError(str(exc)) from exc
+
+
+def _read_state(ckpt: Path) -> dict[str, Any]:
+    path = ckpt / STATE_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing")
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return state
+
+
+def check_checkpoint(ckpt_dir: str | os.PathLike[str]) -> None:
+    """Verify a checkpoint directory; raise :class:`CheckpointError` naming the first bad file and why.
+
+    A training checkpoint (one with ``training_state.json``) must hold ``G/``, ``G_ema/``, ``D/`` and
+    ``training_state.safetensors``; any other (an inflated one) at least ``G/`` or ``G_ema/``. Every weights
+    file present is checked against its recorded sha256 (legacy files without one: their safetensors header
+    against the file size).
+    """
+    ckpt = Path(ckpt_dir)
+    if not ckpt.is_dir():
+        raise CheckpointError(f"{ckpt}: not a directory")
+    if not any(ckpt.iterdir()):
+        raise CheckpointError(f"{ckpt}: empty folder (a write that never finished?)")
+    training = (ckpt / STATE_NAME).exists()
+    if training:
+        state = _read_state(ckpt)
+        tensors = ckpt / TENSORS_NAME
+        if not tensors.is_file():
+            raise CheckpointError(f"{tensors}: missing")
+        try:
+            verify_weights(tensors, state.get(STATE_SHA_KEY))
+        except ValueError as exc:
+            raise CheckpointError(str(exc)) from exc
+    names = NETWORKS if training else tuple(n for n in NETWORKS if (ckpt / n).exists())
+    if not {"G", "G_ema"} & set(names):
+        raise CheckpointError(f"{ckpt}: holds no G/ or G_ema/ network directory")
+    for name in names:
+        _check_network(ckpt / name)
+
+
+def is_intact(ckpt_dir: str | os.PathLike[str]) -> str | None:
+    """``None`` if :func:`check_checkpoint` passes, else the reason (naming the bad file)."""
+    try:
+        check_checkpoint(ckpt_dir)
+    except CheckpointError as exc:
+        return str(exc)
+    return None
+
+
+def _is_checkpoint_path(path: Path) -> bool:
+    if (path / CHECKPOINTS_DIR).is_dir():  # a run folder
+        return False
+    return path.name.startswith(CKPT_PREFIX) or any((path / n).exists() for n in (*NETWORKS, STATE_NAME))
+
+
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
-    """A checkpoint directory from a run folder (its latest checkpoint) or a checkpoint directory."""
+    """The checkpoint to use for a run folder or a checkpoint directory; always an intact one.
+
+    A checkpoint directory is verified and returned, or :class:`CheckpointError` raised. For a run folder
+    the newest intact checkpoint is returned; if newer ones were skipped a :class:`CheckpointWarning` names
+    each and why. ``FileNotFoundError`` if the path or the run's checkpoints are missing;
+    :class:`CheckpointError` if none is intact.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such run or checkpoint")
-    if (path / "G_ema").is_dir() or (path / "G").is_dir():
+    if _is_checkpoint_path(path):
+        check_checkpoint(path)
         return path
     checkpoints = list_checkpoints(path)
     if not checkpoints:
         raise FileNotFoundError(
             f"{path}: not a checkpoint and holds no {CHECKPOINTS_DIR}/{CKPT_PREFIX}* directory"
         )
-    return checkpoints[-1]
+    skipped: list[str] = []
+    for ckpt in reversed(checkpoints):
+        reason = is_intact(ckpt)
+        if reason is None:
+            if skipped:
+                warnings.warn(
+                    f"{path}: skipped {len(skipped)} checkpoint(s) that are not intact: {'; '.join(skipped)}; "
+                    f"using {ckpt.name}",
+                    CheckpointWarning,
+                    stacklevel=2,
+                )
+            return ckpt
+        skipped.append(reason)
+    raise CheckpointError(f"{path}: no intact checkpoint: {'; '.join(skipped)}")
+
+
+def run_dir_of(path: str | os.PathLike[str]) -> Path:
+    """The run folder of ``path`` (a run folder itself, or a checkpoint inside one); nothing is verified."""
+    path = Path(path)
+    return path if (path / CHECKPOINTS_DIR).is_dir() else path.parent.parent
 
 
 def load_generator(path: str | os.PathLike[str], ema: bool = True, device: str = "cpu") -> Generator:
-    """A generator from a run folder (latest checkpoint), a checkpoint, or a saved Generator directory.
+    """A generator from a run folder, a checkpoint, or a saved Generator directory (verified).
 
-    ``ema=True`` prefers ``G_ema`` (what StyleGAN2 samples from), falling back to ``G``.
+    The checkpoint comes from :func:`resolve_checkpoint` (a run folder falls back to its newest intact
+    checkpoint, with a warning). ``ema=True`` loads ``G_ema`` (what StyleGAN2 samples from): a training
+    checkpoint whose G_ema is missing or damaged is not intact, so G is never silently used instead; only a
+    checkpoint written without any G_ema (an inflated one) gives G, with a :class:`CheckpointWarning`.
     """
     path = Path(path)
-    if is_network_dir(path):
+    if (path / CONFIG_NAME).exists() or (path / WEIGHTS_NAME).exists():
         return Generator.from_pretrained(path, device)
     ckpt = resolve_checkpoint(path)
-    for name in ("G_ema", "G") if ema else ("G",):
-        if is_network_dir(ckpt / name):
-            return Generator.from_pretrained(ckpt / name, device)
-    raise FileNotFoundError(f"{ckpt}: holds no G_ema/ or G/ network directory")
+    name = "G_ema" if ema else "G"
+    if not (ckpt / name).is_dir():
+        if name == "G":
+            raise CheckpointError(f"{ckpt}: holds no G/ network directory")
+        warnings.warn(f"{ckpt}: holds no G_ema/ (not a training checkpoint); using G/", CheckpointWarning,
+                      stacklevel=2)  # fmt: skip
+        name = "G"
+    return Generator.from_pretrained(ckpt / name, device)
 
 
 # --------------------------------------------------------------------------------------------------
 # Full training state (issue 4): save / restore
 # --------------------------------------------------------------------------------------------------
-
-STATE_NAME = "training_state.json"
-TENSORS_NAME = "training_state.safetensors"
 
 
 def checkpoint_name(cur_nimg: int) -> str:
@@ -109,12 +227,18 @@ def save_checkpoint(
     state: dict[str, Any],
     tensors: dict[str, torch.Tensor],
     keep_last: int = 3,
+    protect: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Write ``checkpoints/ckpt-<nimg>/`` atomically (temp dir + rename), then drop all but the last N."""
+    """Write ``checkpoints/ckpt-<nimg>/`` atomically (temp dir + rename), then prune old checkpoints.
+
+    Pruning keeps the last ``keep_last`` (all if ``keep_last <= 0``), the one just written and ``protect``
+    (a checkpoint of this run, e.g. the newest written with no bad streak), whatever their age. Modes follow
+    the umask. The sha256 of ``training_state.safetensors`` is recorded in ``training_state.json``.
+    """
     root = Path(run_dir) / CHECKPOINTS_DIR
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(cur_nimg)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    tmp = umask_temp_dir(root, ".tmp-")
     try:
         for name, net in networks.items():
             net.save_pretrained(tmp / name)  # type: ignore[operator]
@@ -123,8 +247,9 @@ def save_checkpoint(
         for name, opt in optimizers.items():
             opt_tensors, groups[name] = _optimizer_tensors(name, opt)
             all_tensors |= opt_tensors
-        save_file(all_tensors, str(tmp / TENSORS_NAME))
-        payload = dict(state, optimizer_param_groups=groups)
+        # through atomic_write, which gives it the umask's mode: safetensors writes files 0600
+        atomic_write(tmp / TENSORS_NAME, lambda p: save_file(all_tensors, str(p)))
+        payload = state | {"optimizer_param_groups": groups, STATE_SHA_KEY: file_sha256(tmp / TENSORS_NAME)}
         (tmp / STATE_NAME).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if final.exists():
             shutil.rmtree(final)
@@ -132,8 +257,10 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    kept = {final.name} | ({Path(protect).name} if protect is not None else set())
     for old in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.name not in kept:
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 
@@ -142,23 +269,36 @@ def load_checkpoint(
     networks: dict[str, torch.nn.Module],
     optimizers: dict[str, torch.optim.Optimizer],
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Load weights and optimizer state into existing objects; return (state JSON, extra tensors)."""
+    """Load weights and optimizer state into existing objects; return (state JSON, extra tensors).
+
+    The whole checkpoint is verified first (:func:`check_checkpoint`), so nothing is loaded from a damaged
+    one; every failure is a :class:`CheckpointError` naming the file and the reason.
+    """
     ckpt_dir = Path(ckpt_dir)
-    state_path = ckpt_dir / STATE_NAME
-    if not state_path.is_file():
-        raise FileNotFoundError(f"{ckpt_dir}: no {STATE_NAME} (not a training checkpoint)")
-    try:
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{state_path}: not valid JSON ({exc})") from exc
+    check_checkpoint(ckpt_dir)
+    if not (ckpt_dir / STATE_NAME).is_file():
+        raise CheckpointError(f"{ckpt_dir}: no {STATE_NAME} (not a training checkpoint)")
+    for name in networks.keys() - set(NETWORKS):
+        _check_network(ckpt_dir / name)
+    state = _read_state(ckpt_dir)
+    state.pop(STATE_SHA_KEY, None)
     for name, net in networks.items():
         weights = ckpt_dir / name / WEIGHTS_NAME
-        if not weights.is_file():
-            raise FileNotFoundError(f"{weights}: missing")
-        net.load_state_dict(load_file(str(weights)), strict=True)
-    tensors = load_file(str(ckpt_dir / TENSORS_NAME))
-    groups = state.pop("optimizer_param_groups")
-    for name, opt in optimizers.items():
-        _restore_optimizer(name, opt, tensors, groups[name])
+        try:
+            net.load_state_dict(load_weights(weights), strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{weights}: does not fit the {name} network being loaded ({exc})") from exc
+        except ValueError as exc:  # WeightsError: changed since check_checkpoint read it
+            raise CheckpointError(str(exc)) from exc
+    try:
+        tensors = load_weights(ckpt_dir / TENSORS_NAME)
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from exc
+    try:
+        groups = state.pop("optimizer_param_groups")
+        for name, opt in optimizers.items():
+            _restore_optimizer(name, opt, tensors, groups[name])
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{ckpt_dir / STATE_NAME}: optimizer state does not fit ({exc!r})") from exc
     extra = {k: v for k, v in tensors.items() if not k.startswith("opt.")}
     return state, extra

@@ -1,16 +1,17 @@
-"""One explicit training loop for StyleGAN2-family models, 2D (slices) and 3D (volumes).
+"""One explicit training loop for every model family, 2D (slices) and 3D (volumes).
 
-Per iteration the phases Gmain, Greg (every ``pl_interval``), Dmain, Dreg (every ``r1_interval``) each
-accumulate gradients over micro-batches, average them over ranks and take one Adam step; then G_ema is
-updated. Every micro-batch draws its randomness (z, noise, style mixing, flips) from a seed derived from
-(run seed, iteration, phase, global micro-batch index), so the result does not depend on how the global
-batch is split over processes and micro-batches, and a resumed run continues bit-identically on CPU.
+Per iteration the family's phases (StyleGAN2: Gmain, Greg every ``pl_interval``, Dmain, Dreg every
+``r1_interval``; HA-GAN: D, G, E^H, E^G) each accumulate gradients over micro-batches, average them over ranks
+and take one optimizer step of the module(s) they train; then the family finishes the iteration (e.g. the
+EMA of G). Every micro-batch draws its randomness from a seed derived from (run seed, iteration, phase, global
+micro-batch index), so the result does not depend on how the global batch is split over processes and
+micro-batches, and a resumed run continues bit-identically on CPU. What a family provides is described in
+:mod:`medgan3d.training.family`; the loop never names a network.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import functools
 import json
@@ -27,13 +28,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from medgan3d.config import ModelConfig
-from medgan3d.networks import Discriminator, Generator
 from medgan3d.training import checkpoint as ckpt
-from medgan3d.training.losses import LossConfig, d_main, d_r1, g_main, g_pl
+from medgan3d.training.family import Family, MicroBatch, Networks, Phase, family_for
 from medgan3d.training.observe import RunLogger, generated_volumes, new_run_dir, save_grid
-
-PHASES = ("Gmain", "Greg", "Dmain", "Dreg")
 
 
 class TrainingError(RuntimeError):
@@ -42,15 +39,19 @@ class TrainingError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training hyper-parameters; defaults are seed 001 §4.2.3 (batch 128, lr 0.0025) + StyleGAN2."""
+    """Training hyper-parameters shared by every family; defaults are seed 001 §4.2.3 (batch 128) + StyleGAN2.
+
+    ``lr``, ``betas`` and ``loss`` left at None take the family's defaults (StyleGAN2: lr 0.0025, or 0.002 from
+    inflated weights, betas (0, 0.99), :class:`~medgan3d.training.losses.LossConfig`).
+    """
 
     kimg: float = 5000.0
     batch: int = 128  # global minibatch (all ranks, all micro-batches)
     batch_gpu: int = 8  # micro-batch per process; gradient accumulation makes up the rest
-    lr: float | None = None  # None: 0.0025 from scratch, 0.002 when initialised from inflated weights
-    betas: tuple[float, float] = (0.0, 0.99)
+    lr: float | None = None  # None: the family's default
+    betas: tuple[float, float] | None = None  # None: the family's default
     eps: float = 1e-8
-    ema_kimg: float | None = None  # None: batch * 10 / 32 (StyleGAN2)
+    ema_kimg: float | None = None  # None: batch * 10 / 32 (StyleGAN2; families without an EMA ignore it)
     ema_rampup: float | None = 0.05
     tick_kimg: float = 4.0
     snapshot_ticks: int = 50
@@ -62,28 +63,52 @@ class TrainConfig:
     max_bad_steps: int = 10  # iterations in a row with a skipped (non-finite) phase before the run stops
     metrics: tuple[str, ...] = ()
     metrics_samples: int = 64
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: Any = None  # the family's objective settings (a dict until resolved by resolve_loss)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "betas", tuple(self.betas))
+        if self.betas is not None:
+            object.__setattr__(self, "betas", tuple(self.betas))
         object.__setattr__(self, "metrics", tuple(self.metrics))
-        if isinstance(self.loss, dict):
-            object.__setattr__(self, "loss", LossConfig(**self.loss))
-
-    def resolved_lr(self, from_inflated: bool) -> float:
-        return self.lr if self.lr is not None else (0.002 if from_inflated else 0.0025)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain YAML/JSON types (tuples as lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        """Plain YAML/JSON types (tuples as lists, the loss settings as a mapping)."""
+        return _plain(dataclasses.asdict(self))
 
 
-def train_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> TrainConfig:
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return [_plain(v) for v in value] if isinstance(value, tuple | list) else value
+
+
+def _checked_keys(cls: type, data: dict[str, Any], what: str, source: str) -> dict[str, Any]:
+    known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - known
     if unknown:
-        raise ValueError(f"{source}: unknown train keys {sorted(unknown)}; known: {sorted(known)}")
-    return TrainConfig(**data)
+        raise ValueError(f"{source}: unknown {what} keys {sorted(unknown)}; known: {sorted(known)}")
+    return data
+
+
+def resolve_loss(cfg: TrainConfig, family: Family, source: str = "<config>") -> TrainConfig:
+    """``cfg`` with ``loss`` as the family's settings dataclass (from None, a mapping, or already one)."""
+    loss = cfg.loss
+    if isinstance(loss, family.loss_cls):
+        return cfg
+    if loss is None:
+        loss = {}
+    if not isinstance(loss, dict):
+        raise ValueError(
+            f"{source}: loss settings {type(loss).__name__} do not belong to family {family.name}"
+        )
+    data = _checked_keys(family.loss_cls, dict(loss), f"{family.name} loss", source)
+    return dataclasses.replace(cfg, loss=family.loss_cls(**data))
+
+
+def train_config_from_dict(data: dict[str, Any], source: str = "<dict>", family: Family | None = None
+                           ) -> TrainConfig:  # fmt: skip
+    """A :class:`TrainConfig` from a preset's or run's ``train`` section; unknown keys are refused."""
+    cfg = TrainConfig(**_checked_keys(TrainConfig, dict(data), "train", source))
+    return resolve_loss(cfg, family, source) if family is not None else cfg
 
 
 # --------------------------------------------------------------------------------------------------
@@ -131,13 +156,6 @@ def all_reduce_mean(t: Tensor, d: Dist) -> Tensor:
 # --------------------------------------------------------------------------------------------------
 
 
-def make_optimizer(module: nn.Module, lr: float, betas: tuple[float, float], eps: float, interval: int
-                   ) -> torch.optim.Adam:  # fmt: skip
-    """Adam with the lazy-regularisation correction: lr·r and betas**r, r = k/(k+1) (StyleGAN2)."""
-    r = interval / (interval + 1)
-    return torch.optim.Adam(module.parameters(), lr=lr * r, betas=(betas[0] ** r, betas[1] ** r), eps=eps)
-
-
 @functools.lru_cache(maxsize=4)
 def _epoch_permutation(seed: int, epoch: int, n: int) -> list[int]:
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -152,22 +170,6 @@ def sample_indices(position: int, count: int, n: int, seed: int) -> list[int]:
 def seed_micro(seed: int, step: int, phase: int, micro: int) -> None:
     """Seed torch's RNG for one micro-batch of one phase of one iteration."""
     torch.manual_seed(((seed * 1_000_003 + step) * 8 + phase) * 65_537 + micro)
-
-
-def ema_beta(cfg: TrainConfig, cur_nimg: int) -> float:
-    ema_nimg = (cfg.ema_kimg if cfg.ema_kimg is not None else cfg.batch * 10 / 32) * 1000
-    if cfg.ema_rampup is not None:
-        ema_nimg = min(ema_nimg, cur_nimg * cfg.ema_rampup)
-    return 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
-
-
-@torch.no_grad()
-def update_ema(G_ema: Generator, G: Generator, beta: float) -> None:
-    """G_ema ← lerp(G, G_ema, β); buffers (w_avg, constant noise) are copied."""
-    for p_ema, p in zip(G_ema.parameters(), G.parameters(), strict=True):
-        p_ema.copy_(p.detach().lerp(p_ema, beta))
-    for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
-        b_ema.copy_(b)
 
 
 def reduce_grads(module: nn.Module, d: Dist) -> bool:
@@ -195,47 +197,28 @@ class TrainState:
     tick_start_nimg: int = 0
     bad_consecutive: int = 0
     bad_total: int = 0
-    pl_mean: float = 0.0
     elapsed_s: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)  # the family's scalars (StyleGAN2: pl_mean)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainState:
+        data = dict(data)
+        extra = dict(data.pop("extra", {}))
+        if "pl_mean" in data:  # checkpoints written before the loop became family-generic
+            extra["pl_mean"] = data.pop("pl_mean")
+        return cls(**data, extra=extra)
 
 
-@dataclass
-class Networks:
-    G: Generator
-    D: Discriminator
-    G_ema: Generator
-    opt_G: torch.optim.Adam
-    opt_D: torch.optim.Adam
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"G": self.G, "G_ema": self.G_ema, "D": self.D}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"G": self.opt_G, "D": self.opt_D}
-
-
-def build_networks(model: ModelConfig, cfg: TrainConfig, device: torch.device, from_inflated: bool,
+def build_networks(family: Family, model: Any, cfg: TrainConfig, device: torch.device, from_inflated: bool,
                    init: dict[str, nn.Module] | None = None) -> Networks:  # fmt: skip
-    """G, D, G_ema and their optimizers; ``init`` (e.g. inflated weights) overrides the random init."""
-    torch.manual_seed(cfg.seed)
-    G, D = model.build_generator().to(device), model.build_discriminator().to(device)
-    if init:
-        for name, net in (("G", G), ("D", D)):
-            if name in init:
-                net.load_state_dict(init[name].state_dict())
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    if init and "G_ema" in init:
-        G_ema.load_state_dict(init["G_ema"].state_dict())
-    lr = cfg.resolved_lr(from_inflated)
-    opt_G = make_optimizer(G, lr, cfg.betas, cfg.eps, cfg.loss.pl_interval)
-    opt_D = make_optimizer(D, lr, cfg.betas, cfg.eps, cfg.loss.r1_interval)
-    return Networks(G, D, G_ema, opt_G, opt_D)
+    """The family's networks and optimizers; ``init`` (e.g. inflated weights) overrides the random init."""
+    return family.build(model, cfg, device, from_inflated, init)
 
 
 def broadcast_networks(nets: Networks, d: Dist) -> None:
     """Make every rank start from rank 0's weights."""
     if d.world > 1:
-        for module in nets.modules().values():
+        for module in nets.modules.values():
             for t in [*module.parameters(), *module.buffers()]:
                 dist.broadcast(t.data, src=0)
 
@@ -260,71 +243,57 @@ class RealBatches:
 # --------------------------------------------------------------------------------------------------
 
 
-def run_phase(phase: str, nets: Networks, reals: RealBatches, state: TrainState, cfg: TrainConfig, d: Dist,
-              rounds: int) -> dict[str, float]:  # fmt: skip
+def _set_trainable(nets: Networks, trains: tuple[str, ...]) -> None:
+    for name in nets.optimizers:
+        nets.modules[name].requires_grad_(name in trains)
+
+
+def run_phase(family: Family, phase: Phase, nets: Networks, reals: RealBatches, state: TrainState,
+              cfg: TrainConfig, d: Dist, rounds: int, context: Any = None) -> dict[str, float]:  # fmt: skip
     """Accumulate one phase over this rank's micro-batches, average over ranks, step (if finite)."""
-    G, D = nets.G, nets.D
-    is_g = phase.startswith("G")
-    module, opt = (G, nets.opt_G) if is_g else (D, nets.opt_D)
-    G.requires_grad_(is_g)
-    D.requires_grad_(not is_g)
-    opt.zero_grad(set_to_none=True)
+    _set_trainable(nets, phase.trains)
+    for name in phase.trains:
+        nets.optimizers[name].zero_grad(set_to_none=True)
     autocast = torch.autocast(d.device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext()
+    family.before_phase(phase, nets)
     stats: dict[str, float] = defaultdict(float)
-    side = torch.zeros(G.w_dim + 1, device=d.device)  # mean w (Dmain) or mean path length (Greg)
-    pl_mean = torch.tensor(state.pl_mean, device=d.device)
+    side: dict[str, Tensor] = {}
     for r in range(rounds):
-        seed_micro(cfg.seed, state.batch_idx, PHASES.index(phase), d.rank * rounds + r)
-        z = torch.randn(cfg.batch_gpu, G.z_dim, device=d.device)
-        if phase == "Gmain":
-            loss, s = g_main(G, D, z, cfg.loss, autocast, rounds)
-        elif phase == "Greg":
-            loss, s, length = g_pl(G, z, pl_mean, cfg.loss, autocast, rounds)
-            side[-1] += length / rounds
-        elif phase == "Dmain":
-            loss, s, w_mean = d_main(G, D, z, reals.micro(state.cur_nimg, r), cfg.loss, autocast, rounds)
-            side[:-1] += w_mean / rounds
-        else:
-            loss, s = d_r1(D, reals.micro(state.cur_nimg, r), cfg.loss, autocast, rounds)
-        loss.backward()
-        for k, v in s.items():
+        seed_micro(cfg.seed, state.batch_idx, phase.index, d.rank * rounds + r)
+        mb = MicroBatch(cfg.batch_gpu, rounds, d.device, autocast, functools.partial(reals.micro, state.cur_nimg, r),
+                        state.batch_idx, context)  # fmt: skip
+        result = family.loss(phase, nets, mb, state, cfg)
+        result.loss.backward()
+        for k, v in result.stats.items():
             stats[k] += v / rounds
-    finite = reduce_grads(module, d)
+        for k, v in result.side.items():
+            side[k] = (side[k] if k in side else torch.zeros_like(v)) + v / rounds
+    finite = all([reduce_grads(nets.modules[name], d) for name in phase.trains])
     if finite:
-        opt.step()
-        all_reduce_mean(side, d)
-        if phase == "Dmain":
-            G.mapping.w_avg.lerp_(side[:-1], 1 - G.mapping.w_avg_beta)
-        elif phase == "Greg":
-            state.pl_mean += (float(side[-1]) - state.pl_mean) * cfg.loss.pl_decay
+        for name in phase.trains:
+            nets.optimizers[name].step()
+        for v in side.values():
+            all_reduce_mean(v, d)
+        family.after_phase(phase, nets, side, state, cfg)
     else:
-        opt.zero_grad(set_to_none=True)
+        for name in phase.trains:
+            nets.optimizers[name].zero_grad(set_to_none=True)
         state.bad_total += 1
         stats["skipped_nonfinite"] = 1.0
-    G.requires_grad_(False)
-    D.requires_grad_(False)
+    _set_trainable(nets, ())
     return dict(stats)
 
 
-def phases_for(batch_idx: int, loss: LossConfig) -> list[str]:
-    out = ["Gmain"]
-    if loss.pl_weight > 0 and batch_idx % loss.pl_interval == 0:
-        out.append("Greg")
-    out.append("Dmain")
-    if loss.r1_gamma > 0 and batch_idx % loss.r1_interval == 0:
-        out.append("Dreg")
-    return out
-
-
-def train_step(nets: Networks, reals: RealBatches, state: TrainState, cfg: TrainConfig, d: Dist,
-               rounds: int) -> dict[str, float]:  # fmt: skip
-    """One iteration (all phases) + EMA; advances the image counter."""
+def train_step(family: Family, nets: Networks, reals: RealBatches, state: TrainState, cfg: TrainConfig,
+               d: Dist, rounds: int) -> dict[str, float]:  # fmt: skip
+    """One iteration (all phases of the family) + its end-of-iteration update; advances the image counter."""
     stats: dict[str, float] = {}
     skipped = []
-    for phase in phases_for(state.batch_idx, cfg.loss):
-        phase_stats = run_phase(phase, nets, reals, state, cfg, d, rounds)
+    context = family.begin_iteration(state.batch_idx, cfg)
+    for phase in family.phases(state.batch_idx, cfg):
+        phase_stats = run_phase(family, phase, nets, reals, state, cfg, d, rounds, context)
         if phase_stats.pop("skipped_nonfinite", 0):
-            skipped.append(phase)
+            skipped.append(phase.name)
         stats |= phase_stats
     state.bad_consecutive = state.bad_consecutive + 1 if skipped else 0
     if state.bad_consecutive > cfg.max_bad_steps:
@@ -335,7 +304,7 @@ def train_step(nets: Networks, reals: RealBatches, state: TrainState, cfg: Train
     stats["skipped_phases"] = float(len(skipped))
     state.cur_nimg += cfg.batch
     state.batch_idx += 1
-    update_ema(nets.G_ema, nets.G, ema_beta(cfg, state.cur_nimg))
+    family.end_iteration(nets, state, cfg)
     return stats
 
 
@@ -387,7 +356,7 @@ def rounds_for(cfg: TrainConfig, d: Dist) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
-def open_dataset(data: str | Path, model: ModelConfig, flip: bool) -> torch.utils.data.Dataset:
+def open_dataset(data: str | Path, model: Any, flip: bool) -> torch.utils.data.Dataset:
     """Volumes for a 3D model, axial slices for a 2D twin; refuses a shape the model does not generate."""
     from medgan3d.data import SliceDataset, VolumeDataset
 
@@ -438,18 +407,17 @@ def _spacing(data: Path, spatial_dims: int) -> Any:
     return spacing if spatial_dims == 3 else None
 
 
-def _snapshot(nets: Networks, state: TrainState, cfg: TrainConfig, run_dir: Path, record: dict[str, Any],
-              logger: Any, spacing: Any, data: Path, config: dict[str, Any]) -> Path:  # fmt: skip
+def _snapshot(family: Family, nets: Networks, state: TrainState, cfg: TrainConfig, run_dir: Path,
+              record: dict[str, Any], logger: Any, spacing: Any, data: Path, config: dict[str, Any]) -> Path:  # fmt: skip
     kimg = state.cur_nimg / 1000
-    png = save_grid(
-        generated_volumes(nets.G_ema, cfg.grid), run_dir / f"fakes{state.cur_nimg:09d}.png", spacing
-    )
+    G = nets.modules[family.sample_from]
+    png = save_grid(generated_volumes(G, cfg.grid), run_dir / f"fakes{state.cur_nimg:09d}.png", spacing)
     logger.image("fakes", png, kimg)
     if cfg.metrics:
         from medgan3d.metrics import evaluate_generator, scalars
 
-        device = str(next(nets.G_ema.parameters()).device)
-        result = evaluate_generator(nets.G_ema, data, num_samples=cfg.metrics_samples, metrics=tuple(cfg.metrics),
+        device = str(next(G.parameters()).device)
+        result = evaluate_generator(G, data, num_samples=cfg.metrics_samples, metrics=tuple(cfg.metrics),
                                     seed=cfg.seed, device=device)  # fmt: skip
         record |= {f"metrics/{k}": v for k, v in scalars(result).items()}
         # the full result (extractor, weights, sample counts, ...) beside the scalars in stats.jsonl
@@ -458,13 +426,13 @@ def _snapshot(nets: Networks, state: TrainState, cfg: TrainConfig, run_dir: Path
     payload = {"state": dataclasses.asdict(state), "config": config}
     tensors = {"rng.torch": torch.get_rng_state()}
     return ckpt.save_checkpoint(
-        run_dir, state.cur_nimg, nets.modules(), nets.optimizers(), payload, tensors, cfg.keep_last
+        run_dir, state.cur_nimg, nets.modules, nets.optimizers, payload, tensors, cfg.keep_last
     )
 
 
 def train(
     data: str | Path,
-    model: ModelConfig,
+    model: Any,
     cfg: TrainConfig,
     outdir: str | Path = "runs",
     desc: str | None = None,
@@ -476,11 +444,14 @@ def train(
 ) -> Path:
     """Train (or resume) a run; returns the run folder. See the module docstring for the phases.
 
-    ``init``: networks (``G``, ``G_ema``, ``D``) whose weights replace the random init, e.g. inflated from a
-    2D checkpoint; ``init_info`` is recorded in config.yaml. On ``resume`` the run's own config.yaml is used
+    ``model`` is a model config of any family (``ModelConfig`` for StyleGAN2, ``HAGANConfig``, ...).
+    ``init``: networks (e.g. ``G``, ``G_ema``, ``D``) whose weights replace the random init, e.g. inflated from
+    a 2D checkpoint; ``init_info`` is recorded in config.yaml. On ``resume`` the run's own config.yaml is used
     and only ``cfg.kimg`` (the new total) is taken from the arguments.
     """
     import yaml
+
+    from medgan3d.config import model_config_from_dict
 
     d = setup_distributed(device)
     data = Path(data)
@@ -489,11 +460,12 @@ def train(
     if resume is not None:
         run_dir, ckpt_dir = _resume_paths(resume)
         saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-        model = ModelConfig(**saved["model"])
-        cfg = dataclasses.replace(
-            train_config_from_dict(saved["train"], str(run_dir / "config.yaml")), kimg=cfg.kimg
-        )
+        source = str(run_dir / "config.yaml")
+        model = model_config_from_dict(saved["model"], source)
+        cfg = dataclasses.replace(train_config_from_dict(saved["train"], source), kimg=cfg.kimg)
         data, preset, init_info = Path(saved["data"]), saved.get("preset", ""), saved.get("init")
+    family = family_for(model)
+    cfg = resolve_loss(cfg, family)
     if cfg.metrics and model.spatial_dims != 3:
         raise ValueError(
             "metrics at snapshots score 3D volumes; a 2D twin (pretraining) cannot take --metrics"
@@ -501,13 +473,13 @@ def train(
     dataset = open_dataset(data, model, cfg.flip)
     rounds = rounds_for(cfg, d)
     from_inflated = bool(init_info and init_info.get("strategy", "none") != "none")
-    nets = build_networks(model, cfg, d.device, from_inflated, init)
-    state = TrainState()
+    nets = build_networks(family, model, cfg, d.device, from_inflated, init)
+    state = TrainState(extra=family.initial_extra_state())
     config = {"preset": preset, "data": str(data.resolve()), "world_size": d.world, "init": init_info,
               "model": model.to_dict(), "train": cfg.to_dict()}  # fmt: skip
     if ckpt_dir is not None:
-        saved_state, tensors = ckpt.load_checkpoint(ckpt_dir, nets.modules(), nets.optimizers())
-        state = TrainState(**saved_state["state"])
+        saved_state, tensors = ckpt.load_checkpoint(ckpt_dir, nets.modules, nets.optimizers)
+        state = TrainState.from_dict(saved_state["state"])
         torch.set_rng_state(tensors["rng.torch"])
     else:
         broadcast_networks(nets, d)
@@ -530,7 +502,7 @@ def train(
         with StopFlag() as stop:
             while state.cur_nimg < total:
                 step_start = time.perf_counter()
-                rows.append(train_step(nets, reals, state, cfg, d, rounds))
+                rows.append(train_step(family, nets, reals, state, cfg, d, rounds))
                 rows[-1]["sec_per_iter"] = time.perf_counter() - step_start
                 stopping = _stop_requested(stop, d)
                 done = state.cur_nimg >= total
@@ -548,13 +520,15 @@ def train(
                 tick_kimg = (state.cur_nimg - state.tick_start_nimg) / 1000
                 state.elapsed_s += now - tick_time
                 record: dict[str, Any] = {"tick": state.tick, "kimg": kimg, "sec_per_kimg": (now - tick_time) / tick_kimg,
-                                          "skipped_total": state.bad_total, "pl_mean": state.pl_mean} | mean_stats(rows)  # fmt: skip
+                                          "skipped_total": state.bad_total} | state.extra | mean_stats(rows)  # fmt: skip
                 state.tick += 1
                 state.tick_start_nimg = state.cur_nimg
                 saved_to = None
                 if d.is_main and (state.tick % cfg.snapshot_ticks == 0 or done or stopping):
                     assert run_dir is not None
-                    saved_to = _snapshot(nets, state, cfg, run_dir, record, logger, spacing, data, config)
+                    saved_to = _snapshot(
+                        family, nets, state, cfg, run_dir, record, logger, spacing, data, config
+                    )
                 logger.tick(record)
                 if saved_to is not None:
                     logger.print(f"checkpoint {saved_to}")

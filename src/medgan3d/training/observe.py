@@ -10,32 +10,65 @@ from typing import Any
 import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
 
 from medgan3d.console import make_console
-from medgan3d.networks import Generator
+from medgan3d.sampling import DEFAULT_CHUNK_DEPTH, synthesize
 from medgan3d.viz import save_image_grid, save_slice_grid
 
 RUN_RE = re.compile(r"^(\d{5})-")
+_RESERVE_RE = re.compile(r"^\.(\d{5})\.reserve$")
+_MAX_TRIES = 10_000
+
+
+def _numbers(outdir: Path, runs_only: bool = False) -> set[int]:
+    """Run numbers in use: run folders and (unless ``runs_only``) reservations."""
+    found = set()
+    for p in outdir.iterdir():
+        if m := RUN_RE.match(p.name) or (None if runs_only else _RESERVE_RE.match(p.name)):
+            found.add(int(m.group(1)))
+    return found
 
 
 def new_run_dir(outdir: str | Path, desc: str) -> Path:
-    """``outdir/NNNNN-desc`` with the next free number."""
+    """Create and return ``outdir/NNNNN-desc`` with the next free number, unique even among concurrent calls.
+
+    A number is claimed by creating ``outdir/.NNNNN.reserve`` (atomic, whatever the desc) and released once
+    the run folder exists; a claimed or taken number makes the caller try the next one.
+    """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    used = [int(m.group(1)) for p in outdir.iterdir() if (m := RUN_RE.match(p.name))]
-    run = outdir / f"{(max(used) + 1) if used else 0:05d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', desc)}"
-    run.mkdir()
-    return run
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", desc)
+    for _ in range(_MAX_TRIES):
+        number = max(_numbers(outdir), default=-1) + 1
+        reserve = outdir / f".{number:05d}.reserve"
+        try:
+            reserve.mkdir()
+        except FileExistsError:
+            continue
+        try:
+            # a holder of this number before us may have listed before we did; it made its folder first
+            if number in _numbers(outdir, runs_only=True):
+                continue
+            run = outdir / f"{number:05d}-{name}"
+            run.mkdir()
+            return run
+        except FileExistsError:  # made without a reservation (by hand, or an older medgan3d)
+            continue
+        finally:
+            reserve.rmdir()
+    raise RuntimeError(f"{outdir}: no free run number after {_MAX_TRIES} tries")
 
 
 @torch.no_grad()
-def generated_volumes(G: Generator, n: int, seed: int = 0, psi: float = 1.0) -> np.ndarray:
+def generated_volumes(G: nn.Module, n: int, seed: int = 0, psi: float = 1.0,
+                      chunk_depth: int | None = DEFAULT_CHUNK_DEPTH) -> np.ndarray:  # fmt: skip
     """``n`` samples (seeds ``seed..seed+n-1``, constant noise) as ``[n, *spatial]`` float32 numpy."""
     device = next(G.parameters()).device
     zs = torch.stack(
         [torch.randn(G.z_dim, generator=torch.Generator().manual_seed(seed + i)) for i in range(n)]
     )
-    img = G(zs.to(device), truncation_psi=psi, noise_mode="const")
+    img = synthesize(G, zs.to(device), psi, noise_mode="const", chunk_depth=chunk_depth)
     return img[:, 0].float().cpu().numpy()
 
 

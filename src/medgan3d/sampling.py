@@ -1,0 +1,26 @@
+"""One call that turns latents into volumes for every generator family (snapshots, generate, evaluate)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+# HA-GAN's high-resolution head runs over slabs of this many latent slices (4 output slices each): exact and
+# bounded in memory (Sun et al. run the whole 256³ volume at once: 5.7 GiB on CPU).
+DEFAULT_CHUNK_DEPTH = 8
+
+
+def is_hagan(G: nn.Module) -> bool:
+    return type(G).__name__ == "HAGANGenerator"  # by name: StyleGAN-only code never imports the HA-GAN module
+
+
+def synthesize(G: nn.Module, z: Tensor, psi: float = 1.0, noise_mode: str = "const",
+               chunk_depth: int | None = DEFAULT_CHUNK_DEPTH) -> Tensor:  # fmt: skip
+    """Volumes ``[n, C, *spatial]`` from latents ``z``.
+
+    StyleGAN2: truncation ψ towards ``w_avg`` and the given noise mode. HA-GAN (no mapping network, no noise
+    inputs): ψ scales z towards the mode of its N(0, I) prior, and the full-resolution volume is decoded in
+    slabs of ``chunk_depth`` latent slices (0 or None: the whole volume at once; both give the same values).
+    """
+    if is_hagan(G):
+        return G.generate(z * psi if psi != 1.0 else z, chunk_depth=chunk_depth or None)
+    return G(z, truncation_psi=psi, noise_mode=noise_mode)

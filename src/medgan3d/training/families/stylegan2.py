@@ -1,0 +1,113 @@
+"""The StyleGAN2 family on the shared loop: G, D, G_ema with phases Gmain, Greg, Dmain, Dreg.
+
+Karras et al., "Analyzing and Improving the Image Quality of StyleGAN" (CVPR 2020), §2–4 and App. B, as used by
+Liu et al., "3D Split&Shuffle-GAN" (arXiv 2208.03934, §4.2.3): lazy R1 every ``r1_interval`` D steps, path
+length every ``pl_interval`` G steps (Adam lr·r and betas**r, r = k/(k+1)), ``w_avg`` tracked from Dmain's
+mapping outputs, ``pl_mean`` from Greg's lengths, and an EMA of G with ramp-up after every iteration.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from medgan3d.networks import Generator
+from medgan3d.training import losses
+from medgan3d.training.family import Family, MicroBatch, Networks, Phase, PhaseResult, register
+from medgan3d.training.losses import LossConfig
+
+DEFAULT_BETAS = (0.0, 0.99)
+
+
+def make_optimizer(module: nn.Module, lr: float, betas: tuple[float, float], eps: float, interval: int
+                   ) -> torch.optim.Adam:  # fmt: skip
+    """Adam with the lazy-regularisation correction: lr·r and betas**r, r = k/(k+1) (StyleGAN2)."""
+    r = interval / (interval + 1)
+    return torch.optim.Adam(module.parameters(), lr=lr * r, betas=(betas[0] ** r, betas[1] ** r), eps=eps)
+
+
+def ema_beta(cfg: Any, cur_nimg: int) -> float:
+    """β = 0.5^(batch / ema_nimg), ema_nimg ramped up to ``ema_rampup`` of the images seen (StyleGAN2)."""
+    ema_nimg = (cfg.ema_kimg if cfg.ema_kimg is not None else cfg.batch * 10 / 32) * 1000
+    if cfg.ema_rampup is not None:
+        ema_nimg = min(ema_nimg, cur_nimg * cfg.ema_rampup)
+    return 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
+
+
+@torch.no_grad()
+def update_ema(G_ema: Generator, G: Generator, beta: float) -> None:
+    """G_ema ← lerp(G, G_ema, β); buffers (w_avg, constant noise) are copied."""
+    for p_ema, p in zip(G_ema.parameters(), G.parameters(), strict=True):
+        p_ema.copy_(p.detach().lerp(p_ema, beta))
+    for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
+        b_ema.copy_(b)
+
+
+@register
+class StyleGAN2(Family):
+    name = "stylegan2"
+    phase_names = ("Gmain", "Greg", "Dmain", "Dreg")
+    loss_cls = LossConfig
+    sample_from = "G_ema"
+
+    def build(self, model: Any, cfg: Any, device: torch.device, from_inflated: bool,
+              init: dict[str, nn.Module] | None) -> Networks:  # fmt: skip
+        """G, D, G_ema and their optimizers; ``init`` (e.g. inflated weights) overrides the random init."""
+        torch.manual_seed(cfg.seed)
+        G, D = model.build_generator().to(device), model.build_discriminator().to(device)
+        for name, net in (("G", G), ("D", D)):
+            if init and name in init:
+                net.load_state_dict(init[name].state_dict())
+        G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+        if init and "G_ema" in init:
+            G_ema.load_state_dict(init["G_ema"].state_dict())
+        lr = cfg.lr if cfg.lr is not None else (0.002 if from_inflated else 0.0025)
+        betas = cfg.betas if cfg.betas is not None else DEFAULT_BETAS
+        opt_G = make_optimizer(G, lr, betas, cfg.eps, cfg.loss.pl_interval)
+        opt_D = make_optimizer(D, lr, betas, cfg.eps, cfg.loss.r1_interval)
+        return Networks({"G": G, "G_ema": G_ema, "D": D}, {"G": opt_G, "D": opt_D})
+
+    def phases(self, step: int, cfg: Any) -> list[Phase]:
+        loss: LossConfig = cfg.loss
+        out = [self.phase("Gmain", ("G",))]
+        if loss.pl_weight > 0 and step % loss.pl_interval == 0:
+            out.append(self.phase("Greg", ("G",)))
+        out.append(self.phase("Dmain", ("D",)))
+        if loss.r1_gamma > 0 and step % loss.r1_interval == 0:
+            out.append(self.phase("Dreg", ("D",)))
+        return out
+
+    def loss(self, phase: Phase, nets: Networks, mb: MicroBatch, state: Any, cfg: Any) -> PhaseResult:
+        G, D = nets.modules["G"], nets.modules["D"]
+        z = torch.randn(mb.size, G.z_dim, device=mb.device)  # drawn first in every phase (reals may flip)
+        if phase.name == "Gmain":
+            loss, stats = losses.g_main(G, D, z, cfg.loss, mb.autocast, mb.rounds)
+            return PhaseResult(loss, stats)
+        if phase.name == "Greg":
+            pl_mean = torch.tensor(state.extra["pl_mean"], device=mb.device)
+            loss, stats, length = losses.g_pl(G, z, pl_mean, cfg.loss, mb.autocast, mb.rounds)
+            return PhaseResult(loss, stats, {"pl_length": length})
+        if phase.name == "Dmain":
+            loss, stats, w_mean = losses.d_main(G, D, z, mb.reals(), cfg.loss, mb.autocast, mb.rounds)
+            return PhaseResult(loss, stats, {"w_mean": w_mean})
+        loss, stats = losses.d_r1(D, mb.reals(), cfg.loss, mb.autocast, mb.rounds)
+        return PhaseResult(loss, stats)
+
+    def after_phase(
+        self, phase: Phase, nets: Networks, side: dict[str, Tensor], state: Any, cfg: Any
+    ) -> None:
+        if phase.name == "Dmain":
+            mapping = nets.modules["G"].mapping
+            mapping.w_avg.lerp_(side["w_mean"], 1 - mapping.w_avg_beta)
+        elif phase.name == "Greg":
+            pl_mean = state.extra["pl_mean"]
+            state.extra["pl_mean"] = pl_mean + (float(side["pl_length"]) - pl_mean) * cfg.loss.pl_decay
+
+    def end_iteration(self, nets: Networks, state: Any, cfg: Any) -> None:
+        update_ema(nets.modules["G_ema"], nets.modules["G"], ema_beta(cfg, state.cur_nimg))
+
+    def initial_extra_state(self) -> dict[str, float]:
+        return {"pl_mean": 0.0}

@@ -1,0 +1,126 @@
+"""What a model family gives the shared training loop, and the loop's side of the contract.
+
+The loop (:mod:`medgan3d.training.loop`) owns the device and DDP, micro-batching with per-micro-batch seeding,
+gradient averaging over ranks, the non-finite guard, ticks, snapshots, metrics, checkpoints and resume. A
+*family* owns everything that differs between GANs:
+
+* its networks and optimizers (:meth:`Family.build`): ``Networks.modules`` is what a checkpoint holds,
+  ``Networks.optimizers`` maps the name of each trained module to its optimizer;
+* the phases of one iteration (:meth:`Family.phases`): which module(s) each phase steps;
+* one loss function per phase (:meth:`Family.loss`), called once per micro-batch with the RNG already
+  seeded, returning a :class:`PhaseResult`;
+* what happens around the steps (:meth:`Family.begin_iteration`, :meth:`Family.after_phase`,
+  :meth:`Family.end_iteration`): e.g. StyleGAN2's ``w_avg``/``pl_mean`` updates and EMA, HA-GAN's crop;
+* which network samples and how (:meth:`Family.sampler`), for snapshots and metrics.
+
+Families register themselves in :data:`FAMILIES` by name; a model config names its family in
+``ModelConfig.family`` so that a new family never needs to touch the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One optimisation step of an iteration: its name, its seeding index and the modules it steps."""
+
+    name: str
+    index: int  # stable per family (seeds the phase's micro-batches); at most 7
+    trains: tuple[str, ...]  # keys of Networks.optimizers (each optimizer steps the module of that name)
+
+
+@dataclass
+class PhaseResult:
+    """One micro-batch's contribution: its loss (already divided by the number of micro-batches), scalar
+    stats (averaged over micro-batches by the loop), and ``side`` tensors that the loop averages over
+    micro-batches and ranks and hands to :meth:`Family.after_phase` when the step was finite."""
+
+    loss: Tensor
+    stats: dict[str, float]
+    side: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    """What a loss function gets besides the networks: its share of the global batch."""
+
+    size: int  # samples in this micro-batch
+    rounds: int  # micro-batches per rank in this phase (divide losses by it)
+    device: torch.device
+    autocast: AbstractContextManager
+    reals: Callable[[], Tensor]  # loads this micro-batch's real items (call it at most once)
+    step: int  # iteration index (batch_idx)
+    context: Any  # what Family.begin_iteration returned for this iteration
+
+
+@dataclass
+class Networks:
+    modules: dict[str, nn.Module]  # everything a checkpoint holds, by name
+    optimizers: dict[str, torch.optim.Optimizer]  # trained module name -> its optimizer
+
+
+class Family:
+    """Base class of model families; see the module docstring for the contract."""
+
+    name: ClassVar[str]
+    phase_names: ClassVar[tuple[str, ...]]
+    loss_cls: ClassVar[type]  # dataclass of the family's objective settings (TrainConfig.loss)
+    sample_from: ClassVar[str]  # module that generates volumes for snapshots, metrics and generate
+
+    def build(self, model: Any, cfg: Any, device: torch.device, from_inflated: bool,
+              init: dict[str, nn.Module] | None) -> Networks:  # fmt: skip
+        raise NotImplementedError
+
+    def phases(self, step: int, cfg: Any) -> list[Phase]:
+        raise NotImplementedError
+
+    def loss(self, phase: Phase, nets: Networks, mb: MicroBatch, state: Any, cfg: Any) -> PhaseResult:
+        raise NotImplementedError
+
+    def begin_iteration(self, step: int, cfg: Any) -> Any:
+        """Per-iteration randomness shared by every phase and micro-batch (a pure function of the step)."""
+        return None
+
+    def before_phase(self, phase: Phase, nets: Networks) -> None:
+        """Called once per phase before its micro-batches."""
+
+    def after_phase(
+        self, phase: Phase, nets: Networks, side: dict[str, Tensor], state: Any, cfg: Any
+    ) -> None:
+        """Called once per phase after a finite step, with ``side`` averaged over micro-batches and ranks."""
+
+    def end_iteration(self, nets: Networks, state: Any, cfg: Any) -> None:
+        """Called after every iteration, once the image counter has advanced (e.g. EMA)."""
+
+    def initial_extra_state(self) -> dict[str, float]:
+        """Family scalars kept in the training state (checkpointed, logged per tick)."""
+        return {}
+
+    def phase(self, name: str, trains: tuple[str, ...]) -> Phase:
+        return Phase(name, self.phase_names.index(name), trains)
+
+
+FAMILIES: dict[str, Callable[[], Family]] = {}
+
+
+def register(cls: type[Family]) -> type[Family]:
+    FAMILIES[cls.name] = cls
+    return cls
+
+
+def family_for(model: Any) -> Family:
+    """The family of a model config (its ``family`` attribute, ``stylegan2`` when absent)."""
+    import medgan3d.training.families  # noqa: F401  (registers the shipped families)
+
+    name = getattr(model, "family", "stylegan2")
+    if name not in FAMILIES:
+        raise ValueError(f"unknown model family {name!r}; known: {sorted(FAMILIES)}")
+    return FAMILIES[name]()
