@@ -19,9 +19,9 @@ from torch import nn
 
 from medgan3d.config import load_preset
 from medgan3d.data import denormalize, make_brain_phantoms
-from medgan3d.training import losses, loop
-from medgan3d.training.families import stylegan2
+from medgan3d.training import loop, losses
 from medgan3d.training.checkpoint import list_checkpoints, load_generator
+from medgan3d.training.families import stylegan2
 from medgan3d.training.loop import TrainConfig, TrainingError, train
 from medgan3d.training.losses import LossConfig, d_r1, map_with_mixing
 
