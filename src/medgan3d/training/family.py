@@ -85,7 +85,7 @@ class Family:
     def loss(self, phase: Phase, nets: Networks, mb: MicroBatch, state: Any, cfg: Any) -> PhaseResult:
         raise NotImplementedError
 
-    def begin_iteration(self, step: int, cfg: Any) -> Any:
+    def begin_iteration(self, step: int, nets: Networks, cfg: Any) -> Any:
         """Per-iteration randomness shared by every phase and micro-batch (a pure function of the step)."""
         return None
 

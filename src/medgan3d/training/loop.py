@@ -69,6 +69,23 @@ class TrainConfig:
         if self.betas is not None:
             object.__setattr__(self, "betas", tuple(self.betas))
         object.__setattr__(self, "metrics", tuple(self.metrics))
+        # checked as given: the optimizers later scale lr for lazy regularisation, errors must not show that
+        bounds = {"kimg": ">", "tick_kimg": ">", "eps": ">", "lr": ">", "ema_kimg": ">=", "ema_rampup": ">="}
+        for key, op in bounds.items():
+            value = getattr(self, key)
+            if value is None and key in ("lr", "ema_kimg", "ema_rampup"):  # None: the default
+                continue
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (number and (value > 0 if op == ">" else value >= 0) and value != float("inf")):
+                raise ValueError(f"{key} must be a number {op} 0, got {value!r}")
+        minimum = {"batch": 1, "batch_gpu": 1, "snapshot_ticks": 1, "keep_last": 1, "grid": 1,
+                   "max_bad_steps": 0, "metrics_samples": 2}  # fmt: skip
+        for key, low in minimum.items():
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
+        if self.betas is not None and not (len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON types (tuples as lists, the loss settings as a mapping)."""
@@ -289,7 +306,7 @@ def train_step(family: Family, nets: Networks, reals: RealBatches, state: TrainS
     """One iteration (all phases of the family) + its end-of-iteration update; advances the image counter."""
     stats: dict[str, float] = {}
     skipped = []
-    context = family.begin_iteration(state.batch_idx, cfg)
+    context = family.begin_iteration(state.batch_idx, nets, cfg)
     for phase in family.phases(state.batch_idx, cfg):
         phase_stats = run_phase(family, phase, nets, reals, state, cfg, d, rounds, context)
         if phase_stats.pop("skipped_nonfinite", 0):

@@ -1,0 +1,199 @@
+"""The HA-GAN family on the shared loop: G, D, E^H, E^G with phases D, G, E_H, E_G.
+
+Sun et al., "Hierarchical Amortized GAN for 3D High Resolution Medical Image Synthesis" (IEEE JBHI 2022),
+§III-A–C, Eq. 1–6: every iteration picks one sub-volume position; D learns on the real/generated pair
+(high-res sub-volume + position, low-res full volume) with the non-saturating logistic loss on the mean of
+D^H's and D^L's logits; G learns against D; E^H learns to reconstruct the real sub-volume through the frozen
+G^H (L1); E^G learns to map E^H's features of the whole volume to a z that G turns back into the real
+sub-volume and low-res volume (L1, halved). Adam (0, 0.999), lr G 1e-4, D 4e-4, encoders 1e-4, no schedule.
+
+Two deliberate differences from the published code (see docs/hagan.md):
+
+* **Aligned sub-volumes.** The reference draws the real start slice r in [0, 7R/8] but crops G's latent at
+  ⌊r/4⌋, so the generated sub-volume starts up to 3 slices before the real one. Here the start is drawn on the
+  latent grid (s in [0, 7R/32], r = 4s), so real and generated sub-volumes cover the same slices.
+  ``aligned: false`` reproduces the reference.
+* **Spectral-norm power iterations once per phase** (D and G phases) instead of once per D forward, so that
+  the result does not depend on how the batch is split into micro-batches and processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from medgan3d.training.family import Family, MicroBatch, Networks, Phase, PhaseResult, register
+
+SELECTIONS = ("random", "deterministic")
+DOWNSAMPLES = ("nearest", "area")
+
+
+@dataclass(frozen=True)
+class HAGANLoss:
+    """HA-GAN objective settings: the published defaults and the ablations of Sun et al. (Table "Ablation")."""
+
+    lr_g: float = 1e-4
+    lr_d: float = 4e-4
+    lr_e: float = 1e-4  # E^H and E^G
+    betas: tuple[float, float] = (0.0, 0.999)
+    low_res: bool = True  # False: "HA-GAN w/o low-resolution branch" (no G^L, no D^L)
+    encoder: bool = True  # False: "HA-GAN w/o encoder" (E^H and E^G are not trained)
+    selection: str = "random"  # "deterministic": "HA-GAN w/ deterministic" (cycle over 8 fixed sub-volumes)
+    aligned: bool = True  # False: the reference's misaligned crop (real start r, latent start r // 4)
+    downsample: str = "nearest"  # real low-res volume: "nearest" = x[..., ::4, ::4, ::4] (reference) | "area"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", tuple(self.betas))
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection {self.selection!r} not in {SELECTIONS}")
+        if self.downsample not in DOWNSAMPLES:
+            raise ValueError(f"downsample {self.downsample!r} not in {DOWNSAMPLES}")
+        if min(self.lr_g, self.lr_d, self.lr_e) <= 0:
+            raise ValueError("HA-GAN learning rates must be positive")
+
+
+@dataclass(frozen=True)
+class Crop:
+    """The sub-volume of one iteration: start on the latent grid, first real slice, D's position input."""
+
+    latent_start: int
+    real_start: int
+    position: float  # real_start / (7R/8), in [0, 1]
+
+
+def draw_crop(step: int, seed: int, resolution: int, loss: HAGANLoss) -> Crop:
+    """One crop per iteration, a pure function of (seed, step): every phase and micro-batch shares it."""
+    latent_sub, max_real = resolution // 32, resolution * 7 // 8
+    if loss.selection == "deterministic":
+        latent = (step % 8) * latent_sub
+        return Crop(latent, 4 * latent, 4 * latent / max_real)
+    g = torch.Generator().manual_seed((seed * 1_000_003 + step) * 8 + 7)
+    if loss.aligned:
+        latent = int(torch.randint(0, max_real // 4 + 1, (1,), generator=g))
+        return Crop(latent, 4 * latent, 4 * latent / max_real)
+    real = int(torch.randint(0, max_real + 1, (1,), generator=g))
+    return Crop(real // 4, real, real / max_real)
+
+
+def refresh_spectral_norm(D: nn.Module) -> None:
+    """One power iteration of every spectrally normalised weight; D's forwards then run in eval mode (fixed u, v)."""
+    D.train()
+    with torch.no_grad():
+        for module in D.modules():
+            if parametrize.is_parametrized(module, "weight"):
+                module.weight  # noqa: B018  (reading the weight in train mode runs the power iteration)
+    D.eval()
+
+
+def real_views(x: Tensor, crop: Crop, resolution: int, loss: HAGANLoss) -> tuple[Tensor, Tensor]:
+    """The real sub-volume (R/8 slices from ``crop.real_start``) and the real low-res volume (R/4 per side)."""
+    sub = x[:, :, crop.real_start : crop.real_start + resolution // 8]
+    low = x[..., ::4, ::4, ::4] if loss.downsample == "nearest" else F.avg_pool3d(x, 4)
+    return sub, low
+
+
+def bce(logits: Tensor, target: float) -> Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+@register
+class HAGAN(Family):
+    name = "hagan"
+    phase_names = ("D", "G", "E_H", "E_G")
+    loss_cls = HAGANLoss
+    sample_from = "G"
+
+    def build(self, model: Any, cfg: Any, device: torch.device, from_inflated: bool,
+              init: dict[str, nn.Module] | None) -> Networks:  # fmt: skip
+        if init:
+            raise ValueError("HA-GAN runs start from random weights (no --init-from/inflation)")
+        torch.manual_seed(cfg.seed)
+        nets = {"G": model.build_generator(), "D": model.build_discriminator(),
+                "E_H": model.build_encoder(), "E_G": model.build_latent_encoder()}  # fmt: skip
+        nets = {k: v.to(device) for k, v in nets.items()}
+        nets["D"].eval()  # spectral-norm vectors move only in refresh_spectral_norm
+        loss: HAGANLoss = cfg.loss
+        scale = (
+            cfg.lr / loss.lr_g if cfg.lr is not None else 1.0
+        )  # --lr sets G's; the others keep their ratio
+        betas = cfg.betas if cfg.betas is not None else loss.betas
+        lrs = {"G": loss.lr_g, "D": loss.lr_d, "E_H": loss.lr_e, "E_G": loss.lr_e}
+        opts = {k: torch.optim.Adam(nets[k].parameters(), lr=lr * scale, betas=betas, eps=cfg.eps)
+                for k, lr in lrs.items()}  # fmt: skip
+        return Networks(nets, opts)
+
+    def phases(self, step: int, cfg: Any) -> list[Phase]:
+        names = self.phase_names if cfg.loss.encoder else self.phase_names[:2]
+        return [self.phase(n, (n,)) for n in names]
+
+    def begin_iteration(self, step: int, nets: Networks, cfg: Any) -> Crop:
+        return draw_crop(step, cfg.seed, nets.modules["G"].resolution, cfg.loss)
+
+    def before_phase(self, phase: Phase, nets: Networks) -> None:
+        if phase.name in ("D", "G"):
+            refresh_spectral_norm(nets.modules["D"])
+
+    def loss(self, phase: Phase, nets: Networks, mb: MicroBatch, state: Any, cfg: Any) -> PhaseResult:
+        return getattr(self, f"_loss_{phase.name}")(nets, mb, cfg.loss)
+
+    # ---------------------------------------------------------------------------------- the four steps
+
+    def _fake(self, G: nn.Module, z: Tensor, crop: Crop, loss: HAGANLoss) -> tuple[Tensor, Tensor | None]:
+        if loss.low_res:
+            return G(z, crop.latent_start)
+        h = G.common(z)
+        return G.high(h[:, :, crop.latent_start : crop.latent_start + G.latent_sub_depth]), None
+
+    def _score(self, D: nn.Module, sub: Tensor, low: Tensor | None, crop: Crop, loss: HAGANLoss) -> Tensor:
+        position = torch.full((sub.shape[0],), crop.position, device=sub.device)
+        return (D(sub, low, position) if loss.low_res else D.high(sub, position)).float()
+
+    def _loss_D(self, nets: Networks, mb: MicroBatch, loss: HAGANLoss) -> PhaseResult:
+        G, D, crop = nets.modules["G"], nets.modules["D"], mb.context
+        z = torch.randn(mb.size, G.latent_dim, device=mb.device)
+        real_sub, real_low = real_views(mb.reals(), crop, G.resolution, loss)
+        with torch.no_grad(), mb.autocast:
+            fake_sub, fake_low = self._fake(G, z, crop, loss)
+        with mb.autocast:
+            real_logits = self._score(D, real_sub, real_low, crop, loss)
+            fake_logits = self._score(D, fake_sub, fake_low, crop, loss)
+        total = bce(real_logits, 1.0) + bce(fake_logits, 0.0)
+        stats = {"loss/D": total.item(), "scores/real": real_logits.mean().item(),
+                 "scores/fake": fake_logits.mean().item()}  # fmt: skip
+        return PhaseResult(total / mb.rounds, stats)
+
+    def _loss_G(self, nets: Networks, mb: MicroBatch, loss: HAGANLoss) -> PhaseResult:
+        G, D, crop = nets.modules["G"], nets.modules["D"], mb.context
+        z = torch.randn(mb.size, G.latent_dim, device=mb.device)
+        with mb.autocast:
+            logits = self._score(D, *self._fake(G, z, crop, loss), crop, loss)
+        total = bce(logits, 1.0)
+        return PhaseResult(total / mb.rounds, {"loss/G": total.item()})
+
+    def _loss_E_H(self, nets: Networks, mb: MicroBatch, loss: HAGANLoss) -> PhaseResult:
+        G, E_H, crop = nets.modules["G"], nets.modules["E_H"], mb.context
+        real_sub, _ = real_views(mb.reals(), crop, G.resolution, loss)
+        with mb.autocast:
+            rec = G.high(E_H(real_sub)).float()
+        total = F.l1_loss(rec, real_sub)
+        return PhaseResult(total / mb.rounds, {"loss/E_H": total.item()})
+
+    def _loss_E_G(self, nets: Networks, mb: MicroBatch, loss: HAGANLoss) -> PhaseResult:
+        from medgan3d.networks.hagan import training_latent_features
+
+        G, E_H, E_G, crop = nets.modules["G"], nets.modules["E_H"], nets.modules["E_G"], mb.context
+        real = mb.reals()
+        real_sub, real_low = real_views(real, crop, G.resolution, loss)
+        with mb.autocast:
+            with torch.no_grad():
+                features = training_latent_features(E_H, real, G.sub_depth)
+            rec_sub, rec_low = self._fake(G, E_G(features), crop, loss)
+            total = F.l1_loss(rec_sub.float(), real_sub)
+            if rec_low is not None:
+                total = (total + F.l1_loss(rec_low.float(), real_low)) / 2
+        return PhaseResult(total / mb.rounds, {"loss/E_G": total.item()})
