@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from medgan3d.modeling import atomic_write
-from medgan3d.training.checkpoint import is_network_dir, load_generator, resolve_checkpoint
+from medgan3d.training.checkpoint import is_network_dir, load_generator, run_dir_of
 from medgan3d.training.observe import generated_volumes
 from medgan3d.viz import save_slice_grid
 
@@ -21,9 +21,8 @@ def find_manifest(
     """The dataset manifest: ``--data``'s, else the copy a run keeps beside its checkpoints."""
     candidates = [Path(data) / "dataset.json"] if data is not None else []
     source = Path(source)
-    if not is_network_dir(source):
-        with_ckpt = resolve_checkpoint(source)
-        candidates += [with_ckpt.parent.parent / "dataset.json"]
+    if not is_network_dir(source):  # a run folder or a checkpoint in one: no need to verify it here
+        candidates += [run_dir_of(source) / "dataset.json"]
     for path in candidates:
         if path.is_file():
             try:

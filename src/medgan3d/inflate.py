@@ -25,7 +25,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -389,7 +388,9 @@ def save_inflated(
     if out.exists():
         raise FileExistsError(f"{out}: already exists; choose a new output directory")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    from medgan3d.modeling import umask_temp_dir
+
+    tmp = umask_temp_dir(out.parent, f".{out.name}.tmp-")
     try:
         for name, net in nets.items():
             net.save_pretrained(tmp / name)  # type: ignore[operator]

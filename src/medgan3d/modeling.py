@@ -3,11 +3,14 @@
 The config is captured from the constructor arguments when a network is built, so a saved directory holds
 everything needed to rebuild it. Nothing is ever unpickled: weights are safetensors, the config is JSON and
 the class is looked up in a registry of medgan3d networks (never imported by name from the file).
+``config.json`` also records the weights' sha256 (written after the weights), checked on load; directories
+saved before the hash was recorded still load, with the safetensors header checked against the file size.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import json
 import os
@@ -17,13 +20,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+SHA256_KEY = "sha256"
 
 T = TypeVar("T", bound="PretrainedMixin")
 _REGISTRY: dict[str, type[PretrainedMixin]] = {}
+
+
+class WeightsError(ValueError):
+    """A saved network whose files are unreadable or differ from what was saved; the message names the file."""
 
 
 def _jsonable(value: Any) -> Any:
@@ -61,12 +70,13 @@ class PretrainedMixin:
         cls.__init__ = recording_init  # type: ignore[misc]
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` to ``directory`` (each via a temp file + rename)."""
+        """Write ``model.safetensors``, then ``config.json`` with the weights' sha256 (each temp file + rename)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}  # type: ignore[attr-defined]
         atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
-        text = json.dumps(self.config, indent=2, sort_keys=True) + "\n"
+        record = self.config | {SHA256_KEY: file_sha256(directory / WEIGHTS_NAME)}
+        text = json.dumps(record, indent=2, sort_keys=True) + "\n"
         atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(text, encoding="utf-8"))
         return directory
 
@@ -74,23 +84,28 @@ class PretrainedMixin:
     def from_pretrained(
         cls: type[T], directory: str | os.PathLike[str], device: str | torch.device = "cpu"
     ) -> T:
-        """Rebuild a network saved by :meth:`save_pretrained` and load its weights (strictly)."""
+        """Rebuild a network saved by :meth:`save_pretrained` and load its weights (strictly).
+
+        Raises ``FileNotFoundError`` for a missing file and :class:`WeightsError` (a ``ValueError``) for a
+        config, class, hash or tensor set that does not check out, each naming the file.
+        """
         config = read_config(directory)
         name = config.get("class")
         target = _REGISTRY.get(str(name))
         if target is None:
-            raise ValueError(f"{Path(directory) / CONFIG_NAME}: unknown network class {name!r}")
+            raise WeightsError(f"{Path(directory) / CONFIG_NAME}: unknown network class {name!r}")
         if cls is not PretrainedMixin and not issubclass(target, cls):
-            raise ValueError(f"{Path(directory) / CONFIG_NAME}: holds a {name}, not a {cls.__name__}")
+            raise WeightsError(f"{Path(directory) / CONFIG_NAME}: holds a {name}, not a {cls.__name__}")
         model = target(**config["args"])
         weights = Path(directory) / WEIGHTS_NAME
-        if not weights.is_file():
-            raise FileNotFoundError(f"{weights}: missing weights file")
+        verify_weights(weights, _recorded_sha(directory, config))
+        state = load_weights(weights, device)
         try:
-            state = load_file(str(weights), device=str(device))
-        except Exception as exc:  # safetensors raises its own error types
-            raise ValueError(f"{weights}: not a readable safetensors file ({exc})") from exc
-        model.load_state_dict(state, strict=True)  # type: ignore[attr-defined]
+            model.load_state_dict(state, strict=True)  # type: ignore[attr-defined]
+        except RuntimeError as exc:
+            raise WeightsError(
+                f"{weights}: does not fit the {name} described by {CONFIG_NAME} ({exc})"
+            ) from exc
         return model.to(device)  # type: ignore[attr-defined,no-any-return]
 
 
@@ -102,10 +117,68 @@ def read_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+        raise WeightsError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(config, dict) or "args" not in config:
-        raise ValueError(f"{path}: expected an object with 'class' and 'args'")
+        raise WeightsError(f"{path}: expected an object with 'class' and 'args'")
     return config
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_weights(path: str | os.PathLike[str], sha256: str | None) -> None:
+    """Check a safetensors file against its recorded sha256 (``None``: a legacy file; check its header).
+
+    Raises ``FileNotFoundError`` if it is missing and :class:`WeightsError` naming it and the reason
+    (truncated, altered, not safetensors) otherwise.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing weights file")
+    if sha256 is not None:
+        actual = file_sha256(path)
+        if actual != sha256:
+            raise WeightsError(
+                f"{path}: sha256 {actual[:12]}… differs from the recorded {sha256[:12]}… "
+                f"(the file is truncated or altered; {path.stat().st_size} bytes)"
+            )
+        return
+    try:  # the header lists every tensor's byte range; safetensors refuses a file that does not cover it
+        with safe_open(str(path), framework="pt"):
+            pass
+    except Exception as exc:  # safetensors raises its own error types
+        raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from exc
+
+
+def load_weights(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """``safetensors.torch.load_file`` with its errors turned into a :class:`WeightsError` naming the file."""
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as exc:  # safetensors raises its own error types
+        raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from exc
+
+
+def check_pretrained(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """Verify a ``save_pretrained`` directory without building the network; return its config.
+
+    Errors as :func:`read_config` and :func:`verify_weights`.
+    """
+    config = read_config(directory)
+    verify_weights(Path(directory) / WEIGHTS_NAME, _recorded_sha(directory, config))
+    return config
+
+
+def _recorded_sha(directory: str | os.PathLike[str], config: dict[str, Any]) -> str | None:
+    sha = config.get(SHA256_KEY)
+    if sha is not None and not isinstance(sha, str):
+        raise WeightsError(f"{Path(directory) / CONFIG_NAME}: {SHA256_KEY} must be a hex string")
+    return sha
 
 
 def from_pretrained(directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> Any:
@@ -141,14 +214,15 @@ def atomic_write(path: Path, write: Any) -> None:
     """Call ``write(tmp_path)`` on a temp file beside ``path``, then rename it over ``path``.
 
     The temp name ends with the same suffixes (``.nii.gz``) so writers that infer the format still work.
+    The mode follows the umask.
     """
     fd, tmp = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix="".join(path.suffixes) or ".tmp", dir=path.parent
     )
     os.close(fd)
     try:
-        honour_umask(tmp)
         write(Path(tmp))
+        honour_umask(tmp)  # after writing: some writers (safetensors) replace the file with a 0600 one
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -33,10 +33,11 @@ from medgan3d.networks import Generator
 
 CHECKPOINTS_DIR = "checkpoints"
 CKPT_PREFIX = "ckpt-"
-NETWORKS = ("G", "G_ema", "D")
+NETWORKS = ("G", "G_ema", "D")  # what a checkpoint that does not list its networks holds (StyleGAN2)
 STATE_NAME = "training_state.json"
 TENSORS_NAME = "training_state.safetensors"
 STATE_SHA_KEY = "tensors_sha256"  # in training_state.json: the sha256 of training_state.safetensors
+NETWORKS_KEY = "networks"  # in training_state.json: the network directories the checkpoint holds
 
 
 class CheckpointError(ValueError):
@@ -81,13 +82,21 @@ def _read_state(ckpt: Path) -> dict[str, Any]:
     return state
 
 
+def _listed_networks(ckpt: Path, state: dict[str, Any]) -> tuple[str, ...]:
+    names = state.get(NETWORKS_KEY, NETWORKS)
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) and n.isidentifier() for n in names):
+        raise CheckpointError(f"{ckpt / STATE_NAME}: {NETWORKS_KEY} must be a list of network names")
+    return tuple(names)
+
+
 def check_checkpoint(ckpt_dir: str | os.PathLike[str]) -> None:
     """Verify a checkpoint directory; raise :class:`CheckpointError` naming the first bad file and why.
 
-    A training checkpoint (one with ``training_state.json``) must hold ``G/``, ``G_ema/``, ``D/`` and
-    ``training_state.safetensors``; any other (an inflated one) at least ``G/`` or ``G_ema/``. Every weights
-    file present is checked against its recorded sha256 (legacy files without one: their safetensors header
-    against the file size).
+    A training checkpoint (one with ``training_state.json``) must hold ``training_state.safetensors`` and
+    every network directory its state lists (``G/``, ``G_ema/``, ``D/`` if it lists none: written before the
+    list was recorded); any other (an inflated one) at least ``G/`` or ``G_ema/``. Every weights file is
+    checked against its recorded sha256 (legacy files without one: their safetensors header against the file
+    size).
     """
     ckpt = Path(ckpt_dir)
     if not ckpt.is_dir():
@@ -104,7 +113,7 @@ def check_checkpoint(ckpt_dir: str | os.PathLike[str]) -> None:
             verify_weights(tensors, state.get(STATE_SHA_KEY))
         except ValueError as exc:
             raise CheckpointError(str(exc)) from exc
-    names = NETWORKS if training else tuple(n for n in NETWORKS if (ckpt / n).exists())
+    names = _listed_networks(ckpt, state) if training else tuple(n for n in NETWORKS if (ckpt / n).exists())
     if not {"G", "G_ema"} & set(names):
         raise CheckpointError(f"{ckpt}: holds no G/ or G_ema/ network directory")
     for name in names:
@@ -172,8 +181,9 @@ def load_generator(path: str | os.PathLike[str], ema: bool = True, device: str =
 
     The checkpoint comes from :func:`resolve_checkpoint` (a run folder falls back to its newest intact
     checkpoint, with a warning). ``ema=True`` loads ``G_ema`` (what StyleGAN2 samples from): a training
-    checkpoint whose G_ema is missing or damaged is not intact, so G is never silently used instead; only a
-    checkpoint written without any G_ema (an inflated one) gives G, with a :class:`CheckpointWarning`.
+    checkpoint that was saved with a G_ema and lost it is not intact, so G is never silently used instead.
+    Without a G_ema ``G`` is used: quietly for a training checkpoint that lists no G_ema (a family without
+    EMA), with a :class:`CheckpointWarning` for any other (an inflated one).
     """
     path = Path(path)
     if (path / CONFIG_NAME).exists() or (path / WEIGHTS_NAME).exists():
@@ -183,8 +193,9 @@ def load_generator(path: str | os.PathLike[str], ema: bool = True, device: str =
     if not (ckpt / name).is_dir():
         if name == "G":
             raise CheckpointError(f"{ckpt}: holds no G/ network directory")
-        warnings.warn(f"{ckpt}: holds no G_ema/ (not a training checkpoint); using G/", CheckpointWarning,
-                      stacklevel=2)  # fmt: skip
+        if not (ckpt / STATE_NAME).is_file():
+            warnings.warn(f"{ckpt}: holds no G_ema/ (not a training checkpoint); using G/", CheckpointWarning,
+                          stacklevel=2)  # fmt: skip
         name = "G"
     return Generator.from_pretrained(ckpt / name, device)
 
@@ -233,7 +244,8 @@ def save_checkpoint(
 
     Pruning keeps the last ``keep_last`` (all if ``keep_last <= 0``), the one just written and ``protect``
     (a checkpoint of this run, e.g. the newest written with no bad streak), whatever their age. Modes follow
-    the umask. The sha256 of ``training_state.safetensors`` is recorded in ``training_state.json``.
+    the umask. ``training_state.json`` also records the network names and the sha256 of
+    ``training_state.safetensors``.
     """
     root = Path(run_dir) / CHECKPOINTS_DIR
     root.mkdir(parents=True, exist_ok=True)
@@ -249,7 +261,8 @@ def save_checkpoint(
             all_tensors |= opt_tensors
         # through atomic_write, which gives it the umask's mode: safetensors writes files 0600
         atomic_write(tmp / TENSORS_NAME, lambda p: save_file(all_tensors, str(p)))
-        payload = state | {"optimizer_param_groups": groups, STATE_SHA_KEY: file_sha256(tmp / TENSORS_NAME)}
+        payload = state | {"optimizer_param_groups": groups, NETWORKS_KEY: sorted(networks),
+                           STATE_SHA_KEY: file_sha256(tmp / TENSORS_NAME)}  # fmt: skip
         (tmp / STATE_NAME).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if final.exists():
             shutil.rmtree(final)
@@ -278,10 +291,11 @@ def load_checkpoint(
     check_checkpoint(ckpt_dir)
     if not (ckpt_dir / STATE_NAME).is_file():
         raise CheckpointError(f"{ckpt_dir}: no {STATE_NAME} (not a training checkpoint)")
-    for name in networks.keys() - set(NETWORKS):
-        _check_network(ckpt_dir / name)
     state = _read_state(ckpt_dir)
+    for name in sorted(networks.keys() - set(_listed_networks(ckpt_dir, state))):
+        _check_network(ckpt_dir / name)  # not verified above: a network the checkpoint does not list
     state.pop(STATE_SHA_KEY, None)
+    state.pop(NETWORKS_KEY, None)
     for name, net in networks.items():
         weights = ckpt_dir / name / WEIGHTS_NAME
         try:

@@ -46,18 +46,11 @@ def lock_run_dir(run_dir: str | os.PathLike[str]) -> Iterator[Path]:
     path = run_dir / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                warnings.warn(f"{path}: cannot lock the run folder ({exc.strerror}); nothing stops a second "
-                              "process from training this run at the same time", RuntimeWarning, stacklevel=3)  # fmt: skip
-                yield path
-                return
-            raise RunLockedError(
-                f"{run_dir}: another process is training this run ({_locked_by(fd)}); wait for it to finish "
-                "or stop it before resuming"
-            ) from None
+        if not _try_lock(fd, run_dir):
+            warnings.warn(f"{path}: this filesystem does not support locks; nothing stops a second process "
+                          "from training this run at the same time", RuntimeWarning, stacklevel=3)  # fmt: skip
+            yield path
+            return
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         try:
@@ -67,6 +60,20 @@ def lock_run_dir(run_dir: str | os.PathLike[str]) -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _try_lock(fd: int, run_dir: Path) -> bool:
+    """Lock ``fd`` (True), or False if the filesystem has no ``flock``; RunLockedError if it is held."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise RunLockedError(
+            f"{run_dir}: another process is training this run ({_locked_by(fd)}); wait for it to finish "
+            "or stop it before resuming"
+        ) from None
+    return True
 
 
 def clean_stale_temps(run_dir: str | os.PathLike[str]) -> list[Path]:
