@@ -394,7 +394,9 @@ def save_inflated(
     try:
         for name, net in nets.items():
             net.save_pretrained(tmp / name)  # type: ignore[operator]
-        (tmp / INFLATION_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        (tmp / INFLATION_RECORD).write_text(
+            json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
