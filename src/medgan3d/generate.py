@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from medgan3d.modeling import atomic_write
+from medgan3d.sampling import DEFAULT_CHUNK_DEPTH
 from medgan3d.training.checkpoint import is_network_dir, load_generator, run_dir_of
 from medgan3d.training.observe import generated_volumes
 from medgan3d.viz import save_slice_grid
@@ -41,8 +42,11 @@ def sample_to_nifti(
     psi: float = 1.0,
     data: str | os.PathLike[str] | None = None,
     raw: bool = False,
+    chunk_depth: int | None = DEFAULT_CHUNK_DEPTH,
 ) -> list[Path]:
-    """Write ``seed%04d.nii.gz`` for every seed (G_ema of the latest checkpoint) and ``preview.png``.
+    """Write ``seed%04d.nii.gz`` for every seed and ``preview.png``: G_ema of the latest intact checkpoint for
+    StyleGAN2 runs, G for families without an EMA (HA-GAN, decoded at full resolution in slabs of
+    ``chunk_depth`` latent slices; 0/None: the whole volume at once, the same values with more memory).
 
     With a manifest (from ``data`` or the run) volumes get the dataset's spacing and affine and are mapped
     back to its units (Hounsfield units for CT presets); otherwise (or with ``raw``) they stay in [-1, 1]
@@ -60,7 +64,7 @@ def sample_to_nifti(
     written: list[Path] = []
     previews: list[np.ndarray] = []
     for s in seeds:
-        vol = generated_volumes(G, 1, seed=s, psi=psi)[0]
+        vol = generated_volumes(G, 1, seed=s, psi=psi, chunk_depth=chunk_depth)[0]
         previews.append(vol)
         values = (vol if raw or manifest is None else np.asarray(denormalize(vol, manifest))).astype(
             np.float32

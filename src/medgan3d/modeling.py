@@ -92,6 +92,10 @@ class PretrainedMixin:
         config = read_config(directory)
         name = config.get("class")
         target = _REGISTRY.get(str(name))
+        if target is None:  # a class whose module was not imported yet: the registry fills on import
+            import medgan3d.networks  # noqa: F401
+
+            target = _REGISTRY.get(str(name))
         if target is None:
             raise WeightsError(f"{Path(directory) / CONFIG_NAME}: unknown network class {name!r}")
         if cls is not PretrainedMixin and not issubclass(target, cls):

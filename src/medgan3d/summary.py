@@ -75,8 +75,10 @@ class Summary:
 
 
 def summarize(preset: Preset) -> Summary:
-    """Build G and D of a preset and measure them (FLOPs on a batch of 2, reported per sample)."""
+    """Build the networks of a preset and measure them (FLOPs on a batch of 2, reported per sample)."""
     cfg = preset.model
+    if cfg.family == "hagan":
+        return _summarize_hagan(preset)
     torch.manual_seed(0)
     G, D = cfg.build_generator().eval(), cfg.build_discriminator().eval()
     modules = params_by_child(G.mapping, "G.mapping")
@@ -94,4 +96,34 @@ def summarize(preset: Preset) -> Summary:
         paper_params_m=preset.paper_params_m,
         spatial_dims=cfg.spatial_dims,
         variants={"G": cfg.g_variant, "D": cfg.d_variant},
+    )
+
+
+def _summarize_hagan(preset: Preset) -> Summary:
+    """HA-GAN's four networks, counted on the meta device (no memory, exact counts). GFLOPs: G's full-volume
+    inference (G^A + G^H over the whole latent map) and one D call on a training pair."""
+    cfg = preset.model
+    with torch.device("meta"):
+        nets = {"G": cfg.build_generator(), "D": cfg.build_discriminator(), "E_H": cfg.build_encoder(),
+                "E_G": cfg.build_latent_encoder()}  # fmt: skip
+        R, batch = cfg.resolution, 2
+        z = torch.empty(batch, cfg.latent_dim)
+        sub, low = torch.empty(batch, 1, R // 8, R, R), torch.empty(batch, 1, R // 4, R // 4, R // 4)
+        gflops = {
+            "G": forward_gflops(nets["G"].generate, z) / batch,
+            "D": forward_gflops(nets["D"], sub, low, torch.empty(batch)) / batch,
+        }
+    params = {name: count_params(net) for name, net in nets.items()}
+    params["total"] = sum(params.values())
+    modules = nets["G"].param_groups() | nets["D"].param_groups()
+    return Summary(
+        name=preset.name,
+        params=params,
+        modules=modules,
+        output_shape=list(cfg.output_shape),
+        num_ws=0,
+        gflops=gflops,
+        paper_params_m=preset.paper_params_m,
+        spatial_dims=3,
+        variants={"family": "hagan", "resolution": str(R), "width": str(cfg.width)},
     )

@@ -1,5 +1,17 @@
-"""Networks: dimension-generic StyleGAN2 layers and the Split&Shuffle-paper architectures."""
+"""Networks, one module per family: dimension-generic StyleGAN2 with the Split&Shuffle-paper architectures
+(:mod:`.stylegan`) and HA-GAN (:mod:`.hagan`). Importing the package registers every class for
+:func:`medgan3d.modeling.from_pretrained`."""
 
+from medgan3d.networks.hagan import HAGANDiscriminator, HAGANEncoder, HAGANGenerator, HAGANLatentEncoder
 from medgan3d.networks.stylegan import Discriminator, Generator, MappingNetwork, SynthesisNetwork
 
-__all__ = ["Discriminator", "Generator", "MappingNetwork", "SynthesisNetwork"]
+__all__ = [
+    "Discriminator",
+    "Generator",
+    "HAGANDiscriminator",
+    "HAGANEncoder",
+    "HAGANGenerator",
+    "HAGANLatentEncoder",
+    "MappingNetwork",
+    "SynthesisNetwork",
+]

@@ -176,6 +176,16 @@ def run_dir_of(path: str | os.PathLike[str]) -> Path:
     return path if (path / CHECKPOINTS_DIR).is_dir() else path.parent.parent
 
 
+def _generator_from(directory: Path, device: str) -> Generator:
+    """A saved generator of any family (StyleGAN2 ``Generator``, ``HAGANGenerator``); other networks refused."""
+    from medgan3d.modeling import from_pretrained, read_config
+
+    name = str(read_config(directory).get("class"))
+    if not name.endswith("Generator"):
+        raise CheckpointError(f"{directory / CONFIG_NAME}: holds a {name}, not a generator")
+    return from_pretrained(directory, device)  # type: ignore[no-any-return]
+
+
 def load_generator(path: str | os.PathLike[str], ema: bool = True, device: str = "cpu") -> Generator:
     """A generator from a run folder, a checkpoint, or a saved Generator directory (verified).
 
@@ -187,7 +197,7 @@ def load_generator(path: str | os.PathLike[str], ema: bool = True, device: str =
     """
     path = Path(path)
     if (path / CONFIG_NAME).exists() or (path / WEIGHTS_NAME).exists():
-        return Generator.from_pretrained(path, device)
+        return _generator_from(path, device)
     ckpt = resolve_checkpoint(path)
     name = "G_ema" if ema else "G"
     if not (ckpt / name).is_dir():
@@ -197,7 +207,7 @@ def load_generator(path: str | os.PathLike[str], ema: bool = True, device: str =
             warnings.warn(f"{ckpt}: holds no G_ema/ (not a training checkpoint); using G/", CheckpointWarning,
                           stacklevel=2)  # fmt: skip
         name = "G"
-    return Generator.from_pretrained(ckpt / name, device)
+    return _generator_from(ckpt / name, device)
 
 
 # --------------------------------------------------------------------------------------------------

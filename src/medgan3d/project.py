@@ -1,0 +1,170 @@
+"""Encode real scans into a trained model's latent space and reconstruct them (HA-GAN's hierarchical encoder).
+
+Sun et al., "Hierarchical Amortized GAN for 3D High Resolution Medical Image Synthesis" (IEEE JBHI 2022),
+§III-C and Fig. 2: at inference E^H runs on the whole volume, E^G maps its latent feature map to z, and G
+decodes z at full resolution. ``steps > 0`` refines that z by gradient descent on the training objective of
+E^G (L1 on one random high-resolution sub-volume and on the low-resolution volume per step), which keeps the
+memory of each step at training size whatever the resolution.
+
+Scans are read and preprocessed exactly as the run's dataset was (its manifest's preprocessing preset), and
+every output is written under a temp name and renamed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from medgan3d.modeling import atomic_write, from_pretrained
+
+
+@dataclass
+class HAGANModel:
+    """The networks of one HA-GAN checkpoint, in eval mode, and where they came from."""
+
+    G: nn.Module
+    E_H: nn.Module
+    E_G: nn.Module
+    checkpoint: Path
+
+
+def load_hagan(run: str | os.PathLike[str], device: str = "cpu") -> HAGANModel:
+    """G, E^H and E^G of a run folder (its newest intact checkpoint) or of one checkpoint folder."""
+    from medgan3d.training.checkpoint import resolve_checkpoint
+
+    ckpt = resolve_checkpoint(run)
+    if not (ckpt / "E_G").is_dir():
+        raise ValueError(f"{ckpt}: not an HA-GAN checkpoint (no E_G/ encoder); latent projection of StyleGAN2 "
+                         "runs is not implemented yet")  # fmt: skip
+    nets = {
+        name: from_pretrained(ckpt / name, device).eval().requires_grad_(False)
+        for name in ("G", "E_H", "E_G")
+    }
+    return HAGANModel(nets["G"], nets["E_H"], nets["E_G"], ckpt)
+
+
+def encode(model: HAGANModel, x: Tensor) -> Tensor:
+    """z of volumes ``x`` (B, 1, R, R, R) in [-1, 1]: E^G(E^H(x)) on the whole volume (Fig. 2)."""
+    from medgan3d.networks.hagan import encode_volume
+
+    with torch.no_grad():
+        return encode_volume(model.E_H, model.E_G, x)[1]
+
+
+def refine(model: HAGANModel, x: Tensor, z: Tensor, steps: int, lr: float = 0.01, seed: int = 0) -> Tensor:
+    """``steps`` Adam steps on z of L1(G's sub-volume, real sub-volume) + L1(G's low-res, real low-res), /2,
+    one seeded random aligned sub-volume per step (the E^G objective of training)."""
+    G = model.G
+    z = z.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    low_real = x[..., ::4, ::4, ::4]
+    for _ in range(steps):
+        start = int(torch.randint(0, G.max_start + 1, (1,), generator=g))
+        sub_real = x[:, :, 4 * start : 4 * start + G.sub_depth]
+        sub, low = G(z, start)
+        loss = (F.l1_loss(sub, sub_real) + F.l1_loss(low, low_real)) / 2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return z.detach()
+
+
+def reconstruction_metrics(rec: Tensor, target: Tensor) -> dict[str, float]:
+    """MSE, PSNR (data range 2 of [-1, 1]) and single-scale 3D SSIM of a reconstruction against its target."""
+    from medgan3d.metrics.msssim import ms_ssim, msssim_config
+    from medgan3d.metrics.psnr import psnr_from_mse
+
+    mse = float(F.mse_loss(rec.double(), target.double()))
+    ssim = float(ms_ssim(rec, target, msssim_config(rec.shape[2:], max_scales=1))[0])
+    return {"mse": mse, "psnr_db": float(psnr_from_mse(np.asarray([mse]))[0]), "ssim": ssim}
+
+
+def read_scan(path: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    """One scan, read and preprocessed with the run's dataset preset: ``([D, H, W] in [-1, 1], item info)``."""
+    from medgan3d.data import PreprocessConfig, preprocess, read_volume
+
+    array, meta = read_volume(path)
+    return preprocess(array, meta, PreprocessConfig.from_dict(manifest["preset"]), str(path))
+
+
+def _write_volume(path: Path, values: np.ndarray, info: dict[str, Any]) -> None:
+    from medgan3d.data import write_nifti
+    from medgan3d.data.preprocess import denormalize_values
+
+    lo, hi = info["intensity_range"]
+    units = np.asarray(denormalize_values(values, float(lo), float(hi)), dtype=np.float32)
+    atomic_write(path, lambda p: write_nifti(p, units, affine=np.asarray(info["affine"])))
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    text = json.dumps(data, indent=2) + "\n"
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def project_scan(model: HAGANModel, scan: Path, manifest: dict[str, Any], out: Path, steps: int = 0,
+                 chunk_depth: int | None = 8, seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """Encode (and refine) one scan; write reconstruction/target NIfTI, latent.npy, metrics.json, preview.png."""
+    from medgan3d.viz import save_slice_grid
+
+    array, info = read_scan(scan, manifest)
+    if tuple(array.shape) != tuple(model.G.img_shape[1:]):
+        raise ValueError(f"{scan}: preprocessed to {list(array.shape)}, the model generates "
+                         f"{list(model.G.img_shape[1:])}")  # fmt: skip
+    x = torch.from_numpy(np.ascontiguousarray(array))[None, None].to(next(model.G.parameters()).device)
+    z = encode(model, x)
+    metrics: dict[str, Any] = {"scan": str(scan), "checkpoint": str(model.checkpoint), "steps": steps}
+    with torch.no_grad():
+        rec = model.G.generate(z, chunk_depth=chunk_depth)
+    metrics["encoder"] = reconstruction_metrics(rec, x)
+    if steps > 0:
+        z = refine(model, x, z, steps, seed=seed)
+        with torch.no_grad():
+            rec = model.G.generate(z, chunk_depth=chunk_depth)
+        metrics["refined"] = reconstruction_metrics(rec, x)
+    out.mkdir(parents=True, exist_ok=True)
+    rec_np = rec[0, 0].float().cpu().numpy()
+    _write_volume(out / "reconstruction.nii.gz", rec_np, info)
+    _write_volume(out / "target.nii.gz", array, info)
+    atomic_write(out / "latent.npy", lambda p: np.save(p, z[0].cpu().numpy()))
+    _write_json(out / "metrics.json", metrics)
+    save_slice_grid(
+        [array, rec_np], out / "preview.png", spacing=info["spacing"], titles=["target", "reconstruction"]
+    )
+    return metrics
+
+
+def dataset_features(
+    model: HAGANModel, data: str | os.PathLike[str], out: Path, split: str | None = None
+) -> Path:
+    """z of every volume of a prepared dataset (one row per volume, in manifest order) as ``features.npy``
+    plus ``features.csv`` (index, source, split) for downstream regression (Sun et al., Table "R²")."""
+    from medgan3d.data import load_manifest, open_volumes
+
+    manifest = load_manifest(data)
+    volumes = open_volumes(data, manifest)
+    split_of = {i: name for name, idx in manifest["splits"].items() for i in idx}
+    rows = [i for i in range(len(volumes)) if split is None or split_of.get(i) == split]
+    if not rows:
+        raise ValueError(f"{data}: no volumes in split {split!r}")
+    device = next(model.G.parameters()).device
+    feats = [encode(model, torch.from_numpy(np.asarray(volumes[i], dtype=np.float32))[None].to(device))[0].cpu()
+             for i in rows]  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "features.npy", lambda p: np.save(p, torch.stack(feats).numpy()))
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(["index", "source", "split"])
+    writer.writerows([i, manifest["items"][i]["source"], split_of.get(i, "")] for i in rows)
+    atomic_write(out / "features.csv", lambda p: p.write_text(table.getvalue(), encoding="utf-8"))
+    return out / "features.npy"
