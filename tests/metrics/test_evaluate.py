@@ -83,7 +83,7 @@ def test_wrong_shape_and_unknown_metric_are_refused(brain_root, tmp_path) -> Non
     with pytest.raises(ValueError, match=r"shape \[1, 8, 16, 16\].*\[1, 16, 16, 16\]"):
         evaluate_volumes(torch.zeros(4, 1, 8, 16, 16), brain_root, cache=tmp_path, **FAST)
     with pytest.raises(ValueError, match="unknown metrics"):
-        evaluate_volumes(torch.zeros(4, 1, 16, 16, 16), brain_root, metrics=("fid", "is"), **FAST)
+        evaluate_volumes(torch.zeros(4, 1, 16, 16, 16), brain_root, metrics=("fid", "lpips"), **FAST)
 
 
 def test_all_slices_uses_every_slice(brain_root, heldout, tmp_path) -> None:

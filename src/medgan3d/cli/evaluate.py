@@ -66,6 +66,11 @@ def evaluate(
     cache: Path | None = typer.Option(
         None, help="Cache folder (default $MEDGAN3D_CACHE or ~/.cache/medgan3d)."
     ),
+    classifier: Path | None = typer.Option(
+        None,
+        help="3D classifier folder (save_pretrained) for the Inception Score 'is' (adds it to --metrics);"
+        " without it 'is' uses a seeded random classifier, a smoke test only.",
+    ),
 ) -> None:
     """Score generated volumes against a prepared dataset; write metrics.json and an HTML report."""
     from medgan3d.metrics import EvalSettings, evaluate_volumes_with_artifacts
@@ -74,8 +79,10 @@ def evaluate(
     settings = EvalSettings(
         metrics=_metrics(metrics), extractor_2d=extractor_2d, extractor_3d=extractor_3d, weights_2d=weights_2d,
         weights_3d=weights_3d, download=download, all_slices=all_slices, split=split, num_real=num_real,
-        bootstrap=bootstrap, seed=seed, cache=cache,
+        bootstrap=bootstrap, seed=seed, cache=cache, classifier=classifier,
     )  # fmt: skip
+    if classifier is not None and "is" not in settings.metrics:  # a classifier is only used by 'is'
+        settings.metrics = (*settings.metrics, "is")
     volumes, source = _fake_volumes(run, fake, data, num, seed, trunc, fake_mode)
     result, art = evaluate_volumes_with_artifacts(volumes, data, settings)
     result["provenance"]["source"] = source
@@ -85,6 +92,9 @@ def evaluate(
             f"{name} extractor: {ext['extractor']} ({ext['weights']})"
             + (f" — {ext['note']}" if "note" in ext else "")
         )
+    if "classifier" in result["provenance"]:
+        clf = result["provenance"]["classifier"]
+        typer.echo(f"IS classifier: {clf['classifier']}" + (f" — {clf['note']}" if "note" in clf else ""))
     for key, value in result.items():
         if isinstance(value, float):
             ci = result["ci95"].get(key)

@@ -10,6 +10,9 @@ Metrics (names accepted in ``metrics=``):
 - ``ms_ssim`` MS-SSIM over random pairs of generated volumes: diversity, lower = more diverse (Table 8);
              the same score over real pairs is recorded as ``ms_ssim_real`` for reference.
 - ``psnr``   PSNR of each generated volume against its nearest real volume by MSE, averaged (Table 8).
+- ``is``     Inception Score exp(E_x KL(p(y|x) || p(y))) of the generated volumes under a 3D classifier
+             (Salimans et al. 2016; reported by HA-GAN); not in the default set, since without a trained
+             classifier (``classifier=PATH``) it uses a seeded random one and means nothing.
 
 Real features are cached on disk under a hash of the dataset content, the real indices, the extractor
 (name + weights hash or seed) and the view, written atomically.
@@ -34,12 +37,14 @@ from torch import Tensor
 from medgan3d.data import load_manifest
 from medgan3d.metrics import frechet, mmd, msssim, psnr
 from medgan3d.metrics.extractors import FeatureExtractor, auto_extractor, cache_dir, get_extractor
+from medgan3d.metrics.inception_score import Classifier, get_classifier, inception_score
 from medgan3d.metrics.inputs import load_real, real_indices
 from medgan3d.metrics.slices import PLANES, plane_slices
 from medgan3d.modeling import atomic_write
 from medgan3d.sampling import synthesize
 
-METRICS = ("fid", "fid_3d", "kid", "mmd", "ms_ssim", "psnr")
+METRICS = ("fid", "fid_3d", "kid", "mmd", "ms_ssim", "psnr", "is")
+DEFAULT_METRICS = ("fid", "fid_3d", "kid", "mmd", "ms_ssim", "psnr")
 SCORE_KEYS = ("fid_ax", "fid_sag", "fid_cor", "fid_avg", "fid_3d", "kid", "mmd", "ms_ssim", "psnr")
 CACHE_VERSION = 1
 MIN_BOOTSTRAP_SAMPLES = 10
@@ -51,9 +56,12 @@ class EvalSettings:
 
     extractor_2d / extractor_3d: a name for :func:`~medgan3d.metrics.extractors.get_extractor`, ``"auto"``
     (pretrained weights if cached, else the seeded random CNN) or a built :class:`FeatureExtractor`.
+    classifier: for ``is``, a folder saved with ``save_pretrained``, a built
+    :class:`~medgan3d.metrics.inception_score.Classifier`, or None / ``"random"`` (the seeded random one,
+    seed ``extractor_seed``); is_splits: IS splits (mean and std over them).
     """
 
-    metrics: tuple[str, ...] = METRICS
+    metrics: tuple[str, ...] = DEFAULT_METRICS
     extractor_2d: str | FeatureExtractor = "auto"
     extractor_3d: str | FeatureExtractor = "auto"
     weights_2d: str | None = None
@@ -71,6 +79,8 @@ class EvalSettings:
     device: str = "cpu"
     cache: str | os.PathLike | None = None
     use_cache: bool = True
+    classifier: str | os.PathLike | Classifier | None = None
+    is_splits: int = 1
 
     def to_dict(self) -> dict:
         out = {}
@@ -80,6 +90,10 @@ class EvalSettings:
                 v.name if isinstance(v, FeatureExtractor) else list(v) if isinstance(v, tuple) else v
             )
         out["cache"] = str(self.cache) if self.cache is not None else None
+        out["classifier"] = (
+            self.classifier.label if isinstance(self.classifier, Classifier)
+            else str(self.classifier) if self.classifier is not None else None
+        )  # fmt: skip
         return out
 
 
@@ -246,6 +260,23 @@ def _psnr_group(real: Tensor, fake: Tensor, s: EvalSettings, result: dict) -> No
         result["ci95"]["psnr"] = _ci(vals, s.bootstrap, s.seed)
 
 
+def _is_group(clf: Classifier, fake: Tensor, s: EvalSettings, result: dict) -> None:
+    probs = clf.probabilities(fake, s.batch_size)
+    mean, std = inception_score(probs, s.is_splits)
+    result["is"] = mean
+    result["details"]["is"] = {"classifier": clf.label, "std": std, "splits": s.is_splits,
+                               "num_classes": int(probs.shape[1]), "direction": "higher is better",
+                               "formula": "exp(E_x KL(p(y|x) || p(y))), Salimans et al. 2016"}  # fmt: skip
+    if "note" in clf.provenance:
+        result["details"]["is"]["note"] = clf.provenance["note"]
+    if s.bootstrap and len(fake) >= MIN_BOOTSTRAP_SAMPLES:  # resample volumes, score each resample
+        rng = np.random.default_rng(s.seed)
+        n = len(probs)
+        scores = np.array([inception_score(probs[rng.integers(0, n, n)], s.is_splits)[0]
+                           for _ in range(s.bootstrap)])  # fmt: skip
+        result["ci95"]["is"] = _quantiles(scores)
+
+
 # ------------------------------------------------------------------------------------------ public API
 def evaluate_volumes_with_artifacts(
     fake: Tensor | Iterable[Tensor],
@@ -280,6 +311,10 @@ def evaluate_volumes_with_artifacts(
         _msssim_group(real, fake, s, result)
     if "psnr" in s.metrics:
         _psnr_group(real, fake, s, result)
+    classifier = None
+    if "is" in s.metrics:
+        classifier = get_classifier(s.classifier, s.extractor_seed).to(s.device)
+        _is_group(classifier, fake, s, result)
     result["provenance"] = {
         "dataset": str(root.resolve()),
         "data_hash": data_hash,
@@ -295,11 +330,13 @@ def evaluate_volumes_with_artifacts(
         "settings": s.to_dict(),
         "seconds": round(time.perf_counter() - t0, 3),
     }
+    if classifier is not None:
+        result["provenance"]["classifier"] = classifier.provenance
     return _ordered(result), art
 
 
 def _ordered(result: dict) -> dict:
-    scores = {k: result[k] for k in (*SCORE_KEYS, "ms_ssim_real") if k in result}
+    scores = {k: result[k] for k in (*SCORE_KEYS, "ms_ssim_real", "is") if k in result}
     return {**scores, **{k: v for k, v in result.items() if k not in scores}}
 
 
@@ -312,7 +349,7 @@ def evaluate_volumes(
     """Score generated volumes ``[N, 1, D, H, W]`` in [-1, 1] against the prepared dataset at ``data_root``.
 
     Keyword ``overrides`` set :class:`EvalSettings` fields (e.g. ``metrics=("fid", "psnr")``). Returns a
-    dict whose top-level floats are the scores (``fid_ax`` … ``psnr``, ``ms_ssim_real``), plus ``ci95``
+    dict whose top-level floats are the scores (``fid_ax`` … ``psnr``, ``ms_ssim_real``, ``is``), plus ``ci95``
     (bootstrap intervals), ``details`` (per-metric settings) and ``provenance``.
     """
     return evaluate_volumes_with_artifacts(fake, data_root, settings, **overrides)[0]
