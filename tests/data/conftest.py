@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import os
+import signal
 from pathlib import Path
 
 import nibabel as nib
@@ -61,6 +63,18 @@ def write_dicom_series(
         writer.Execute(image)
         paths.append(path)
     return paths
+
+
+def sigkill_if_named_sigkill(args):
+    """A ``process_source`` stand-in that SIGKILLs its own (worker) process on a source named ``*sigkill*``.
+
+    Module level in conftest, so a spawned worker can import it by name (spawn does not see monkeypatches).
+    """
+    from medgan3d.data.prepare import process_source
+
+    if "sigkill" in args[0].name:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return process_source(args)
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """`medgan3d prepare`: a folder of scans (or an embedded phantom population) -> a cached dataset.
 
-    medgan3d prepare SRC --preset coca -o data/coca [--workers N] [--strict]
+    medgan3d prepare SRC --preset coca -o data/coca [--workers N] [--strict] [--max-voxels N]
     medgan3d prepare brain-phantom -n 32 -o data/brain [--seed S] [--shape 32x32x32]
     medgan3d prepare heart-phantom -n 200 -o data/heart [--seed S] [--shape 32x64x64]
 
@@ -63,6 +63,12 @@ def prepare(
     val_fraction: float = typer.Option(
         0.1, "--val-fraction", min=0.0, max=0.9, help="Share of items in val."
     ),
+    max_voxels: int = typer.Option(
+        512 * 1024**2,  # medgan3d.data.io.MAX_VOXELS, written out so that --help imports nothing heavy
+        "--max-voxels",
+        min=1,
+        help="Skip, unread, a scan whose header claims more voxels (default 512 Mi: 2 GiB as float32).",
+    ),
     n: int = typer.Option(32, "-n", help="Phantom subjects (brain-phantom / heart-phantom only)."),
     inplane: int = typer.Option(128, "--inplane", help="Raw in-plane pixels of heart-phantom scans."),
     raw_dir: Path | None = typer.Option(None, "--raw-dir", help="Keep the raw phantom scans here."),
@@ -73,6 +79,7 @@ def prepare(
 
     console = make_console(stderr=True)
     kw = {"workers": workers, "dtype": dtype, "val_fraction": val_fraction, "split_seed": seed}
+    kw["max_voxels"] = max_voxels
     start = time.perf_counter()
     with _progress(console) as bar:
         try:

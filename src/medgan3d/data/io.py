@@ -11,7 +11,12 @@ and reorients.
 
 from __future__ import annotations
 
+import errno
+import math
 import os
+import stat
+import tempfile
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +29,9 @@ ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 NUMPY_SUFFIXES = (".npy", ".npz")
 DICOM_SUFFIXES = (".dcm", ".ima")
 IMAGE_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES + NUMPY_SUFFIXES + DICOM_SUFFIXES
+
+# Voxels one volume may claim in its header before any data is read: 512 Mi (2 GiB once decoded to float32).
+MAX_VOXELS = 512 * 1024**2
 
 # LPS (DICOM/ITK world) <-> RAS (NIfTI world): negate x and y.
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -83,6 +91,43 @@ def _check_shape(source: str, shape: Sequence[int]) -> tuple[int, ...]:
     return shape
 
 
+def check_voxel_count(source: str, shape: Sequence[int], max_voxels: int | None) -> None:
+    """Refuse a header that claims more than ``max_voxels`` voxels (``None``: no limit), before any data read.
+
+    A few KB of gzip can claim 10^9 voxels; reading it would allocate gigabytes before failing.
+    """
+    count = math.prod(int(s) for s in shape)
+    if max_voxels is not None and count > max_voxels:
+        raise VolumeReadError(
+            source,
+            f"header claims shape {[int(s) for s in shape]} = {count:,} voxels, "
+            f"over the limit of {max_voxels:,} voxels (--max-voxels); not read",
+        )
+
+
+def special_file_reason(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is a link loop, a dangling link or not a regular file; ``None`` for files and folders.
+
+    Uses ``stat`` only: opening a FIFO blocks until a writer appears, so it must never be opened.
+    A missing path or a permission problem also gives ``None``: the reader names those.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "symbolic link loop (following the links never reaches a file)"
+        if os.path.islink(path) and err.errno in (errno.ENOENT, errno.ENOTDIR):
+            return f"dangling symbolic link (its target {os.readlink(path)!r} does not exist)"
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "named pipe (FIFO), not a regular file: not opened"
+    if stat.S_ISSOCK(mode):
+        return "socket, not a regular file: not opened"
+    return "device file, not a regular file: not opened"
+
+
 def check_values(source: str, array: np.ndarray) -> None:
     """Reject volumes with NaN/Inf voxels or a single value everywhere."""
     finite = np.isfinite(array)
@@ -95,9 +140,12 @@ def check_values(source: str, array: np.ndarray) -> None:
 
 
 # --------------------------------------------------------------------------------------------- canonical
-def _from_nifti_image(source: str, img: nib.spatialimages.SpatialImage) -> Volume:
+def _from_nifti_image(
+    source: str, img: nib.spatialimages.SpatialImage, max_voxels: int | None = MAX_VOXELS
+) -> Volume:
     """Reorient a nibabel image to RAS and return it as ``[D, H, W]`` float32."""
     shape_in = _check_shape(source, img.shape)
+    check_voxel_count(source, img.shape, max_voxels)  # before as_closest_canonical, which loads the data
     if len(img.shape) == 4:
         img = img.slicer[..., 0]
     orientation_in = "".join(nib.aff2axcodes(img.affine))
@@ -118,12 +166,12 @@ def _from_nifti_image(source: str, img: nib.spatialimages.SpatialImage) -> Volum
     return Volume(source, array, meta)
 
 
-def _read_nifti(path: Path, source: str) -> Volume:
+def _read_nifti(path: Path, source: str, max_voxels: int | None) -> Volume:
     try:
-        img = nib.load(str(path))
+        img = nib.load(str(path))  # the header only; the data is read by get_fdata
     except Exception as err:
         raise VolumeReadError(source, f"not a readable NIfTI file ({type(err).__name__}: {err})") from None
-    return _from_nifti_image(source, img)
+    return _from_nifti_image(source, img, max_voxels)
 
 
 def _sitk_to_nifti(source: str, image) -> nib.Nifti1Image:
@@ -153,19 +201,54 @@ def _itk_reason(err: Exception, path: Path) -> str:
     return reason.strip().rstrip(":.") or type(err).__name__
 
 
-def _read_itk(path: Path, source: str) -> Volume:
+def _read_itk(path: Path, source: str, max_voxels: int | None) -> Volume:
     import SimpleITK as sitk
 
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     try:
-        image = sitk.ReadImage(str(path))
+        reader.ReadImageInformation()
     except Exception as err:
         raise VolumeReadError(source, f"not a readable image (ITK: {_itk_reason(err, path)})") from None
-    return _from_nifti_image(source, _sitk_to_nifti(source, image))
+    if reader.GetNumberOfComponents() != 1:
+        raise VolumeReadError(source, f"{reader.GetNumberOfComponents()}-component (e.g. RGB) image")
+    check_voxel_count(source, reader.GetSize(), max_voxels)
+    try:
+        image = reader.Execute()
+    except Exception as err:
+        raise VolumeReadError(source, f"not a readable image (ITK: {_itk_reason(err, path)})") from None
+    return _from_nifti_image(source, _sitk_to_nifti(source, image), max_voxels)
 
 
 # --------------------------------------------------------------------------------------------- numpy
-def _numpy_arrays(path: Path, source: str) -> list[tuple[str, np.ndarray]]:
+def _npy_claims(path: Path) -> list[tuple[str, tuple[int, ...]]]:
+    """``(key, shape)`` from the .npy headers of a .npy/.npz file, reading no data ([] if unparsable)."""
+    fmt = np.lib.format
+
+    def shape(fh) -> tuple[int, ...]:
+        version = fmt.read_magic(fh)
+        read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        return tuple(read(fh)[0])
+
+    try:
+        if suffix_of(path) == ".npy":
+            with path.open("rb") as fh:
+                return [("", shape(fh))]
+        with zipfile.ZipFile(path) as zf:
+            names = sorted(n for n in zf.namelist() if n.endswith(".npy"))
+            claims = []
+            for name in names:
+                with zf.open(name) as fh:
+                    claims.append((name[: -len(".npy")], shape(fh)))
+            return claims
+    except Exception:  # not a NumPy file: np.load gives the reason
+        return []
+
+
+def _numpy_arrays(path: Path, source: str, max_voxels: int | None) -> list[tuple[str, np.ndarray]]:
     """Image arrays of a .npy/.npz file as ``(name, array)``; arrays with ndim < 3 (labels) are ignored."""
+    for key, shape in _npy_claims(path):
+        check_voxel_count(f"{source}:{key}" if key else source, shape, max_voxels)
     try:
         loaded = np.load(str(path), allow_pickle=False)
         if isinstance(loaded, np.lib.npyio.NpzFile):
@@ -182,13 +265,13 @@ def _numpy_arrays(path: Path, source: str) -> list[tuple[str, np.ndarray]]:
     return images
 
 
-def _numpy_volumes(path: Path, source: str) -> list[Volume | VolumeReadError]:
+def _numpy_volumes(path: Path, source: str, max_voxels: int | None) -> list[Volume | VolumeReadError]:
     """A 3D array is one volume; ``[N, D, H, W]`` and ``[N, 1, D, H, W]`` stacks (MedMNIST-3D) are N volumes.
 
     NumPy files carry no geometry: the axes are taken as (D, H, W) already, spacing 1 mm.
     """
     out: list[Volume | VolumeReadError] = []
-    for name, arr in _numpy_arrays(path, source):
+    for name, arr in _numpy_arrays(path, source, max_voxels):
         if arr.ndim == 5 and arr.shape[1] == 1:
             arr = arr[:, 0]
         if arr.ndim == 3:
@@ -220,9 +303,44 @@ def _numpy_volume(source: str, vol: np.ndarray) -> Volume | VolumeReadError:
 # --------------------------------------------------------------------------------------------- DICOM
 def dicom_series(folder: str | os.PathLike) -> dict[str, list[str]]:
     """Series found directly in ``folder``: ``{series_uid: [files sorted by slice position]}``."""
+    folder = str(folder)
+    names, pure = _distinct_files(folder)
+    if pure:
+        return _gdcm_series(folder)
+    # GDCM scans the folder itself: a FIFO in it silently drops slices, a link to a slice makes a duplicate
+    # position. Scan a folder of links to the distinct regular files instead and map the names back.
+    with tempfile.TemporaryDirectory(prefix=".medgan3d-dicom-") as view:
+        for name in names:
+            os.symlink(os.path.abspath(os.path.join(folder, name)), os.path.join(view, name))
+        series = _gdcm_series(view)
+    return {uid: [os.path.join(folder, os.path.basename(f)) for f in files] for uid, files in series.items()}
+
+
+def _distinct_files(folder: str) -> tuple[list[str], bool]:
+    """Names of the regular files in ``folder``, one per inode (a real file before a link to it), and
+    whether the folder holds nothing else besides subfolders."""
+    keep: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    pure = True
+    for name in sorted(os.listdir(folder), key=lambda n: (os.path.islink(os.path.join(folder, n)), n)):
+        full = os.path.join(folder, name)
+        try:
+            st = None if special_file_reason(full) else os.stat(full)
+        except OSError:
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            continue
+        if st is None or (st.st_dev, st.st_ino) in seen:
+            pure = False
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        keep.append(name)
+    return sorted(keep), pure
+
+
+def _gdcm_series(folder: str) -> dict[str, list[str]]:
     import SimpleITK as sitk
 
-    folder = str(folder)
     ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder) or ()
     return {uid: list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid)) for uid in ids}
 
@@ -254,8 +372,11 @@ def _frames(path: str) -> int:
     return int(size[2]) if len(size) > 2 else 1
 
 
-def check_dicom_series(source: str, files: Sequence[str]) -> None:
-    """Raise on a series that would make a wrong volume: one slice, mixed sizes, duplicate/missing slices."""
+def check_dicom_series(source: str, files: Sequence[str]) -> tuple[int, int]:
+    """Raise on a series that would make a wrong volume: one slice, mixed sizes, duplicate/missing slices.
+
+    Returns the (columns, rows) size of its slices.
+    """
     if len(files) < 2:
         raise VolumeReadError(source, f"DICOM series with {len(files)} slice: a 2D image, not a volume")
     infos = [_slice_info(f) for f in files]
@@ -278,35 +399,48 @@ def check_dicom_series(source: str, files: Sequence[str]) -> None:
             f"DICOM series with missing slices: gap of {gaps[worst]:.3g} mm after z={z[worst]:.4g} mm "
             f"where slices are {step:.3g} mm apart (~{missing} missing)",
         )
+    return sizes[0]
 
 
-def read_dicom_series(files: Sequence[str], source: str) -> Volume:
+def read_dicom_series(files: Sequence[str], source: str, max_voxels: int | None = MAX_VOXELS) -> Volume:
     """Read one DICOM series (its files) after :func:`check_dicom_series`."""
     import SimpleITK as sitk
 
     if len(files) == 1 and _frames(files[0]) >= 2:
-        return _read_itk(Path(files[0]), source)  # one multi-frame file holds the whole volume
-    check_dicom_series(source, files)
+        return _read_itk(Path(files[0]), source, max_voxels)  # one multi-frame file holds the whole volume
+    size = check_dicom_series(source, files)
+    check_voxel_count(source, (*size, len(files)), max_voxels)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(list(files))
     try:
         image = reader.Execute()
     except Exception as err:
         raise VolumeReadError(source, f"cannot read DICOM series ({str(err).strip()[-200:]})") from None
-    return _from_nifti_image(source, _sitk_to_nifti(source, image))
+    return _from_nifti_image(source, _sitk_to_nifti(source, image), max_voxels)
 
 
 # --------------------------------------------------------------------------------------------- public
-def read_volumes(path: str | os.PathLike, source: str | None = None) -> list[Volume | VolumeReadError]:
-    """Every volume in ``path`` (a file, or a folder holding DICOM series), each read or with its error."""
+def read_volumes(
+    path: str | os.PathLike, source: str | None = None, *, max_voxels: int | None = MAX_VOXELS
+) -> list[Volume | VolumeReadError]:
+    """Every volume in ``path`` (a file, or a folder holding DICOM series), each read or with its error.
+
+    A header that claims more than ``max_voxels`` voxels per volume (``None``: no limit) is refused unread.
+    """
     path = Path(path)
     source = source or str(path)
     try:
+        special = special_file_reason(path)
+        if special:
+            return [VolumeReadError(source, special)]
         if path.is_dir():
             series = dicom_series(path)
             if not series:
                 return [VolumeReadError(source, "folder holds no DICOM series")]
-            return [_safe(lambda f=f, u=u: read_dicom_series(f, f"{source}#{u}")) for u, f in series.items()]
+            return [
+                _safe(lambda f=f, u=u: read_dicom_series(f, f"{source}#{u}", max_voxels))
+                for u, f in series.items()
+            ]
         if not os.access(path, os.R_OK):
             reason = "no such file" if not path.exists() else "permission denied"
             return [VolumeReadError(source, f"cannot read: {reason}")]
@@ -314,11 +448,11 @@ def read_volumes(path: str | os.PathLike, source: str | None = None) -> list[Vol
             return [VolumeReadError(source, "empty file (0 bytes)")]
         suffix = suffix_of(path)
         if suffix in NUMPY_SUFFIXES:
-            return _numpy_volumes(path, source)
+            return _numpy_volumes(path, source, max_voxels)
         if suffix in NIFTI_SUFFIXES:
-            return [_safe(lambda: _read_nifti(path, source))]
+            return [_safe(lambda: _read_nifti(path, source, max_voxels))]
         if suffix in ITK_SUFFIXES or suffix in DICOM_SUFFIXES:
-            return [_safe(lambda: _read_itk(path, source))]
+            return [_safe(lambda: _read_itk(path, source, max_voxels))]
         return [VolumeReadError(source, f"unsupported file type {suffix or '(no suffix)'!r}")]
     except VolumeReadError as err:
         return [err]

@@ -13,7 +13,6 @@ import importlib.util
 import multiprocessing as mp
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from scipy.ndimage import gaussian_filter, map_coordinates, zoom
 from medgan3d.data.io import write_nifti
 from medgan3d.data.prepare import prepare_dataset
 from medgan3d.data.preprocess import get_preset
+from medgan3d.modeling import umask_temp_dir
 
 MNI_FILE = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 
@@ -297,11 +297,7 @@ def _make(job, n, out_dir, seed, size, cfg, workers, raw_dir, progress, prepare_
         raise ValueError(f"need at least one subject, got n={n}")
     out_dir = Path(out_dir)
     keep = raw_dir is not None
-    folder = (
-        Path(raw_dir)
-        if keep
-        else Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.raw-", dir=_parent(out_dir)))
-    )
+    folder = Path(raw_dir) if keep else umask_temp_dir(_parent(out_dir), f".{out_dir.name}.raw-")
     folder.mkdir(parents=True, exist_ok=True)
     try:
         tasks = [(seed, i, size, str(folder)) for i in range(n)]

@@ -12,13 +12,15 @@ half-written ``DIR`` never exists. Nothing time-dependent is written: the same S
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
 import multiprocessing as mp
+import multiprocessing.connection
 import os
 import shutil
-import tempfile
+import signal
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +30,17 @@ import numpy as np
 from medgan3d.data.io import (
     DICOM_SUFFIXES,
     IMAGE_SUFFIXES,
+    MAX_VOXELS,
     VolumeReadError,
     dicom_series,
     read_dicom_series,
     read_volumes,
     spacing_affine,
+    special_file_reason,
     suffix_of,
 )
 from medgan3d.data.preprocess import PreprocessConfig, preprocess
+from medgan3d.modeling import umask_temp_dir
 
 FORMAT = "medgan3d-dataset"
 FORMAT_VERSION = 1
@@ -76,17 +81,25 @@ def _is_dicom_candidate(path: Path) -> bool:
     return head[128:132] == b"DICM"
 
 
-def _walk(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
-    """(image files, DICOM folders, ignored files) below ``root``, sorted."""
+def _walk(root: Path) -> tuple[list[Path], list[Path], list[Path], list[tuple[Path, str]]]:
+    """(image files, DICOM folders, ignored files, (special file, reason)) below ``root``, sorted.
+
+    Link loops, dangling links and FIFOs/sockets/devices are set apart before anything opens them.
+    """
     images: list[Path] = []
     dicom_dirs: list[Path] = []
     ignored: list[Path] = []
+    special: list[tuple[Path, str]] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         folder = Path(dirpath)
         has_dicom = False
         for f in sorted(filenames):
             if f.startswith("."):
+                continue
+            reason = special_file_reason(folder / f)
+            if reason:
+                special.append((folder / f, reason))
                 continue
             suffix = suffix_of(f)
             if suffix in IMAGE_SUFFIXES and suffix not in DICOM_SUFFIXES:
@@ -97,7 +110,7 @@ def _walk(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
                 ignored.append(folder / f)
         if has_dicom:
             dicom_dirs.append(folder)
-    return images, dicom_dirs, ignored
+    return images, dicom_dirs, ignored, special
 
 
 def _relname(path: Path, root: Path | None) -> str:
@@ -135,8 +148,11 @@ def discover(src: str | os.PathLike) -> tuple[list[Source], list[dict], list[str
     """
     src_s = str(src)
     path = Path(src_s)
-    if any(c in src_s for c in "*?[") and not path.exists():
+    if any(c in src_s for c in "*?[") and not os.path.lexists(path):
         return _from_paths([Path(p) for p in sorted(glob.glob(src_s, recursive=True))], None)
+    special = special_file_reason(path)
+    if special:
+        raise PrepareError(f"{src_s}: {special}")
     if path.is_dir():
         return _from_folder(path)
     if path.is_file() and suffix_of(path) not in IMAGE_SUFFIXES:
@@ -149,15 +165,17 @@ def discover(src: str | os.PathLike) -> tuple[list[Source], list[dict], list[str
 
 
 def _from_folder(root: Path) -> tuple[list[Source], list[dict], list[str]]:
-    images, dicom_dirs, ignored = _walk(root)
+    images, dicom_dirs, ignored, special = _walk(root)
     sources = [Source(str(p), _relname(p, root)) for p in images]
-    skipped: list[dict] = []
+    skipped = [{"source": _relname(p, root), "reason": reason} for p, reason in special]
     for folder in dicom_dirs:
         s, k = _dicom_sources(folder, root)
         sources += s
         skipped += k
+    sources, duplicates = _dedupe(sources)
     sources.sort(key=lambda s: s.name)
-    return sources, skipped, [_relname(p, root) for p in ignored]
+    skipped.sort(key=lambda k: k["source"])
+    return sources, skipped, [_relname(p, root) for p in ignored] + duplicates
 
 
 def _from_paths(
@@ -166,24 +184,53 @@ def _from_paths(
     sources: list[Source] = []
     skipped: list[dict] = []
     ignored: list[str] = []
-    seen: set[tuple[str, str | None]] = set()
     for p in paths:
-        if p.is_dir():
+        special = special_file_reason(p)
+        if special:
+            entry = {"source": str(p), "reason": special}
+            skipped += [entry] if entry not in skipped else []
+        elif p.is_dir():
             s, k, i = _from_folder(p)
             sources += [Source(x.path, f"{p}/{x.name}", x.series) for x in s]
             skipped += [{**x, "source": f"{p}/{x['source']}"} for x in k if x not in skipped]
             ignored += [x for x in i if x not in ignored]
         elif listed or p.exists():
             sources.append(Source(str(p), str(p)))
-    # A glob such as 'scans/**' matches a folder and the files inside it, a list may name a file twice:
-    # each scan (file, or DICOM series) is read once, under the first name it was found by.
-    unique = []
-    for x in sources:
-        key = (os.path.realpath(x.path), x.series)
-        if key not in seen:
-            seen.add(key)
-            unique.append(x)
-    return unique, skipped, ignored
+    # A glob such as 'scans/**' matches a folder and the files inside it, a list may name a file twice.
+    unique, duplicates = _dedupe(sources)
+    return unique, skipped, ignored + [d for d in duplicates if d not in ignored]
+
+
+def _identity(path: str) -> tuple:
+    """What makes two paths the same file: device and inode (links, hard links), else the real path."""
+    try:
+        st = os.stat(path)
+        return (st.st_dev, st.st_ino)
+    except OSError:
+        return (os.path.realpath(path),)
+
+
+def _dedupe(sources: list[Source]) -> tuple[list[Source], list[str]]:
+    """Each scan (file, or DICOM series) once: under its own name rather than a link's, else the first.
+
+    Returns (kept sources in their original order, ``"name (same file as kept)"`` for each one dropped).
+    """
+    order = sorted(range(len(sources)), key=lambda i: (os.path.islink(sources[i].path), i))
+    kept: dict[tuple, int] = {}
+    dropped: list[tuple[int, int]] = []
+    for i in order:
+        key = (*_identity(sources[i].path), sources[i].series)
+        if key in kept:
+            dropped.append((i, kept[key]))
+        else:
+            kept[key] = i
+    unique = [sources[i] for i in sorted(kept.values())]
+    names = sorted(
+        f"{sources[i].name} (same file as {sources[k].name})"
+        for i, k in dropped
+        if sources[i].name != sources[k].name
+    )
+    return unique, names
 
 
 # --------------------------------------------------------------------------------------------- worker
@@ -193,15 +240,22 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def process_source(args: tuple[Source, PreprocessConfig]) -> list[dict]:
+Task = tuple[Source, PreprocessConfig, int | None]  # (scan, preset, max_voxels)
+
+
+def process_source(args: Task) -> list[dict]:
     """Preprocess each volume of a source: ``{"source", "array", "info"}`` or ``{"source", "reason"}``.
 
-    Never raises for bad data: an unexpected error is reported as that file's reason.
+    ``args`` is (source, preset, max_voxels). Never raises for bad data: an unexpected error is reported
+    as that file's reason.
     """
-    source, cfg = args
+    source, cfg, max_voxels = args
     out: list[dict] = []
     try:
-        results = read_volumes(source.path, source.name) if source.series is None else _read_series(source)
+        if source.series is None:
+            results = read_volumes(source.path, source.name, max_voxels=max_voxels)
+        else:
+            results = _read_series(source, max_voxels)
     except Exception as err:  # a reader bug must not cost the other scans
         return [{"source": source.name, "reason": f"unexpected error: {type(err).__name__}: {err}"}]
     for res in results:
@@ -227,25 +281,115 @@ def process_source(args: tuple[Source, PreprocessConfig]) -> list[dict]:
     return out
 
 
-def _read_series(source: Source) -> list:
+def _read_series(source: Source, max_voxels: int | None) -> list:
     files = dicom_series(source.path).get(source.series)
     if not files:
         return [VolumeReadError(source.name, "DICOM series disappeared while reading")]
     try:
-        return [read_dicom_series(files, source.name)]
+        return [read_dicom_series(files, source.name, max_voxels)]
     except VolumeReadError as err:
         return [err]
 
 
-def _results(sources: list[Source], cfg: PreprocessConfig, workers: int) -> Iterator[list[dict]]:
-    tasks = [(s, cfg) for s in sources]
+def _results(tasks: list[Task], workers: int) -> Iterator[list[dict]]:
+    """``process_source`` of each task, in task order whatever ``workers`` is."""
     if workers <= 1 or len(tasks) <= 1:
         yield from map(process_source, tasks)
         return
-    # spawn, not fork: the parent may already run torch/OpenMP threads, which fork does not survive.
+    yield from _pool_results(process_source, tasks, min(workers, len(tasks)))
+
+
+def _worker_main(conn: mp.connection.Connection, fn: Callable[[Task], list[dict]]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
+    _init_worker()
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:  # the parent is gone
+            return
+        if task is None:
+            return
+        conn.send(fn(task))
+
+
+class _Worker:
+    """A spawned process fed one task at a time, so that if it dies the parent knows which task killed it."""
+
+    def __init__(self, ctx, fn: Callable[[Task], list[dict]]) -> None:
+        self.conn, child = ctx.Pipe()
+        # spawn, not fork: the parent may already run torch/OpenMP threads, which fork does not survive.
+        self.proc = ctx.Process(target=_worker_main, args=(child, fn), daemon=True)
+        self.proc.start()
+        child.close()  # so that the worker's death reads as EOF on self.conn
+        self.index: int | None = None
+
+    def stop(self) -> None:
+        if self.index is None:
+            with contextlib.suppress(OSError):
+                self.conn.send(None)
+            self.proc.join(timeout=10)
+        if self.proc.is_alive():  # busy (the run is being abandoned) or not stopping
+            self.proc.kill()
+        self.proc.join()
+        self.conn.close()
+
+
+def _death_reason(proc) -> str:
+    proc.join(timeout=10)
+    if proc.is_alive():  # its result could not be received, yet it lives: it cannot be trusted further
+        proc.kill()
+        proc.join()
+    code = proc.exitcode
+    if code is not None and code < 0:
+        try:
+            how = f"signal {-code}, {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"signal {-code}"
+    else:
+        how = f"exit code {code}"
+    return f"worker process died ({how}) while reading this file"
+
+
+def _pool_results(fn: Callable[[Task], list[dict]], tasks: list[Task], workers: int) -> Iterator[list[dict]]:
+    """Run ``fn`` over ``tasks`` in ``workers`` processes; yield the results in task order.
+
+    A worker that dies (OOM killer, a reader's segfault) costs only the task it held: that task becomes a
+    skipped item and a fresh worker takes the next one (a ``multiprocessing.Pool`` waits forever instead).
+    """
     ctx = mp.get_context("spawn")
-    with ctx.Pool(min(workers, len(tasks)), initializer=_init_worker) as pool:
-        yield from pool.imap(process_source, tasks, chunksize=1)
+    todo = list(range(len(tasks)))[::-1]  # popped from the end: in order
+    done: dict[int, list[dict]] = {}
+    pool = [_Worker(ctx, fn) for _ in range(workers)]
+    try:
+        nxt = 0
+        while nxt < len(tasks):
+            for i, w in enumerate(pool):
+                if w.index is None and todo:
+                    try:
+                        w.conn.send(tasks[todo[-1]])
+                        w.index = todo.pop()
+                    except OSError:  # it died while idle: nothing is lost, a fresh one takes the task
+                        w.stop()
+                        pool[i] = _Worker(ctx, fn)
+            busy = {w.conn: w for w in pool if w.index is not None}
+            for conn in mp.connection.wait(list(busy)) if busy else ():
+                w, index = busy[conn], busy[conn].index
+                try:
+                    done[index] = conn.recv()
+                except Exception:  # EOF: the worker died mid-task (or mid-send)
+                    done[index] = [{"source": tasks[index][0].name, "reason": _death_reason(w.proc)}]
+                    w.index = None
+                    w.stop()
+                    pool.remove(w)
+                    if todo:
+                        pool.append(_Worker(ctx, fn))
+                w.index = None
+            while nxt in done:
+                yield done.pop(nxt)
+                nxt += 1
+    finally:
+        for w in pool:
+            w.stop()
 
 
 # --------------------------------------------------------------------------------------------- splits
@@ -269,7 +413,7 @@ def _json_bytes(obj) -> bytes:
 
 def _tmp_dir(out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    return umask_temp_dir(out.parent, f".{out.name}.tmp-")  # mkdtemp alone gives 0700: the group reads it
 
 
 def _finalize_array(raw: Path, final: Path, count: int, shape: tuple, dtype: np.dtype) -> str:
@@ -301,7 +445,7 @@ def _install(tmp: Path, out: Path) -> None:
     """Replace ``out`` by ``tmp`` with renames; refuse to clobber a folder that is not a dataset."""
     if out.exists():
         if out.is_dir() and (not any(out.iterdir()) or _is_prepared(out)):
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            trash = umask_temp_dir(out.parent, f".{out.name}.old-")
             os.replace(out, trash / "old")
             os.replace(tmp, out)
             shutil.rmtree(trash, ignore_errors=True)
@@ -320,16 +464,20 @@ def prepare_dataset(
     dtype: str = "float16",
     val_fraction: float = 0.1,
     split_seed: int = 0,
+    max_voxels: int | None = MAX_VOXELS,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Build the cached dataset ``out`` from ``src`` with preset ``cfg``; return the report dict.
 
     ``progress(done, total)`` is called after each source. With ``strict`` the first bad file raises
-    :class:`PrepareError` and nothing is left behind.
+    :class:`PrepareError` and nothing is left behind. A scan whose header claims more than ``max_voxels``
+    voxels (``None``: no limit) is skipped before its data is read.
     """
     out = Path(out)
     if str(dtype) not in ("float16", "float32"):
         raise ValueError(f"dtype must be 'float16' or 'float32' (values in [-1, 1]), got {dtype!r}")
+    if max_voxels is not None and max_voxels < 1:
+        raise ValueError(f"max_voxels must be at least 1 (or None for no limit), got {max_voxels}")
     np_dtype = np.dtype(dtype)
     sources, skipped, ignored = discover(src)
     sources = [s for s in sources if not _inside(Path(s.path), out)]  # never read our own output back
@@ -337,7 +485,8 @@ def prepare_dataset(
         raise PrepareError(f"{skipped[0]['source']}: {skipped[0]['reason']}")
     tmp = _tmp_dir(out)
     try:
-        items = _collect(sources, cfg, workers, strict, np_dtype, tmp / "volumes.raw", skipped, progress)
+        tasks = [(s, cfg, max_voxels) for s in sources]
+        items = _collect(tasks, workers, strict, np_dtype, tmp / "volumes.raw", skipped, progress)
         if not items:
             raise PrepareError(f"{src}: no usable volume ({len(skipped)} skipped)" + _first(skipped))
         data_hash = _finalize_array(
@@ -362,7 +511,7 @@ def prepare_dataset(
 
 def _inside(path: Path, folder: Path) -> bool:
     try:
-        path.resolve().relative_to(folder.resolve())
+        Path(os.path.realpath(path)).relative_to(os.path.realpath(folder))
         return True
     except ValueError:
         return False
@@ -372,10 +521,10 @@ def _first(skipped: list[dict]) -> str:
     return f"; first: {skipped[0]['source']}: {skipped[0]['reason']}" if skipped else ""
 
 
-def _collect(sources, cfg, workers, strict, np_dtype, raw: Path, skipped: list, progress) -> list[dict]:
+def _collect(tasks, workers, strict, np_dtype, raw: Path, skipped: list, progress) -> list[dict]:
     items: list[dict] = []
-    with raw.open("wb") as fh:
-        for done, results in enumerate(_results(sources, cfg, workers), start=1):
+    with raw.open("wb") as fh, contextlib.closing(_results(tasks, workers)) as stream:
+        for done, results in enumerate(stream, start=1):
             for res in results:
                 if "reason" in res:
                     if strict:
@@ -385,7 +534,7 @@ def _collect(sources, cfg, workers, strict, np_dtype, raw: Path, skipped: list, 
                 fh.write(np.ascontiguousarray(res["array"], dtype=np_dtype).tobytes())
                 items.append({"source": res["source"], **res["info"]})
             if progress is not None:
-                progress(done, len(sources))
+                progress(done, len(tasks))
     return items
 
 
