@@ -6,7 +6,11 @@
   normalised background (-1) when shorter.
 - ``adni`` — seed 001 §4.2.1 (ADNI brain MRI): robust percentile normalisation to [-1, 1]; all three
   dimensions resized to 64.
-- ``hagan-ct`` — seed 002 (HA-GAN, thorax CT): HU [-1024, 600] to [-1, 1]; resized to 128³ (or 256³).
+- ``hagan-ct`` — seed 002 (HA-GAN, thorax CT): HU [-1024, 600] to [-1, 1]; axial slices that are all air
+  (every voxel at or below -1024 HU) trimmed from both ends, as Sun et al.'s preprocessing removes blank
+  slices; then resized to 128³ (``--shape 256`` for 256³).
+- ``hagan-mri`` — seed 002 (HA-GAN, brain MRI, GSP-style): percentile normalisation to [-1, 1]; all three
+  dimensions resized to 128³ (or 256³).
 - ``generic`` — resample to a target spacing, crop/pad to a target shape, chosen intensity window.
 
 Every step works on a canonical RAS ``[D, H, W]`` float32 array (see :mod:`medgan3d.data.io`) and updates
@@ -42,6 +46,8 @@ class PreprocessConfig:
     spacing: when set, first resample to this (d, h, w) spacing in mm (``generic``).
     antialias: Gaussian pre-filter (sigma = (factor-1)/2) before downsampling. Off in the paper presets,
         whose text specifies plain bilinear interpolation.
+    trim_blank: drop the axial slices at either end whose voxels are all at the bottom of the intensity
+        range (air outside the body for CT) before resizing; interior slices are never dropped.
     """
 
     name: str
@@ -56,6 +62,7 @@ class PreprocessConfig:
     seed: int = 0
     spacing: tuple[float, float, float] | None = None
     antialias: bool = False
+    trim_blank: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready dict (tuples as lists)."""
@@ -72,7 +79,8 @@ class PreprocessConfig:
 PRESETS: dict[str, PreprocessConfig] = {
     "coca": PreprocessConfig("coca", (32, 64, 64), "window", (-250.0, 650.0), depth="crop_pad"),
     "adni": PreprocessConfig("adni", (64, 64, 64), "percentile", None, unit="a.u."),
-    "hagan-ct": PreprocessConfig("hagan-ct", (128, 128, 128), "window", (-1024.0, 600.0)),
+    "hagan-ct": PreprocessConfig("hagan-ct", (128, 128, 128), "window", (-1024.0, 600.0), trim_blank=True),
+    "hagan-mri": PreprocessConfig("hagan-mri", (128, 128, 128), "percentile", None, unit="a.u."),
     "generic": PreprocessConfig(
         "generic",
         (64, 64, 64),
@@ -138,6 +146,17 @@ def normalize(array: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def denormalize_values(volume, lo: float, hi: float):
     """Inverse of :func:`normalize` (inside the window): [-1, 1] -> [lo, hi]. Works on numpy and torch."""
     return (volume + 1.0) * ((hi - lo) / 2.0) + lo
+
+
+def trim_blank_slices(x: np.ndarray, source: str = "") -> tuple[np.ndarray, tuple[int, int]]:
+    """Drop leading and trailing axial slices of a normalised ``[D, H, W]`` volume that are all -1 (Sun et
+    al.'s "blank slices": all air for CT); return the rest and how many were cut at (start, end)."""
+    blank = (x <= -1.0).reshape(x.shape[0], -1).all(axis=1)
+    kept = np.flatnonzero(~blank)
+    if kept.size == 0:
+        raise VolumeReadError(source, "every axial slice is blank (all voxels at the bottom of the window)")
+    first, last = int(kept[0]), int(kept[-1])
+    return x[first : last + 1], (first, x.shape[0] - 1 - last)
 
 
 # --------------------------------------------------------------------------------------------- geometry
@@ -211,6 +230,10 @@ def preprocess(
     spacing = np.asarray(meta.spacing, dtype=np.float64)
     lo, hi = intensity_range(array, cfg, source)
     x = normalize(array, lo, hi)
+    trimmed = (0, 0)
+    if cfg.trim_blank:
+        x, trimmed = trim_blank_slices(x, source)
+        affine = _shift_affine(affine, (trimmed[0], 0, 0))
     if cfg.spacing is not None:
         new = tuple(max(1, round(n * s / t)) for n, s, t in zip(x.shape, spacing, cfg.spacing, strict=True))
         affine = _scale_affine(affine, x.shape, new)
@@ -240,4 +263,6 @@ def preprocess(
         "depth_offset": int(offsets[0]),
         "valid_slices": [int(valid[0]), int(valid[1])],
     }
+    if cfg.trim_blank:
+        info["trimmed_slices"] = [int(trimmed[0]), int(trimmed[1])]
     return np.clip(x, -1.0, 1.0).astype(np.float32, copy=False), info
