@@ -28,13 +28,25 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from medgan3d.errors import MedganError, check_batch_fits_model
 from medgan3d.training import checkpoint as ckpt
+from medgan3d.training import runfolder
 from medgan3d.training.family import Family, MicroBatch, Networks, Phase, family_for
 from medgan3d.training.observe import RunLogger, generated_volumes, new_run_dir, save_grid
 
 
-class TrainingError(RuntimeError):
+class TrainingError(MedganError, RuntimeError):
     """A run that cannot go on; the message says why and where the last good checkpoint is."""
+
+
+class TrainingStopped(MedganError):
+    """The run stopped on SIGINT/SIGTERM after writing a checkpoint; it is incomplete and can be resumed.
+
+    Exits with 128 + the signal number (130 for Ctrl-C, 143 for a scheduler's SIGTERM), never 0."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
 
 
 @dataclass(frozen=True)
@@ -335,6 +347,7 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum = 0
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopFlag:
@@ -346,7 +359,7 @@ class StopFlag:
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:  # a second Ctrl-C aborts at once
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self.signum = True, signum
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
@@ -389,12 +402,13 @@ def open_dataset(data: str | Path, model: Any, flip: bool) -> torch.utils.data.D
     return dataset
 
 
-def _resume_paths(resume: str | Path) -> tuple[Path, Path]:
-    ckpt_dir = ckpt.resolve_checkpoint(resume)
-    run_dir = ckpt_dir.parent.parent
+def _resume_run_dir(resume: str | Path) -> Path:
+    if not Path(resume).exists():
+        raise FileNotFoundError(f"{resume}: no such run or checkpoint")
+    run_dir = ckpt.run_dir_of(resume)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir}: no config.yaml, not a medgan3d run folder")
-    return run_dir, ckpt_dir
+    return run_dir
 
 
 def _write_run_files(run_dir: Path, config: dict[str, Any], data: Path) -> None:
@@ -424,8 +438,9 @@ def _spacing(data: Path, spatial_dims: int) -> Any:
     return spacing if spatial_dims == 3 else None
 
 
-def _snapshot(family: Family, nets: Networks, state: TrainState, cfg: TrainConfig, run_dir: Path,
-              record: dict[str, Any], logger: Any, spacing: Any, data: Path, config: dict[str, Any]) -> Path:  # fmt: skip
+def _observe(family: Family, nets: Networks, state: TrainState, cfg: TrainConfig, run_dir: Path,
+             record: dict[str, Any], logger: Any, spacing: Any, data: Path) -> None:  # fmt: skip
+    """The snapshot's PNG grid and (with ``cfg.metrics``) scores into ``record`` and metrics.jsonl."""
     kimg = state.cur_nimg / 1000
     G = nets.modules[family.sample_from]
     png = save_grid(generated_volumes(G, cfg.grid), run_dir / f"fakes{state.cur_nimg:09d}.png", spacing)
@@ -440,11 +455,33 @@ def _snapshot(family: Family, nets: Networks, state: TrainState, cfg: TrainConfi
         # the full result (extractor, weights, sample counts, ...) beside the scalars in stats.jsonl
         with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps({"kimg": kimg} | result, default=str) + "\n")
+
+
+def _save(nets: Networks, state: TrainState, cfg: TrainConfig, run_dir: Path, config: dict[str, Any],
+          protect: Path | None) -> Path:  # fmt: skip
     payload = {"state": dataclasses.asdict(state), "config": config}
     tensors = {"rng.torch": torch.get_rng_state()}
-    return ckpt.save_checkpoint(
-        run_dir, state.cur_nimg, nets.modules, nets.optimizers, payload, tensors, cfg.keep_last
-    )
+    return ckpt.save_checkpoint(run_dir, state.cur_nimg, nets.modules, nets.optimizers, payload, tensors,
+                                cfg.keep_last, protect=protect)  # fmt: skip
+
+
+@dataclass
+class Run:
+    """What the loop works on once a run is set up (rank 0 also has its folder, logger and lock)."""
+
+    family: Family
+    nets: Networks
+    reals: RealBatches
+    state: TrainState
+    cfg: TrainConfig
+    d: Dist
+    rounds: int
+    run_dir: Path | None
+    logger: RunLogger
+    spacing: Any
+    data: Path
+    config: dict[str, Any]
+    last_good: Path | None  # newest checkpoint written with no bad streak (never pruned, named on failure)
 
 
 def train(
@@ -464,7 +501,10 @@ def train(
     ``model`` is a model config of any family (``ModelConfig`` for StyleGAN2, ``HAGANConfig``, ...).
     ``init``: networks (e.g. ``G``, ``G_ema``, ``D``) whose weights replace the random init, e.g. inflated from
     a 2D checkpoint; ``init_info`` is recorded in config.yaml. On ``resume`` the run's own config.yaml is used
-    and only ``cfg.kimg`` (the new total) is taken from the arguments.
+    and only ``cfg.kimg`` (the new total) is taken from the arguments; the newest intact checkpoint is loaded
+    and stats.jsonl/metrics.jsonl are cut back to it. Rank 0 holds the run folder's lock throughout.
+    Raises :class:`TrainingStopped` after a SIGINT/SIGTERM stop and :class:`TrainingError` when the
+    non-finite guard gives up.
     """
     import yaml
 
@@ -472,10 +512,8 @@ def train(
 
     d = setup_distributed(device)
     data = Path(data)
-    run_dir: Path | None = None
-    ckpt_dir = None
-    if resume is not None:
-        run_dir, ckpt_dir = _resume_paths(resume)
+    run_dir = _resume_run_dir(resume) if resume is not None else None
+    if run_dir is not None:
         saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
         source = str(run_dir / "config.yaml")
         model = model_config_from_dict(saved["model"], source)
@@ -483,6 +521,7 @@ def train(
         data, preset, init_info = Path(saved["data"]), saved.get("preset", ""), saved.get("init")
     family = family_for(model)
     cfg = resolve_loss(cfg, family)
+    check_batch_fits_model(model, cfg, d.world)
     if cfg.metrics and model.spatial_dims != 3:
         raise ValueError(
             "metrics at snapshots score 3D volumes; a 2D twin (pretraining) cannot take --metrics"
@@ -491,72 +530,110 @@ def train(
     rounds = rounds_for(cfg, d)
     from_inflated = bool(init_info and init_info.get("strategy", "none") != "none")
     nets = build_networks(family, model, cfg, d.device, from_inflated, init)
-    state = TrainState(extra=family.initial_extra_state())
     config = {"preset": preset, "data": str(data.resolve()), "world_size": d.world, "init": init_info,
               "model": model.to_dict(), "train": cfg.to_dict()}  # fmt: skip
-    if ckpt_dir is not None:
-        saved_state, tensors = ckpt.load_checkpoint(ckpt_dir, nets.modules, nets.optimizers)
-        state = TrainState.from_dict(saved_state["state"])
-        torch.set_rng_state(tensors["rng.torch"])
-    else:
-        broadcast_networks(nets, d)
     spacing = _spacing(data, model.spatial_dims)
-    if d.is_main:
-        if run_dir is None:
-            run_dir = new_run_dir(outdir, desc or f"{preset or 'custom'}-{data.name}")
-        _write_run_files(run_dir, config, data)
-        if ckpt_dir is None:
-            reals_grid = np.stack([dataset[i][0].numpy() for i in range(min(cfg.grid, len(dataset)))])
-            save_grid(reals_grid, run_dir / "reals.png", spacing)
-    logger = RunLogger(run_dir if d.is_main else None, cfg.kimg, state.cur_nimg / 1000)
-    reals = RealBatches(dataset, cfg, d, rounds)
+    with contextlib.ExitStack() as stack:
+        if d.is_main:
+            run_dir = run_dir or new_run_dir(outdir, desc or f"{preset or 'custom'}-{data.name}")
+            stack.enter_context(runfolder.lock_run_dir(run_dir))
+            runfolder.clean_stale_temps(run_dir)
+        state, last_good = TrainState(extra=family.initial_extra_state()), None
+        if resume is not None:
+            ckpt_dir = ckpt.resolve_checkpoint(resume)
+            saved_state, tensors = ckpt.load_checkpoint(ckpt_dir, nets.modules, nets.optimizers)
+            state = TrainState.from_dict(saved_state["state"])
+            torch.set_rng_state(tensors["rng.torch"])
+            last_good = ckpt_dir if state.bad_consecutive == 0 else None
+            if d.is_main:
+                assert run_dir is not None
+                runfolder.truncate_logs(run_dir, state.cur_nimg / 1000)
+        else:
+            broadcast_networks(nets, d)
+        if d.is_main:
+            assert run_dir is not None
+            _write_run_files(run_dir, config, data)
+            if resume is None:
+                reals_grid = np.stack([dataset[i][0].numpy() for i in range(min(cfg.grid, len(dataset)))])
+                save_grid(reals_grid, run_dir / "reals.png", spacing)
+        logger = RunLogger(run_dir if d.is_main else None, cfg.kimg, state.cur_nimg / 1000)
+        run = Run(family, nets, RealBatches(dataset, cfg, d, rounds), state, cfg, d, rounds,
+                  run_dir if d.is_main else None, logger, spacing, data, config, last_good)  # fmt: skip
+        logger.print(f"run {run_dir} · {len(dataset)} training items · batch {cfg.batch} = {d.world} × {rounds} × "
+                     f"{cfg.batch_gpu} · {'bf16' if cfg.bf16 else 'fp32'} · {d.device}")  # fmt: skip
+        try:
+            _loop(run)
+        finally:
+            logger.close()
+    return run_dir if run_dir is not None else Path(outdir)
+
+
+def _loop(run: Run) -> None:
+    """Iterations until ``cfg.kimg``; a tick every ``tick_kimg``, a snapshot every ``snapshot_ticks`` ticks."""
+    state, cfg, d, logger = run.state, run.cfg, run.d, run.logger
     total = int(cfg.kimg * 1000)
     rows: list[dict[str, float]] = []
     tick_time = time.perf_counter()
-    logger.print(f"run {run_dir} · {len(dataset)} training items · batch {cfg.batch} = {d.world} × {rounds} × "
-                 f"{cfg.batch_gpu} · {'bf16' if cfg.bf16 else 'fp32'} · {d.device}")  # fmt: skip
     try:
         with StopFlag() as stop:
             while state.cur_nimg < total:
                 step_start = time.perf_counter()
-                rows.append(train_step(family, nets, reals, state, cfg, d, rounds))
+                rows.append(train_step(run.family, run.nets, run.reals, state, cfg, d, run.rounds))
                 rows[-1]["sec_per_iter"] = time.perf_counter() - step_start
                 stopping = _stop_requested(stop, d)
                 done = state.cur_nimg >= total
-                kimg = state.cur_nimg / 1000
                 spk = (time.perf_counter() - tick_time) / max(
                     (state.cur_nimg - state.tick_start_nimg) / 1000, 1e-9
                 )
-                logger.step(
-                    kimg,
-                    f"{spk:.1f} s/kimg · G {rows[-1].get('loss/G', 0):.3f} D {rows[-1].get('loss/D', 0):.3f}",
+                info = (
+                    f"{spk:.1f} s/kimg · G {rows[-1].get('loss/G', 0):.3f} D {rows[-1].get('loss/D', 0):.3f}"
                 )
-                if not (done or stopping or state.cur_nimg >= state.tick_start_nimg + cfg.tick_kimg * 1000):
-                    continue
-                now = time.perf_counter()
-                tick_kimg = (state.cur_nimg - state.tick_start_nimg) / 1000
-                state.elapsed_s += now - tick_time
-                record: dict[str, Any] = {"tick": state.tick, "kimg": kimg, "sec_per_kimg": (now - tick_time) / tick_kimg,
-                                          "skipped_total": state.bad_total} | state.extra | mean_stats(rows)  # fmt: skip
-                state.tick += 1
-                state.tick_start_nimg = state.cur_nimg
-                saved_to = None
-                if d.is_main and (state.tick % cfg.snapshot_ticks == 0 or done or stopping):
-                    assert run_dir is not None
-                    saved_to = _snapshot(
-                        family, nets, state, cfg, run_dir, record, logger, spacing, data, config
-                    )
-                logger.tick(record)
-                if saved_to is not None:
-                    logger.print(f"checkpoint {saved_to}")
-                rows, tick_time = [], time.perf_counter()
+                logger.step(state.cur_nimg / 1000, info)
+                if done or stopping or state.cur_nimg >= state.tick_start_nimg + cfg.tick_kimg * 1000:
+                    _tick(run, rows, tick_time, snapshot=done or stopping)
+                    rows, tick_time = [], time.perf_counter()
                 if stopping:
-                    logger.print("stopped on request; resume with --resume " + str(run_dir))
-                    break
+                    raise _stopped(run, stop.signum)
     except TrainingError as exc:
-        last = ckpt.list_checkpoints(run_dir) if run_dir else []
-        where = f"last good checkpoint: {last[-1]}" if last else "no checkpoint was written"
+        where = (
+            f"last good checkpoint: {run.last_good}" if run.last_good else "no good checkpoint was written"
+        )
         raise TrainingError(f"{exc}; {where}") from exc
-    finally:
-        logger.close()
-    return run_dir if run_dir is not None else Path(outdir)
+
+
+def _tick(run: Run, rows: list[dict[str, float]], tick_time: float, snapshot: bool) -> None:
+    """One stats row (stats.jsonl, TensorBoard, console); on snapshot ticks the PNG grid, metrics and a
+    checkpoint, in that order, so that a kill between them leaves rows that resume cuts back. No checkpoint
+    is written during a streak of skipped (non-finite) iterations: resuming from it would stop at once."""
+    state, cfg, logger = run.state, run.cfg, run.logger
+    now = time.perf_counter()
+    kimg = state.cur_nimg / 1000
+    state.elapsed_s += now - tick_time
+    record: dict[str, Any] = {"tick": state.tick, "kimg": kimg,
+                              "sec_per_kimg": (now - tick_time) / ((state.cur_nimg - state.tick_start_nimg) / 1000),
+                              "skipped_total": state.bad_total} | state.extra | mean_stats(rows)  # fmt: skip
+    state.tick += 1
+    state.tick_start_nimg = state.cur_nimg
+    snap = run.run_dir is not None and (snapshot or state.tick % cfg.snapshot_ticks == 0)
+    if snap and state.bad_consecutive:
+        logger.print(f"no checkpoint at kimg {kimg:.3f}: the last {state.bad_consecutive} iteration(s) had "
+                     f"non-finite steps; last good checkpoint: {run.last_good}")  # fmt: skip
+        snap = False
+    if snap:
+        assert run.run_dir is not None
+        _observe(run.family, run.nets, state, cfg, run.run_dir, record, logger, run.spacing, run.data)
+    logger.tick(record)
+    if snap:
+        assert run.run_dir is not None
+        run.last_good = _save(run.nets, state, cfg, run.run_dir, run.config, protect=run.last_good)
+        logger.print(f"checkpoint {run.last_good}")
+
+
+def _stopped(run: Run, signum: int) -> TrainingStopped:
+    name = signal.Signals(signum).name if signum else "a stop request"
+    saved = f"checkpoint {run.last_good}" if run.last_good else "no checkpoint"
+    return TrainingStopped(
+        f"stopped by {name} at kimg {run.state.cur_nimg / 1000:.3f} (incomplete; {saved}); "
+        f"resume with: medgan3d train --resume {run.run_dir} --kimg {run.cfg.kimg:g}",
+        signum or signal.SIGTERM,
+    )
