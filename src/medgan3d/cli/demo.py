@@ -11,18 +11,21 @@ from pathlib import Path
 
 import typer
 
+from medgan3d.cli import command
+from medgan3d.errors import MedganError
+
 
 def _run(args: list[str]) -> None:
+    """One step as the user would type it; a failed step (already reported on its line) stops the demo."""
     from medgan3d.cli.main import app
 
     typer.secho("\n$ medgan3d " + shlex.join(args), bold=True)
-    try:
-        app(args, standalone_mode=False)
-    except typer.Exit as exc:
-        if exc.exit_code:
-            raise
+    code = app(args, standalone_mode=False)  # a step's exit code comes back as the return value
+    if isinstance(code, int) and code:
+        raise typer.Exit(code)
 
 
+@command
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Folder for everything the demo writes."),
     config: str = typer.Option("tiny", "--config", "-c", help="3D preset (its 2D twin is pretrained)."),
@@ -94,5 +97,5 @@ def demo(
 def _latest_run(runs: Path, desc: str) -> Path:
     matches = sorted(p for p in runs.iterdir() if p.is_dir() and p.name.endswith(f"-{desc}"))
     if not matches:
-        raise typer.Exit(f"no run folder *-{desc} in {runs}")
+        raise MedganError(f"no run folder *-{desc} in {runs}")
     return matches[-1]

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import typer
 
+from medgan3d.cli import command
+
 
 def _metrics(text: str) -> tuple[str, ...]:
     from medgan3d.metrics import METRICS
@@ -19,15 +21,15 @@ def _metrics(text: str) -> tuple[str, ...]:
     names = tuple(m.strip() for m in text.split(",") if m.strip())
     bad = [m for m in names if m not in METRICS]
     if bad or not names:
-        raise typer.BadParameter(f"unknown metrics {bad}; choose from {','.join(METRICS)}")
+        raise typer.BadParameter(
+            f"unknown metrics {bad}; choose from {','.join(METRICS)}", param_hint="--metrics"
+        )
     return names
 
 
 def _fake_volumes(
     run: Path | None, fake: Path | None, data: Path, n: int, seed: int, trunc: float, mode: str
 ):
-    if (run is None) == (fake is None):
-        raise typer.BadParameter("give either RUN_OR_CKPT or --fake DIR (exactly one)")
     if fake is not None:
         from medgan3d.metrics.inputs import load_fake_dir
 
@@ -42,6 +44,7 @@ def _fake_volumes(
     return volumes, {"generator": str(run.resolve()), "truncation_psi": trunc, "z_seed": seed}
 
 
+@command
 def evaluate(
     run: Path | None = typer.Argument(None, help="Run folder, checkpoint, or saved generator directory."),
     data: Path = typer.Option(..., "--data", "-d", help="Prepared dataset folder (medgan3d prepare)."),
@@ -73,11 +76,18 @@ def evaluate(
     ),
 ) -> None:
     """Score generated volumes against a prepared dataset; write metrics.json and an HTML report."""
+    from medgan3d.cli.checks import check_out_folder, check_prepared
+
+    names = _metrics(metrics)
+    if (run is None) == (fake is None):
+        raise typer.BadParameter("give either RUN_OR_CKPT or --fake DIR (exactly one)")
+    check_out_folder(out)
+    check_prepared(data)
     from medgan3d.metrics import EvalSettings, evaluate_volumes_with_artifacts
     from medgan3d.metrics.report import write_report
 
     settings = EvalSettings(
-        metrics=_metrics(metrics), extractor_2d=extractor_2d, extractor_3d=extractor_3d, weights_2d=weights_2d,
+        metrics=names, extractor_2d=extractor_2d, extractor_3d=extractor_3d, weights_2d=weights_2d,
         weights_3d=weights_3d, download=download, all_slices=all_slices, split=split, num_real=num_real,
         bootstrap=bootstrap, seed=seed, cache=cache, classifier=classifier,
     )  # fmt: skip

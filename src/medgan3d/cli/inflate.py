@@ -11,7 +11,10 @@ from pathlib import Path
 
 import typer
 
+from medgan3d.cli import command
 
+
+@command
 def inflate(
     ckpt_2d: Path = typer.Argument(
         ..., help="2D checkpoint directory (G/, G_ema/, D/) or a 2D run folder (its latest checkpoint)."
@@ -38,24 +41,20 @@ def inflate(
     ),
 ) -> None:
     """Inflate a 2D StyleGAN2 checkpoint into its 3D twin and write G/, G_ema/, D/ and inflation.json."""
-    from medgan3d.console import make_console, print_error
+    from medgan3d.console import make_console
     from medgan3d.inflate import inflate_checkpoint
 
     console = make_console(stderr=True)
-    try:
-        nets = inflate_checkpoint(
-            ckpt_2d,
-            config,
-            strategy,
-            parts=parts,
-            out_dir=out,
-            seed=seed,
-            init_std=init_std,
-            equalized_lr=equalized_lr,
-        )
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print_error(console, err)
-        raise typer.Exit(1) from None
+    nets = inflate_checkpoint(
+        ckpt_2d,
+        config,
+        strategy,
+        parts=parts,
+        out_dir=out,
+        seed=seed,
+        init_std=init_std,
+        equalized_lr=equalized_lr,
+    )
     inflated = (
         "nothing (fresh 3D init)"
         if strategy == "none"

@@ -6,7 +6,10 @@ import json
 
 import typer
 
+from medgan3d.cli import command
 
+
+@command
 def info(
     config: str = typer.Option(
         ..., "--config", "-c", help="Preset name (e.g. coca-ss, coca-ss-2d) or YAML path."
@@ -39,14 +42,16 @@ def _print_tables(summary, description: str) -> None:  # type: ignore[no-untyped
     for name, n in summary.modules.items():
         modules.add_row(name, f"{n:,}")
     console.print(modules)
-    totals = Table("", "G", "D", "total")
-    p = summary.params
-    totals.add_row("params", f"{p['G']:,}", f"{p['D']:,}", f"{p['total']:,} ({p['total'] / 1e6:.3f}M)")
-    g = summary.gflops
-    totals.add_row("GFLOPs / sample (forward)", f"{g['G']:.3f}", f"{g['D']:.3f}", f"{g['G'] + g['D']:.3f}")
+    nets = [k for k in summary.params if k != "total"]
+    totals = Table("", *nets, "total")
+    p, g = summary.params, summary.gflops
+    totals.add_row("params", *(f"{p[k]:,}" for k in nets), f"{p['total']:,} ({p['total'] / 1e6:.3f}M)")
+    flops = [f"{g[k]:.3f}" if k in g else "" for k in nets]
+    totals.add_row("GFLOPs / sample (forward)", *flops, f"{sum(g.values()):.3f}")
     console.print(totals)
     paper = f"{summary.paper_params_m:.3f}M" if summary.paper_params_m is not None else "n/a"
+    variants = " · ".join(f"{k} {v}" for k, v in summary.variants.items())
+    ws = f" · w vectors {summary.num_ws}" if summary.num_ws else ""
     console.print(
-        f"output shape {summary.output_shape} · {summary.spatial_dims}D · w vectors {summary.num_ws} · "
-        f"G {summary.variants['G']} / D {summary.variants['D']} · paper reports {paper}"
+        f"output shape {summary.output_shape} · {summary.spatial_dims}D{ws} · {variants} · paper reports {paper}"
     )

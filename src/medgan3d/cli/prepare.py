@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-PHANTOMS = ("brain-phantom", "heart-phantom")
+from medgan3d.cli import command
+
+if TYPE_CHECKING:
+    from medgan3d.data import PreprocessConfig
+
+PHANTOMS = {"brain-phantom": "adni", "heart-phantom": "coca"}  # the preprocessing preset each one uses
+FOLDER_ONLY = {"--preset", "--strict", "--window", "--spacing", "--antialias"}
+PHANTOM_ONLY = {"-n", "--inplane", "--raw-dir"}
 
 
-def _triple(text: str | None, cast=int) -> tuple | None:
+def _triple(text: str | None, flag: str, cast=int) -> tuple | None:
     """'32x64x64' or '32,64,64' (or one number for all three) -> a tuple."""
     if text is None:
         return None
@@ -25,11 +33,11 @@ def _triple(text: str | None, cast=int) -> tuple | None:
     try:
         values = tuple(cast(p) for p in parts)
     except ValueError:
-        raise typer.BadParameter(f"expected e.g. 32x64x64, got {text!r}") from None
+        raise typer.BadParameter(f"expected e.g. 32x64x64, got {text!r}", param_hint=flag) from None
     if len(values) == 1:
         values = values * 3
     if len(values) != 3:
-        raise typer.BadParameter(f"expected three values D x H x W, got {text!r}")
+        raise typer.BadParameter(f"expected three values D x H x W, got {text!r}", param_hint=flag)
     return values
 
 
@@ -39,16 +47,22 @@ def _window(text: str | None) -> tuple[float, float] | None:
     try:
         lo, hi = (float(v) for v in text.split(","))
     except ValueError:
-        raise typer.BadParameter(f"expected LO,HI (e.g. -250,650), got {text!r}") from None
+        raise typer.BadParameter(
+            f"expected LO,HI (e.g. -250,650), got {text!r}", param_hint="--window"
+        ) from None
     return lo, hi
 
 
+@command
 def prepare(
+    ctx: typer.Context,
     src: str = typer.Argument(
         ..., help="Folder (recursive), glob, text file of paths, or brain-phantom/heart-phantom."
     ),
     out: Path = typer.Option(..., "-o", "--out", help="Output dataset folder (replaced atomically)."),
-    preset: str = typer.Option("coca", "--preset", "-p", help="coca | adni | hagan-ct | generic."),
+    preset: str = typer.Option(
+        "coca", "--preset", "-p", help="coca | adni | hagan-ct | hagan-mri | generic."
+    ),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Worker processes."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first bad file; leave no output."),
     shape: str | None = typer.Option(None, "--shape", help="Target D x H x W, e.g. 32x64x64 or 64."),
@@ -74,39 +88,57 @@ def prepare(
     raw_dir: Path | None = typer.Option(None, "--raw-dir", help="Keep the raw phantom scans here."),
 ) -> None:
     """Read, preprocess (paper presets) and cache volumes; report.json says what was skipped and why."""
-    from medgan3d.console import make_console, print_error
-    from medgan3d.data import PrepareError
+    from medgan3d.cli.checks import check_out_folder
+    from medgan3d.console import make_console
 
+    check_out_folder(out)
+    _check_options(ctx, src, preset)
+    size = _triple(shape, "--shape")
+    cfg = None if src in PHANTOMS else _preprocessing(preset, size, window, spacing, crop, antialias, seed)
     console = make_console(stderr=True)
     kw = {"workers": workers, "dtype": dtype, "val_fraction": val_fraction, "split_seed": seed}
     kw["max_voxels"] = max_voxels
     start = time.perf_counter()
     with _progress(console) as bar:
-        try:
-            if src in PHANTOMS:
-                report = _phantoms(src, n, out, seed, _triple(shape), inplane, crop, raw_dir, bar, kw)
-            else:
-                report = _folder(
-                    src, out, preset, strict, shape, window, spacing, crop, antialias, seed, bar, kw
-                )
-        except (PrepareError, ValueError, FileNotFoundError) as err:
-            print_error(console, err)
-            raise typer.Exit(1) from None
+        if cfg is None:
+            report = _phantoms(src, n, out, seed, size, inplane, crop, raw_dir, bar, kw)
+        else:
+            report = _folder(src, out, cfg, strict, bar, kw)
     _summary(console, report, out, time.perf_counter() - start)
 
 
-def _folder(src, out, preset, strict, shape, window, spacing, crop, antialias, seed, bar, kw) -> dict:
-    from medgan3d.data import get_preset, prepare_dataset
+def _check_options(ctx: typer.Context, src: str, preset: str) -> None:
+    """Refuse an unknown preset name (phantoms too: a typo must not pass); warn of options that do not apply."""
+    from medgan3d.cli.checks import explicit_options, warn
+    from medgan3d.data import PRESETS
+    from medgan3d.errors import UsageError
 
-    cfg = get_preset(
-        preset,
-        shape=_triple(shape),
-        window=_window(window),
-        spacing=_triple(spacing, float),
-        crop=crop,
-        antialias=antialias,
-        seed=seed,
-    )
+    if preset not in PRESETS:
+        raise UsageError(f"--preset {preset!r}: unknown preset; choose from {', '.join(sorted(PRESETS))}")
+    given = explicit_options(ctx)
+    if src in PHANTOMS:
+        ignored = [f for f in given if f in FOLDER_ONLY and not (f == "--preset" and preset == PHANTOMS[src])]
+        if ignored:
+            warn(f"{src} is always prepared with the {PHANTOMS[src]} preset; ignoring {', '.join(ignored)}")
+    elif ignored := [f for f in given if f in PHANTOM_ONLY]:
+        warn(f"ignoring {', '.join(ignored)}: options of {' and '.join(PHANTOMS)} only, not of a scan folder")
+
+
+def _preprocessing(preset: str, shape: tuple | None, window: str | None, spacing: str | None, crop: str | None,
+                   antialias: bool | None, seed: int) -> PreprocessConfig:  # fmt: skip
+    from medgan3d.data import get_preset
+    from medgan3d.errors import UsageError
+
+    try:
+        return get_preset(preset, shape=shape, window=_window(window), spacing=_triple(spacing, "--spacing", float),
+                          crop=crop, antialias=antialias, seed=seed)  # fmt: skip
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _folder(src, out, cfg, strict, bar, kw) -> dict:
+    from medgan3d.data import prepare_dataset
+
     task = bar.add_task("prepare", total=None)
     return prepare_dataset(
         src, out, cfg, strict=strict, progress=lambda d, t: bar.update(task, completed=d, total=t), **kw

@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from medgan3d.cli import command
+from medgan3d.errors import UsageError
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg="red")
-    return typer.Exit(2)
+if TYPE_CHECKING:
+    from medgan3d.config import Preset
+    from medgan3d.training.loop import TrainConfig
+
+# TrainConfig keys set by flags: a refused value is named by the flag the user typed
+_FLAGS = {"kimg": "--kimg", "batch": "--batch", "batch_gpu": "--batch-gpu", "lr": "--lr", "tick_kimg": "--tick",
+          "snapshot_ticks": "--snap", "seed": "--seed", "bf16": "--bf16", "flip": "--flip", "metrics": "--metrics"}  # fmt: skip
+_APPLY_ON_RESUME = {"--resume", "--kimg", "--device"}
 
 
+@command
 def train(
+    ctx: typer.Context,
     data: Path | None = typer.Option(None, "--data", help="Prepared dataset folder (medgan3d prepare)."),
     config: str = typer.Option("tiny", "--config", "-c", help="Preset name or YAML path."),
     kimg: float | None = typer.Option(None, "--kimg", help="Total training length in thousands of images."),
     batch: int | None = typer.Option(None, "--batch", help="Global minibatch (all processes)."),
     batch_gpu: int | None = typer.Option(None, "--batch-gpu", help="Micro-batch per process."),
     out: Path = typer.Option(Path("runs"), "--out", help="Parent folder of run folders."),
-    resume: Path | None = typer.Option(None, "--resume", help="Run folder or checkpoint to continue."),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="Run folder or checkpoint to continue (with its saved settings; give --kimg)."
+    ),
     seed: int | None = typer.Option(None, "--seed"),
     bf16: bool | None = typer.Option(None, "--bf16/--fp32", help="bf16 autocast (CPU and CUDA)."),
     lr: float | None = typer.Option(None, "--lr", help="Default 0.0025, or 0.002 from inflated weights."),
@@ -40,7 +53,9 @@ def train(
     _train(**locals())
 
 
+@command
 def pretrain(
+    ctx: typer.Context,
     data: Path = typer.Option(..., "--data", help="Prepared dataset folder; its axial slices are used."),
     config: str = typer.Option("tiny", "--config", "-c", help="3D preset whose 2D twin is trained."),
     kimg: float | None = typer.Option(None, "--kimg", help="Total length in thousands of slices."),
@@ -63,51 +78,103 @@ def pretrain(
 
 
 def _train(
-    data: Path | None, config: str, kimg: float | None, batch: int | None, batch_gpu: int | None, out: Path,
-    resume: Path | None, seed: int | None, bf16: bool | None, lr: float | None, gamma: float | None,
-    tick: float | None, snap: int | None, metrics: str | None, flip: bool | None, desc: str | None,
-    device: str | None, init_from: Path | None = None, inflate: str = "inflate-1", inflate_parts: str = "GD",
-    **_: object,
+    ctx: typer.Context, data: Path | None, config: str, kimg: float | None, batch: int | None,
+    batch_gpu: int | None, out: Path, resume: Path | None, seed: int | None, bf16: bool | None,
+    lr: float | None, gamma: float | None, tick: float | None, snap: int | None, metrics: str | None,
+    flip: bool | None, desc: str | None, device: str | None, init_from: Path | None = None,
+    inflate: str = "inflate-1", inflate_parts: str = "GD", **_: object,
 ) -> None:  # fmt: skip
-    import dataclasses
-
-    from medgan3d.config import load_preset
-    from medgan3d.training.loop import TrainingError, train_config_from_dict
-    from medgan3d.training.loop import train as run_training
+    """Every check that can fail runs before training starts, so a refused command leaves no run folder."""
+    from medgan3d.cli.checks import check_device, check_out_folder, check_prepared, explicit_options, warn
+    from medgan3d.errors import check_batch_fits_model
 
     if data is None and resume is None:
-        raise _fail("give --data DIR (or --resume RUN)")
-    try:
-        preset = load_preset(config)
-        cfg = train_config_from_dict(dict(preset.extra.get("train", {})), f"preset {config}")
-    except (ValueError, FileNotFoundError) as exc:
-        raise _fail(str(exc)) from exc
-    overrides = {"kimg": kimg, "batch": batch, "batch_gpu": batch_gpu, "seed": seed, "bf16": bf16, "lr": lr,
-                 "tick_kimg": tick, "snapshot_ticks": snap, "flip": flip}  # fmt: skip
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if metrics:
-        overrides["metrics"] = tuple(m.strip() for m in metrics.split(",") if m.strip())
-    cfg = dataclasses.replace(cfg, **overrides)
-    if gamma is not None:
-        cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, r1_gamma=gamma))
-    if resume is not None and kimg is None:
-        raise _fail("--resume needs --kimg (the new total length)")
-    init, init_info = None, None
-    try:
-        if init_from is not None:
-            from medgan3d.inflate import inflate_checkpoint
+        raise UsageError("give --data DIR (or --resume RUN)")
+    if resume is not None:
+        if kimg is None:
+            raise UsageError("--resume needs --kimg (the new total length)")
+        ignored = [f for f in explicit_options(ctx) if f not in _APPLY_ON_RESUME]
+        if ignored:
+            warn(f"--resume continues {resume} with its saved settings; ignoring {', '.join(ignored)} "
+                 "(only --kimg and --device apply)")  # fmt: skip
+        preset, cfg = _configure(config, {"kimg": kimg})
+    else:
+        check_out_folder(out)
+        overrides = {"kimg": kimg, "batch": batch, "batch_gpu": batch_gpu, "seed": seed, "bf16": bf16, "lr": lr,
+                     "tick_kimg": tick, "snapshot_ticks": snap, "flip": flip}  # fmt: skip
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if metrics:
+            overrides["metrics"] = _metric_names(metrics)
+        preset, cfg = _configure(config, overrides)
+        cfg = _with_gamma(cfg, gamma)
+        check_batch_fits_model(preset.model, cfg)
+    check_device(device)
+    if resume is None:
+        assert data is not None
+        check_prepared(data)
+    _run(preset, cfg, data, out, desc, resume, device, init_from, inflate, inflate_parts)
 
-            init = inflate_checkpoint(init_from, preset.model, inflate, parts=inflate_parts, seed=cfg.seed)
-            init_info = {"from": str(init_from), "strategy": inflate, "parts": inflate_parts}
-        run_dir = run_training(data or Path("."), preset.model, cfg, outdir=out, desc=desc, resume=resume, init=init,
-                               init_info=init_info, preset=preset.name, device=device)  # fmt: skip
-    except (TrainingError, ValueError, FileNotFoundError) as exc:
-        raise _fail(str(exc)) from exc
+
+def _run(preset: Preset, cfg: TrainConfig, data: Path | None, out: Path, desc: str | None, resume: Path | None,
+         device: str | None, init_from: Path | None, inflate: str, inflate_parts: str) -> None:  # fmt: skip
+    from medgan3d.training.loop import train as run_training
+
+    init, init_info = None, None
+    if init_from is not None:
+        from medgan3d.inflate import inflate_checkpoint
+
+        init = inflate_checkpoint(init_from, preset.model, inflate, parts=inflate_parts, seed=cfg.seed)
+        init_info = {"from": str(init_from), "strategy": inflate, "parts": inflate_parts}
+    run_dir = run_training(data or Path("."), preset.model, cfg, outdir=out, desc=desc, resume=resume, init=init,
+                           init_info=init_info, preset=preset.name, device=device)  # fmt: skip
     typer.echo(f"run folder: {run_dir}")
 
 
+def _configure(config: str, overrides: dict[str, Any]) -> tuple[Preset, TrainConfig]:
+    """The preset and its train section with the flags applied; a bad value is named as the user gave it."""
+    from medgan3d.config import load_preset
+    from medgan3d.training.loop import train_config_from_dict
+
+    try:
+        preset = load_preset(config)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    source = f"preset {config}"
+    try:
+        cfg = train_config_from_dict(dict(preset.extra.get("train", {})), source)
+    except ValueError as exc:
+        raise UsageError(str(exc) if str(exc).startswith(source) else f"{source}: {exc}") from exc
+    try:
+        return preset, dataclasses.replace(cfg, **overrides)
+    except ValueError as exc:
+        key = str(exc).split(" ", 1)[0]
+        flag = _FLAGS.get(key) if key in overrides else None
+        raise UsageError(f"{flag}{str(exc)[len(key) :]}" if flag else f"{source}: {exc}") from exc
+
+
+def _metric_names(text: str) -> tuple[str, ...]:
+    from medgan3d.metrics import METRICS
+
+    names = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in names if m not in METRICS]
+    if unknown or not names:
+        raise UsageError(f"--metrics {text!r}: unknown {unknown}; choose from {','.join(METRICS)}")
+    return names
+
+
+def _with_gamma(cfg: TrainConfig, gamma: float | None) -> TrainConfig:
+    if gamma is None:
+        return cfg
+    if not 0 <= gamma < float("inf"):
+        raise UsageError(f"--gamma must be >= 0, got {gamma}")
+    loss = cfg.loss
+    if loss is None or isinstance(loss, dict):  # settings not yet resolved to the family's dataclass
+        return dataclasses.replace(cfg, loss={**(loss or {}), "r1_gamma": gamma})
+    return dataclasses.replace(cfg, loss=dataclasses.replace(loss, r1_gamma=gamma))
+
+
 def _parse_seeds(text: str) -> list[int]:
-    """``0-9,42`` → [0, ..., 9, 42]; a ValueError names the part that is not a seed or a range."""
+    """``0-9,42`` → [0, ..., 9, 42]; a UsageError names the part that is not a seed or a range."""
     seeds: list[int] = []
     for part in (p.strip() for p in text.split(",") if p.strip()):
         try:
@@ -117,27 +184,37 @@ def _parse_seeds(text: str) -> list[int]:
             else:
                 seeds.append(int(part))
         except ValueError:
-            raise ValueError(f"--seeds: {part!r} is not a seed or a range like 0-9") from None
+            raise UsageError(f"--seeds: {part!r} is not a seed or a range like 0-9") from None
+    if not seeds:
+        raise UsageError(f"--seeds {text!r}: no seeds (a range is FIRST-LAST with FIRST <= LAST)")
     return seeds
 
 
+@command
 def generate(
     source: Path = typer.Argument(
         ..., help="Run folder (latest checkpoint), checkpoint, or saved generator."
     ),
-    n: int = typer.Option(8, "-n", help="Number of volumes (seeds 0..n-1) unless --seeds is given."),
+    n: int = typer.Option(8, "-n", min=1, help="Number of volumes (seeds 0..n-1) unless --seeds is given."),
     seeds: str | None = typer.Option(None, "--seeds", help="e.g. 0-9,42"),
     trunc: float = typer.Option(1.0, "--trunc", help="Truncation ψ (1 = none)."),
     out: Path = typer.Option(Path("samples"), "--out", "-o", help="Output folder."),
     data: Path | None = typer.Option(None, "--data", help="Dataset whose manifest maps intensities back."),
     raw: bool = typer.Option(False, "--raw", help="Keep model intensities [-1, 1] instead of data units."),
+    chunk_depth: int = typer.Option(
+        8, "--chunk-depth", min=0, help="HA-GAN: latent slices per decoding slab (0: whole volume at once)."
+    ),
 ) -> None:
-    """Sample volumes as NIfTI (data spacing/affine, intensities in data units, e.g. HU) + PNG previews."""
+    """Sample volumes as NIfTI (data spacing/affine, intensities in data units, e.g. HU) + PNG previews.
+
+    HA-GAN runs write full-resolution volumes (e.g. 256³), decoded slab by slab with exact statistics."""
+    from medgan3d.cli.checks import check_out_folder
+
+    chosen = _parse_seeds(seeds) if seeds else list(range(n))
+    check_out_folder(out)
     from medgan3d.generate import sample_to_nifti
 
-    try:
-        chosen = _parse_seeds(seeds) if seeds else list(range(n))
-        written = sample_to_nifti(source, chosen, out, psi=trunc, data=data, raw=raw)
-    except (ValueError, FileNotFoundError) as exc:
-        raise _fail(str(exc)) from exc
+    written = sample_to_nifti(
+        source, chosen, out, psi=trunc, data=data, raw=raw, chunk_depth=chunk_depth or None
+    )
     typer.echo(f"{len(written)} volumes → {out} (preview: {out / 'preview.png'})")
