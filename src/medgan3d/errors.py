@@ -15,6 +15,8 @@ EXIT_FAILURE = 1  # an input could not be used, or the work failed
 EXIT_USAGE = 2  # the command line is wrong; refused before anything was created (click's code too)
 EXIT_INTERNAL = 3  # a bug in medgan3d: an exception nobody expected
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+# A training run stopped by a signal after writing a checkpoint exits 128 + the signal (130 SIGINT, 143 SIGTERM):
+# see medgan3d.training.loop.TrainingStopped.
 
 
 class MedganError(Exception):

@@ -85,7 +85,7 @@ def test_cli_names_bad_files(brain_root, tmp_path) -> None:
         app, ["evaluate", "--fake", str(fake), "--data", str(brain_root), "-o", str(tmp_path / "o")]
     )
     assert res.exit_code != 0
-    message = str(res.exception)
+    message = res.output
     assert "broken.nii.gz" in message and "flat.npy" in message and "good.npy" not in message
 
 

@@ -20,13 +20,15 @@ import medgan3d
 from medgan3d.cli import demo, info, prepare
 from medgan3d.cli import evaluate as evaluate_cmd
 from medgan3d.cli import inflate as inflate_cmd
+from medgan3d.cli import project as project_cmd
 from medgan3d.cli import train as train_cmd
 from medgan3d.errors import EXIT_FAILURE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, MedganError
 
 EPILOG = (
     "Errors are one line on stderr, 'error: <message>'. Exit codes: 0 done; 1 an input could not be used "
     "or the work failed; 2 usage error, refused before anything was created; 3 internal error, a bug "
-    "(MEDGAN3D_DEBUG=1 prints the traceback); 130 interrupted. See docs/reliability.md."
+    "(MEDGAN3D_DEBUG=1 prints the traceback); 130 interrupted; training stopped by Ctrl-C or SIGTERM after a "
+    "checkpoint exits 128 + the signal (130, 143): resume it with --resume. See docs/reliability.md."
 )
 
 app = typer.Typer(
@@ -45,6 +47,7 @@ app.command("pretrain")(train_cmd.pretrain)
 app.command("generate")(train_cmd.generate)
 app.command("inflate")(inflate_cmd.inflate)
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("project")(project_cmd.project)
 
 _PACKAGE = Path(medgan3d.__file__).resolve().parent
 
