@@ -27,6 +27,8 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
         "0.032",
         "--samples",
         "6",
+        "--kimg-hagan",
+        "0.008",
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -47,3 +49,9 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     for png in re.findall(r'src="([^"]+\.png)"', html):
         assert (out / "evaluation" / png).stat().st_size > 0
     assert str(out / "evaluation" / "report.html") in result.output
+    hagan = sorted((out / "samples-hagan").glob("*.nii.gz"))
+    assert len(hagan) == 4 and nib.load(hagan[0]).shape == (32, 32, 32)
+    (projected,) = (out / "projection-hagan").iterdir()
+    assert {"reconstruction.nii.gz", "target.nii.gz", "latent.npy", "metrics.json"} <= {
+        p.name for p in projected.iterdir()
+    }
