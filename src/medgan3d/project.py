@@ -81,12 +81,15 @@ def refine(model: HAGANModel, x: Tensor, z: Tensor, steps: int, lr: float = 0.01
 
 
 def reconstruction_metrics(rec: Tensor, target: Tensor) -> dict[str, float]:
-    """MSE, PSNR (data range 2 of [-1, 1]) and single-scale 3D SSIM of a reconstruction against its target."""
-    from medgan3d.metrics.msssim import ms_ssim, msssim_config
+    """MSE, PSNR (data range 2 of [-1, 1]) and single-scale 3D SSIM of a reconstruction against its target.
+
+    SSIM is the mean SSIM map in [-1, 1], negative values kept (``ms_ssim`` clips them to 0 for its powers)."""
+    from medgan3d.metrics.msssim import msssim_config, ssim_components
     from medgan3d.metrics.psnr import psnr_from_mse
 
     mse = float(F.mse_loss(rec.double(), target.double()))
-    ssim = float(ms_ssim(rec, target, msssim_config(rec.shape[2:], max_scales=1))[0])
+    cfg = msssim_config(rec.shape[2:], max_scales=1)
+    ssim = float(ssim_components(rec.double(), target.double(), cfg)[0][0])
     return {"mse": mse, "psnr_db": float(psnr_from_mse(np.asarray([mse]))[0]), "ssim": ssim}
 
 
