@@ -35,8 +35,12 @@ def train(
     ),
     seed: int | None = typer.Option(None, "--seed"),
     bf16: bool | None = typer.Option(None, "--bf16/--fp32", help="bf16 autocast (CPU and CUDA)."),
-    lr: float | None = typer.Option(None, "--lr", help="Default 0.0025, or 0.002 from inflated weights."),
-    gamma: float | None = typer.Option(None, "--gamma", help="R1 weight γ (default 0.0512)."),
+    lr: float | None = typer.Option(
+        None,
+        "--lr",
+        help="StyleGAN2: default 0.0025, or 0.002 from inflated weights. HA-GAN: G's rate (default 1e-4); D, E keep their ratio.",
+    ),
+    gamma: float | None = typer.Option(None, "--gamma", help="StyleGAN2 only: R1 weight γ (default 0.0512)."),
     tick: float | None = typer.Option(None, "--tick", help="kimg per progress tick."),
     snap: int | None = typer.Option(None, "--snap", help="Ticks between snapshots (PNG grid + checkpoint)."),
     metrics: str | None = typer.Option(None, "--metrics", help="Comma-separated metrics at snapshots."),
@@ -49,7 +53,8 @@ def train(
     ),
     inflate_parts: str = typer.Option("GD", "--inflate-parts", help="G, D or GD."),
 ) -> None:
-    """Train a StyleGAN2-family model (3D on volumes, or a 2D twin `NAME-2d` on axial slices)."""
+    """Train a model of any family named by the preset: StyleGAN2 (3D on volumes, or a 2D twin `NAME-2d` on axial
+    slices) or HA-GAN (`hagan-128`, `hagan-256`, `hagan-tiny`, ...)."""
     _train(**locals())
 
 
@@ -133,6 +138,7 @@ def _run(preset: Preset, cfg: TrainConfig, data: Path | None, out: Path, desc: s
 def _configure(config: str, overrides: dict[str, Any]) -> tuple[Preset, TrainConfig]:
     """The preset and its train section with the flags applied; a bad value is named as the user gave it."""
     from medgan3d.config import load_preset
+    from medgan3d.training.family import family_for
     from medgan3d.training.loop import train_config_from_dict
 
     try:
@@ -141,7 +147,8 @@ def _configure(config: str, overrides: dict[str, Any]) -> tuple[Preset, TrainCon
         raise UsageError(str(exc)) from exc
     source = f"preset {config}"
     try:
-        cfg = train_config_from_dict(dict(preset.extra.get("train", {})), source)
+        family = family_for(preset.model)
+        cfg = train_config_from_dict(dict(preset.extra.get("train", {})), source, family)
     except ValueError as exc:
         raise UsageError(str(exc) if str(exc).startswith(source) else f"{source}: {exc}") from exc
     try:
@@ -168,6 +175,10 @@ def _with_gamma(cfg: TrainConfig, gamma: float | None) -> TrainConfig:
     if not 0 <= gamma < float("inf"):
         raise UsageError(f"--gamma must be >= 0, got {gamma}")
     loss = cfg.loss
+    if loss is not None and not isinstance(loss, dict) and not hasattr(loss, "r1_gamma"):
+        raise UsageError(
+            f"--gamma (the R1 weight) applies to StyleGAN2 presets; {type(loss).__name__} has no R1"
+        )
     if loss is None or isinstance(loss, dict):  # settings not yet resolved to the family's dataclass
         return dataclasses.replace(cfg, loss={**(loss or {}), "r1_gamma": gamma})
     return dataclasses.replace(cfg, loss=dataclasses.replace(loss, r1_gamma=gamma))

@@ -4,8 +4,9 @@ Per iteration the family's phases (StyleGAN2: Gmain, Greg every ``pl_interval``,
 ``r1_interval``; HA-GAN: D, G, E^H, E^G) each accumulate gradients over micro-batches, average them over ranks
 and take one optimizer step of the module(s) they train; then the family finishes the iteration (e.g. the
 EMA of G). Every micro-batch draws its randomness from a seed derived from (run seed, iteration, phase, global
-micro-batch index), so the result does not depend on how the global batch is split over processes and
-micro-batches, and a resumed run continues bit-identically on CPU. What a family provides is described in
+micro-batch index), so for a given micro-batch size (``batch_gpu``) the result does not depend on how the
+micro-batches are spread over processes and gradient-accumulation rounds (up to float summation order), and a
+resumed run continues bit-identically on CPU. What a family provides is described in
 :mod:`medgan3d.training.family`; the loop never names a network.
 """
 
