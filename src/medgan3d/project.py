@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medgan3d.modeling import atomic_write, from_pretrained
+from medgan3d.training.families.hagan import Crop, HAGANLoss, real_views
 
 
 @dataclass
@@ -36,6 +37,7 @@ class HAGANModel:
     E_H: nn.Module
     E_G: nn.Module
     checkpoint: Path
+    loss: HAGANLoss  # the run's objective settings: refinement uses its low-res view
 
 
 def load_hagan(run: str | os.PathLike[str], device: str = "cpu") -> HAGANModel:
@@ -50,7 +52,20 @@ def load_hagan(run: str | os.PathLike[str], device: str = "cpu") -> HAGANModel:
         name: from_pretrained(ckpt / name, device).eval().requires_grad_(False)
         for name in ("G", "E_H", "E_G")
     }
-    return HAGANModel(nets["G"], nets["E_H"], nets["E_G"], ckpt)
+    return HAGANModel(nets["G"], nets["E_H"], nets["E_G"], ckpt, _run_loss(ckpt))
+
+
+def _run_loss(ckpt: Path) -> HAGANLoss:
+    """The HA-GAN settings the run trained with (defaults for a checkpoint outside a run folder)."""
+    import yaml
+
+    from medgan3d.training.checkpoint import run_dir_of
+
+    config = run_dir_of(ckpt) / "config.yaml"
+    if not config.is_file():
+        return HAGANLoss()
+    loss = (yaml.safe_load(config.read_text(encoding="utf-8")).get("train") or {}).get("loss") or {}
+    return HAGANLoss(**loss)
 
 
 def encode(model: HAGANModel, x: Tensor) -> Tensor:
@@ -68,12 +83,13 @@ def refine(model: HAGANModel, x: Tensor, z: Tensor, steps: int, lr: float = 0.01
     z = z.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
     g = torch.Generator().manual_seed(seed)
-    low_real = x[..., ::4, ::4, ::4]
     for _ in range(steps):
         start = int(torch.randint(0, G.max_start + 1, (1,), generator=g))
-        sub_real = x[:, :, 4 * start : 4 * start + G.sub_depth]
+        sub_real, low_real = real_views(x, Crop(start, 4 * start, 0.0), G.resolution, model.loss)
         sub, low = G(z, start)
-        loss = (F.l1_loss(sub, sub_real) + F.l1_loss(low, low_real)) / 2
+        loss = F.l1_loss(sub, sub_real)
+        if model.loss.low_res:  # without the low-res branch G^L was never trained
+            loss = (loss + F.l1_loss(low, low_real)) / 2
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
