@@ -320,11 +320,7 @@ def test_keep_last_1_keeps_one_checkpoint(brain16: Path, tmp_path: Path) -> None
         batch=8, batch_gpu=4, kimg=0.016, tick_kimg=0.008, snapshot_ticks=1, keep_last=1, grid=2
     )
     run = train(brain16, load_preset("tiny").model, cfg, outdir=tmp_path, preset="tiny")
-    if _names(run) != ["ckpt-000000016"]:
-        pytest.xfail(
-            f"keep_last=1 left {_names(run)}: loop._tick passes protect=run.last_good, the previous checkpoint, "
-            "which save_checkpoint never prunes (docs/training.md: only the last keep_last are kept)"
-        )
+    assert _names(run) == ["ckpt-000000016"]
 
 
 def test_a_run_that_ends_inside_a_nonfinite_streak_does_not_report_success(
@@ -333,15 +329,10 @@ def test_a_run_that_ends_inside_a_nonfinite_streak_does_not_report_success(
     cfg = TrainConfig(batch=8, batch_gpu=4, kimg=0.032, tick_kimg=0.008, snapshot_ticks=1, grid=2, seed=3,
                       max_bad_steps=5)  # fmt: skip
     _poison_from(2, monkeypatch)  # the last two iterations are skipped: fewer than max_bad_steps
-    try:
-        run = train(brain16, load_preset("tiny").model, cfg, outdir=tmp_path, preset="tiny")
-    except TrainingError as exc:
-        assert "last good checkpoint: " in str(exc) and "ckpt-000000016" in str(exc)
-        return
-    pytest.xfail(
-        f"train() returned normally (CLI exit 0) with no checkpoint at the requested kimg 0.032, newest "
-        f"{_names(run)[-1]}: loop._tick skips the final snapshot during a streak and _loop just ends"
-    )
+    with pytest.raises(
+        TrainingError, match=r"inside a streak of 2 non-finite.*last good checkpoint: .*ckpt-000000016"
+    ):
+        train(brain16, load_preset("tiny").model, cfg, outdir=tmp_path, preset="tiny")
 
 
 # ------------------------------------------------------------------------------------ two processes

@@ -358,8 +358,8 @@ class StopFlag:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:  # a second Ctrl-C aborts at once
-            raise KeyboardInterrupt
+        if self.requested:  # a second signal aborts at once, with that signal's exit code
+            raise SystemExit(128 + signum)
         self.requested, self.signum = True, signum
 
     def __exit__(self, *exc: object) -> None:
@@ -458,12 +458,13 @@ def _observe(family: Family, nets: Networks, state: TrainState, cfg: TrainConfig
             f.write(json.dumps({"kimg": kimg} | result, default=str) + "\n")
 
 
-def _save(nets: Networks, state: TrainState, cfg: TrainConfig, run_dir: Path, config: dict[str, Any],
-          protect: Path | None) -> Path:  # fmt: skip
+def _save(nets: Networks, state: TrainState, cfg: TrainConfig, run_dir: Path, config: dict[str, Any]) -> Path:
+    """A checkpoint of the current state; pruning keeps the last ``keep_last``. Every checkpoint the loop
+    writes was written with no bad streak (``_tick``), so the newest one is always the last good one."""
     payload = {"state": dataclasses.asdict(state), "config": config}
     tensors = {"rng.torch": torch.get_rng_state()}
     return ckpt.save_checkpoint(run_dir, state.cur_nimg, nets.modules, nets.optimizers, payload, tensors,
-                                cfg.keep_last, protect=protect)  # fmt: skip
+                                cfg.keep_last)  # fmt: skip
 
 
 @dataclass
@@ -595,6 +596,9 @@ def _loop(run: Run) -> None:
                     rows, tick_time = [], time.perf_counter()
                 if stopping:
                     raise _stopped(run, stop.signum)
+            if state.bad_consecutive:  # the final state was not saved: not a completed run
+                raise TrainingError(f"the run reached kimg {state.cur_nimg / 1000:.3f} inside a streak of "
+                                    f"{state.bad_consecutive} non-finite iteration(s); its final state was not saved")  # fmt: skip
     except TrainingError as exc:
         where = (
             f"last good checkpoint: {run.last_good}" if run.last_good else "no good checkpoint was written"
@@ -626,7 +630,7 @@ def _tick(run: Run, rows: list[dict[str, float]], tick_time: float, snapshot: bo
     logger.tick(record)
     if snap:
         assert run.run_dir is not None
-        run.last_good = _save(run.nets, state, cfg, run.run_dir, run.config, protect=run.last_good)
+        run.last_good = _save(run.nets, state, cfg, run.run_dir, run.config)
         logger.print(f"checkpoint {run.last_good}")
 
 

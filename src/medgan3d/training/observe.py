@@ -93,7 +93,9 @@ class RunLogger:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(run_dir))
+            # on resume, events after the checkpoint (written before a kill) are purged, as stats.jsonl is cut
+            purge = round(start_kimg * 1000) + 1 if start_kimg > 0 else None
+            self.writer = SummaryWriter(str(run_dir), purge_step=purge)
         except ImportError:  # tensorboard is optional at run time
             self.console.print("[yellow]tensorboard not installed: no TensorBoard events[/yellow]")
         self.progress = Progress(
