@@ -14,7 +14,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_hagan.py"
 def _run(*args: str) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", MEDGAN3D_ALLOCATOR="system")  # no re-exec: one start only
     cmd = [sys.executable, str(SCRIPT), "--res", "32", "--batch", "2", "--repeats", "1", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, check=False)
+    proc = subprocess.run(cmd, capture_output=True, encoding="utf-8", env=env, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

@@ -85,7 +85,7 @@ RESUME = ["train", "--resume", "{run}", "--kimg", "0.008", "--batch", "4", "--lr
 
 def _medgan3d(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "medgan3d", *argv], capture_output=True, text=True, env=ENV, timeout=240
+        [sys.executable, "-m", "medgan3d", *argv], capture_output=True, encoding="utf-8", env=ENV, timeout=240
     )
 
 

@@ -22,7 +22,7 @@ def test_prepare_error_with_a_long_path_stays_on_one_line(tmp_path: Path) -> Non
     proc = subprocess.run(
         [sys.executable, "-m", "medgan3d", "prepare", str(deep), "-o", str(tmp_path / "out")],
         capture_output=True,
-        text=True,
+        encoding="utf-8",
         timeout=120,
         env={"COLUMNS": "", "PATH": "/usr/bin:/bin", "MEDGAN3D_ALLOCATOR": "system"},
     )

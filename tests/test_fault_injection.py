@@ -129,7 +129,7 @@ def _victim(data: Path, out: Path, point: str, nth: int, *, ckpt: int = 2, cfg: 
     args = {"point": point, "nth": nth, "ckpt": ckpt, "cfg": cfg or FAULT_CFG, "data": str(data), "out": str(out),
             "resume": str(resume) if resume else None, "hold": str(hold) if hold else None}  # fmt: skip
     return subprocess.Popen([sys.executable, "-c", DRIVER, json.dumps(args)], env=_env(out / "cache"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8")  # fmt: skip
 
 
 def _untimed(value: Any) -> Any:
@@ -375,7 +375,7 @@ def test_sigterm_stops_with_code_143_a_checkpoint_and_a_resume_line(brain16: Pat
     cmd = [sys.executable, "-m", "medgan3d", "train", "--data", str(brain16), "--config", "tiny", "--kimg", "10",
            "--batch", "8", "--batch-gpu", "4", "--tick", "0.008", "--snap", "1000", "--seed", "3",
            "--device", "cpu", "--out", str(out)]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8")
     try:
         _wait_for(lambda: any(p.stat().st_size for p in out.glob("*/stats.jsonl")), proc, "a stats row")
         proc.send_signal(signal.SIGTERM)
@@ -392,7 +392,7 @@ def test_sigterm_stops_with_code_143_a_checkpoint_and_a_resume_line(brain16: Pat
 
     more = f"{(stop_nimg + 8) / 1000:g}"
     done = subprocess.run([sys.executable, "-m", "medgan3d", "train", "--resume", str(run), "--kimg", more],
-                          env=env, capture_output=True, text=True, timeout=WAIT_S)  # fmt: skip
+                          env=env, capture_output=True, encoding="utf-8", timeout=WAIT_S)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     kimgs = [round(r["kimg"] * 1000) for r in _rows(run, "stats.jsonl")]
     assert kimgs == list(range(8, stop_nimg + 16, 8))

@@ -123,7 +123,7 @@ def test_two_processes_match_micro_batches(brain32: Path, tmp_path: Path) -> Non
               "--batch-gpu", "2", "--seed", "3", "--tick", "1", "--device", "cpu"]  # fmt: skip
     run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29541",
            "-m", "medgan3d", "train", *common, "--out", str(tmp_path / "ddp")]  # fmt: skip
-    done = subprocess.run(run, env=ENV, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(run, env=ENV, capture_output=True, encoding="utf-8", timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     (ddp_run,) = (tmp_path / "ddp").iterdir()
     saved = yaml.safe_load((ddp_run / "config.yaml").read_text(encoding="utf-8"))
@@ -277,7 +277,7 @@ def test_phases_see_the_crop(brain32: Path, aligned: bool) -> None:
 
 
 def _cli(*args: str, timeout: int = 300) -> str:
-    done = subprocess.run([sys.executable, "-m", "medgan3d", *args], env=ENV, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "medgan3d", *args], env=ENV, capture_output=True, encoding="utf-8",
                           timeout=timeout)  # fmt: skip
     assert done.returncode == 0, f"medgan3d {' '.join(args)}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
     return done.stdout

@@ -221,7 +221,7 @@ def test_a_family_without_g_ema_samples_from_g_quietly(
 
 def _run_python(code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=ENV, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+                          encoding="utf-8", timeout=120)  # fmt: skip
 
 
 def test_temp_folder_left_by_a_kill_mid_write_is_cleaned(run: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import locale
 import os
 import signal
 from pathlib import Path
@@ -37,6 +38,7 @@ def write_dicom_series(
     """Write ``volume`` ``[Z, Y, X]`` int16 as one DICOM file per slice with SimpleITK (LPS, axial)."""
     folder.mkdir(parents=True, exist_ok=True)
     z_positions = [i * spacing[0] for i in range(len(volume))] if z_positions is None else z_positions
+    saved_locale = locale.setlocale(locale.LC_ALL)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     paths = []
@@ -62,6 +64,7 @@ def write_dicom_series(
         writer.SetFileName(str(path))
         writer.Execute(image)
         paths.append(path)
+    locale.setlocale(locale.LC_ALL, saved_locale)  # GDCM's DICOM writer switches the C locale to ASCII
     return paths
 
 
