@@ -147,6 +147,8 @@ def test_cli_classifier_option_adds_is_and_names_the_classifier(brain_root, tmp_
     assert f"IS classifier: {label}" in res.output and re.search(r"\bis: \d", res.output)
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text(encoding="utf-8"))
     assert "psnr" in metrics and metrics["details"]["is"]["classifier"] == label
+    html = (tmp_path / "a" / "report.html").read_text(encoding="utf-8")
+    assert re.search(r"<td>is</td><td>[0-9.]+</td>", html) and "depends entirely on the classifier" in html
     res = CliRunner().invoke(app, [*common, "-o", str(tmp_path / "b"), "-m", "is"])
     assert res.exit_code == 0, res.output
     assert "IS classifier: random, seed 0 — randomly initialised" in res.output

@@ -1,4 +1,4 @@
-"""Evaluation metrics of the seeds (issue 6): slice and 3D FID, KID, MMD, MS-SSIM, PSNR, t-SNE; docs/evaluation.md.
+"""Evaluation metrics of the seeds (issue 6): slice and 3D FID, KID, MMD, MS-SSIM, PSNR, t-SNE, Inception Score; docs/evaluation.md.
 
 The training loop calls :func:`evaluate_generator`; ``medgan3d evaluate`` wraps :func:`evaluate_and_report`.
 """
@@ -17,6 +17,12 @@ from medgan3d.metrics.evaluate import (
 )
 from medgan3d.metrics.extractors import ExtractorError, FeatureExtractor, get_extractor
 from medgan3d.metrics.frechet import feature_stats, fid_from_features, frechet_distance
+from medgan3d.metrics.inception_score import (
+    VolumeClassifier,
+    inception_score,
+    load_classifier,
+    random_classifier,
+)
 from medgan3d.metrics.msssim import ms_ssim, msssim_config
 
 __all__ = [
@@ -25,6 +31,7 @@ __all__ = [
     "EvalSettings",
     "ExtractorError",
     "FeatureExtractor",
+    "VolumeClassifier",
     "evaluate_generator",
     "evaluate_volumes",
     "evaluate_volumes_with_artifacts",
@@ -33,7 +40,10 @@ __all__ = [
     "frechet_distance",
     "generate_volumes",
     "get_extractor",
+    "inception_score",
+    "load_classifier",
     "ms_ssim",
     "msssim_config",
+    "random_classifier",
     "scalars",
 ]

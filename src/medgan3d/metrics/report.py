@@ -20,6 +20,7 @@ from medgan3d.viz import save_slice_grid
 
 DIRECTION = {
     "psnr": "higher is better",
+    "is": "higher is better (depends entirely on the classifier)",
     "ms_ssim": "lower = more diverse",
     "ms_ssim_real": "real-data reference",
 }
@@ -79,7 +80,7 @@ def save_fid_bars(result: dict, path: Path) -> Path:
 
 def _table(result: dict) -> str:
     rows = []
-    for key in (*SCORE_KEYS, "ms_ssim_real"):
+    for key in (*SCORE_KEYS, "is", "ms_ssim_real"):
         if key not in result:
             continue
         ci = result["ci95"].get(key)
