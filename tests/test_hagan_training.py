@@ -387,3 +387,18 @@ def test_info_counts_the_published_networks(name: str, counts: dict[str, int]) -
     R = int(name.split("-")[1])
     assert summary["params"] == counts
     assert summary["output_shape"] == [1, R, R, R]
+
+
+def test_bf16_iterations_are_finite_and_move_every_network(brain32: Path, tmp_path: Path) -> None:
+    """bf16 autocast through all four steps (spectral norm, GroupNorm, the folded up-sampling conv)."""
+    cfg = hagan_cfg(kimg=0.004, tick_kimg=0.004, bf16=True)
+    run = train(brain32, tiny_model(), cfg, outdir=tmp_path, preset="hagan-tiny")
+    stats = json.loads((run / "stats.jsonl").read_text(encoding="utf-8").splitlines()[-1])
+    for key in ("loss/D", "loss/G", "loss/E_H", "loss/E_G"):
+        assert np.isfinite(stats[key]), key
+    assert stats["skipped_total"] == 0
+    weights = _weights(run)
+    assert all(torch.isfinite(v).all() for v in weights.values())
+    initial = _initial(tiny_model(), cfg)
+    for name in NETWORKS:
+        assert _moved(weights, initial, f"{name}.") > 0, name
