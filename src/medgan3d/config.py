@@ -18,6 +18,7 @@ from medgan3d.networks.layers import D_VARIANTS, G_VARIANTS
 
 if TYPE_CHECKING:
     from medgan3d.networks import Discriminator, Generator
+    from medgan3d.networks.baselines import BaselineDiscriminator, BaselineGenerator
     from medgan3d.networks.hagan import (
         HAGANDiscriminator,
         HAGANEncoder,
@@ -170,8 +171,164 @@ class HAGANConfig:
 
         return HAGANLatentEncoder(self.resolution, self.latent_dim, self.width)
 
+    def build_networks(self) -> dict[str, Any]:
+        """Every network of the family, by checkpoint name (``medgan3d info`` counts them)."""
+        return {"G": self.build_generator(), "D": self.build_discriminator(), "E_H": self.build_encoder(),
+                "E_G": self.build_latent_encoder()}  # fmt: skip
 
-MODEL_CONFIGS: dict[str, type] = {"stylegan2": ModelConfig, "hagan": HAGANConfig}
+    def flop_probes(self, nets: dict[str, Any], batch: int) -> dict[str, tuple[Any, tuple[Any, ...]]]:
+        """What ``info`` times: G's full-volume inference (G^A + G^H over the whole latent map) and one D call
+        on a training pair; inputs are made with ``torch.empty`` (the caller picks the device, e.g. meta)."""
+        import torch
+
+        R = self.resolution
+        sub, low = torch.empty(batch, 1, R // 8, R, R), torch.empty(batch, 1, R // 4, R // 4, R // 4)
+        return {"G": (nets["G"].generate, (torch.empty(batch, self.latent_dim),)),
+                "D": (nets["D"], (sub, low, torch.empty(batch)))}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """Architecture of the 3D GAN baselines of Liu et al. (arXiv 2208.03934, Tables 6–8): Kwon et al.'s
+    networks (MICCAI 2019; :mod:`medgan3d.networks.baselines`, facts in ``shared/specs/baselines.md``).
+
+    ``shape`` (D, H, W) is the volume (each axis a multiple of 2^levels: G's seed and the last D/E kernel are
+    ``shape``/2^levels), ``latent_dim`` L, ``g_width`` c (G runs 8c → c), ``d_width`` d (D/E run d → 8d),
+    ``levels`` the number of ×2 stages (4 as the reference; the widths then run to c·2^(levels−1)). The
+    paper's sizes are L = 100, c = d = 16, levels 4 (spec §3). ``d_norm``: the critic's normalisation
+    (``batch`` as the reference; ``layer``/``instance``/``none`` for a gradient penalty without batch coupling).
+    ``sample_norm``: BN statistics when sampling (``running``; ``batch`` as the reference's test notebook).
+    """
+
+    family: ClassVar[str] = ""
+    spatial_dims: ClassVar[int] = 3
+    stem: ClassVar[str] = "linear"  # G's first layer: "linear" (WGAN-GP, VAE-GAN) or "transposed" (α models)
+    shape: tuple[int, int, int] = (64, 64, 64)
+    latent_dim: int = 100
+    g_width: int = 16
+    d_width: int = 16
+    d_norm: str = "batch"
+    sample_norm: str = "running"
+    levels: int = 4
+
+    def __post_init__(self) -> None:
+        from medgan3d.networks.baselines import NORMS, SAMPLE_NORMS, seed_shape
+
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        seed_shape(self.shape, self.levels)
+        if min(self.latent_dim, self.g_width, self.d_width) < 1:
+            raise ValueError("latent_dim, g_width and d_width must be positive")
+        if self.d_norm not in NORMS:
+            raise ValueError(f"d_norm {self.d_norm!r} not in {NORMS}")
+        if self.sample_norm not in SAMPLE_NORMS:
+            raise ValueError(f"sample_norm {self.sample_norm!r} not in {SAMPLE_NORMS}")
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return (1, *self.shape)
+
+    @property
+    def z_dim(self) -> int:
+        return self.latent_dim
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return {"family": self.family, **data}
+
+    def twin_2d(self) -> BaselineConfig:
+        raise ValueError(f"{self.family} has no 2D twin (slice pretraining and inflation are StyleGAN2's)")
+
+    def build_generator(self) -> BaselineGenerator:
+        from medgan3d.networks.baselines import BaselineGenerator
+
+        return BaselineGenerator(
+            self.shape, self.latent_dim, self.g_width, self.stem, self.sample_norm, self.levels
+        )
+
+    def build_discriminator(self) -> BaselineDiscriminator:
+        from medgan3d.networks.baselines import BaselineDiscriminator
+
+        return BaselineDiscriminator(self.shape, self.d_width, self.d_norm, "global", self.levels)
+
+    def build_networks(self) -> dict[str, Any]:
+        return {"G": self.build_generator(), "D": self.build_discriminator()}
+
+    def flop_probes(self, nets: dict[str, Any], batch: int) -> dict[str, tuple[Any, tuple[Any, ...]]]:
+        """One forward of every network: G and CD on codes, D and E on volumes (``torch.empty`` inputs)."""
+        import torch
+
+        z, x = torch.empty(batch, self.latent_dim), torch.empty(batch, 1, *self.shape)
+        return {name: (net, (z if name in ("G", "CD") else x,)) for name, net in nets.items()}
+
+
+@dataclass(frozen=True)
+class WGANGPConfig(BaselineConfig):
+    """3D-WGAN-GP: G (fully connected stem) + critic. ``critic_head``: ``patch`` = the reference's k4 s2 p1
+    last conv (2×2×2 scores, averaged by the loss), ``global`` = one score per volume."""
+
+    family: ClassVar[str] = "wgan-gp"
+    critic_head: str = "patch"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.critic_head not in ("global", "patch"):
+            raise ValueError(f"critic_head {self.critic_head!r} not in ('global', 'patch')")
+
+    def build_discriminator(self) -> BaselineDiscriminator:
+        from medgan3d.networks.baselines import BaselineDiscriminator
+
+        return BaselineDiscriminator(self.shape, self.d_width, self.d_norm, self.critic_head, self.levels)
+
+
+@dataclass(frozen=True)
+class VAEGANConfig(BaselineConfig):
+    """3D-VAE-GAN: G (fully connected stem), D, VAE encoder E with heads of width ``vae_hidden`` (H)."""
+
+    family: ClassVar[str] = "vae-gan"
+    vae_hidden: int = 512
+
+    def build_networks(self) -> dict[str, Any]:
+        from medgan3d.networks.baselines import BaselineVAEEncoder
+
+        E = BaselineVAEEncoder(self.shape, self.latent_dim, self.d_width, self.vae_hidden, self.levels)
+        return super().build_networks() | {"E": E}
+
+
+@dataclass(frozen=True)
+class AlphaGANConfig(BaselineConfig):
+    """3D-α-GAN: G (transposed-conv stem), D, deterministic encoder E, code discriminator CD of width
+    ``code_hidden`` (U) with normalisation ``cd_norm``."""
+
+    family: ClassVar[str] = "alpha-gan"
+    stem: ClassVar[str] = "transposed"
+    code_hidden: int = 512
+    cd_norm: str = "batch"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.cd_norm not in ("batch", "layer", "none"):
+            raise ValueError(f"cd_norm {self.cd_norm!r} not in ('batch', 'layer', 'none')")
+
+    def build_networks(self) -> dict[str, Any]:
+        from medgan3d.networks.baselines import BaselineCodeDiscriminator, BaselineEncoder
+
+        E = BaselineEncoder(self.shape, self.latent_dim, self.d_width, self.levels)
+        CD = BaselineCodeDiscriminator(self.latent_dim, self.code_hidden, self.cd_norm)
+        return super().build_networks() | {"E": E, "CD": CD}
+
+
+@dataclass(frozen=True)
+class AlphaWGANGPConfig(AlphaGANConfig):
+    """3D-α-WGAN-GP: the α-GAN networks, trained with Wasserstein losses and gradient penalties."""
+
+    family: ClassVar[str] = "alpha-wgan-gp"
+
+
+MODEL_CONFIGS: dict[str, type] = {
+    "stylegan2": ModelConfig,
+    "hagan": HAGANConfig,
+    **{cls.family: cls for cls in (WGANGPConfig, VAEGANConfig, AlphaGANConfig, AlphaWGANGPConfig)},
+}
 
 
 @dataclass(frozen=True)
@@ -179,7 +336,7 @@ class Preset:
     """A named, documented configuration."""
 
     name: str
-    model: ModelConfig | HAGANConfig
+    model: ModelConfig | HAGANConfig | BaselineConfig
     description: str = ""
     reference: str = ""
     paper_params_m: float | None = None  # G+D parameters the paper reports, in millions
@@ -201,7 +358,9 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in _configs_dir().glob("*.yaml"))
 
 
-def model_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> ModelConfig | HAGANConfig:
+def model_config_from_dict(
+    data: dict[str, Any], source: str = "<dict>"
+) -> ModelConfig | HAGANConfig | BaselineConfig:
     """A model config of the family named by ``family`` (default ``stylegan2``); unknown keys are refused."""
     data = dict(data)
     family = data.pop("family", "stylegan2")

@@ -13,6 +13,10 @@ def is_hagan(G: nn.Module) -> bool:
     return type(G).__name__ == "HAGANGenerator"  # by name: StyleGAN-only code never imports the HA-GAN module
 
 
+def is_baseline(G: nn.Module) -> bool:
+    return type(G).__name__ == "BaselineGenerator"  # the four 3D GAN baselines (networks.baselines)
+
+
 def synthesize(G: nn.Module, z: Tensor, psi: float = 1.0, noise_mode: str = "const",
                chunk_depth: int | None = DEFAULT_CHUNK_DEPTH) -> Tensor:  # fmt: skip
     """Volumes ``[n, C, *spatial]`` from latents ``z``.
@@ -20,7 +24,11 @@ def synthesize(G: nn.Module, z: Tensor, psi: float = 1.0, noise_mode: str = "con
     StyleGAN2: truncation ψ towards ``w_avg`` and the given noise mode. HA-GAN (no mapping network, no noise
     inputs): ψ scales z towards the mode of its N(0, I) prior, and the full-resolution volume is decoded in
     slabs of ``chunk_depth`` latent slices (0 or None: the whole volume at once; both give the same values).
+    Baselines (WGAN-GP, VAE-GAN, α-GAN, α-WGAN-GP: z → volume, no noise inputs): ψ scales z the same way, and
+    the generator's BatchNorm uses the statistics of its ``sample_norm`` setting (running ones by default).
     """
+    if is_baseline(G):
+        return G.generate(z * psi if psi != 1.0 else z)
     if is_hagan(G):
         return G.generate(z * psi if psi != 1.0 else z, chunk_depth=chunk_depth or None)
     return G(z, truncation_psi=psi, noise_mode=noise_mode)

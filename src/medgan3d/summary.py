@@ -77,8 +77,8 @@ class Summary:
 def summarize(preset: Preset) -> Summary:
     """Build the networks of a preset and measure them (FLOPs on a batch of 2, reported per sample)."""
     cfg = preset.model
-    if cfg.family == "hagan":
-        return _summarize_hagan(preset)
+    if cfg.family != "stylegan2":
+        return _summarize_family(preset)
     torch.manual_seed(0)
     G, D = cfg.build_generator().eval(), cfg.build_discriminator().eval()
     modules = params_by_child(G.mapping, "G.mapping")
@@ -99,23 +99,23 @@ def summarize(preset: Preset) -> Summary:
     )
 
 
-def _summarize_hagan(preset: Preset) -> Summary:
-    """HA-GAN's four networks, counted on the meta device (no memory, exact counts). GFLOPs: G's full-volume
-    inference (G^A + G^H over the whole latent map) and one D call on a training pair."""
+def _summarize_family(preset: Preset) -> Summary:
+    """Any other family (HA-GAN, the baselines): every network of ``cfg.build_networks()`` counted on the
+    meta device (no memory, exact counts); per-module counts from a network's ``param_groups()`` if it has
+    one, else its direct children; GFLOPs of the calls ``cfg.flop_probes`` names (HA-GAN: G's full-volume
+    inference and one D call on a training pair; the baselines: one forward of each network)."""
     cfg = preset.model
+    batch = 2
     with torch.device("meta"):
-        nets = {"G": cfg.build_generator(), "D": cfg.build_discriminator(), "E_H": cfg.build_encoder(),
-                "E_G": cfg.build_latent_encoder()}  # fmt: skip
-        R, batch = cfg.resolution, 2
-        z = torch.empty(batch, cfg.latent_dim)
-        sub, low = torch.empty(batch, 1, R // 8, R, R), torch.empty(batch, 1, R // 4, R // 4, R // 4)
-        gflops = {
-            "G": forward_gflops(nets["G"].generate, z) / batch,
-            "D": forward_gflops(nets["D"], sub, low, torch.empty(batch)) / batch,
-        }
+        nets = cfg.build_networks()
+        probes = cfg.flop_probes(nets, batch)
+        gflops = {name: forward_gflops(fn, *inputs) / batch for name, (fn, inputs) in probes.items()}
     params = {name: count_params(net) for name, net in nets.items()}
     params["total"] = sum(params.values())
-    modules = nets["G"].param_groups() | nets["D"].param_groups()
+    modules: dict[str, int] = {}
+    for name, net in nets.items():
+        modules |= net.param_groups() if hasattr(net, "param_groups") else params_by_child(net, name)
+    settings = {k: v for k, v in cfg.to_dict().items() if k != "family"}
     return Summary(
         name=preset.name,
         params=params,
@@ -125,5 +125,5 @@ def _summarize_hagan(preset: Preset) -> Summary:
         gflops=gflops,
         paper_params_m=preset.paper_params_m,
         spatial_dims=3,
-        variants={"family": "hagan", "resolution": str(R), "width": str(cfg.width)},
+        variants={"family": cfg.family} | {k: str(v) for k, v in settings.items()},
     )
