@@ -134,8 +134,11 @@ def test_two_processes_match_micro_batches(brain32: Path, tmp_path: Path) -> Non
     other = train(brain32, tiny_model(), dataclasses.replace(cfg, grid=1, seed=4), outdir=tmp_path / "other")
     a, b, c = _weights(ddp_run), _weights(one), _weights(other)
     assert a.keys() == b.keys()
-    for key in a:  # u/v included; measured: identical on CPU
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-5, msg=key)
+    # Equal up to float summation order (all-reduce vs accumulation, and the thread count). Adam divides by
+    # sqrt(v): where a gradient is ~0 its rounding noise can flip an update, by at most 2·lr per step (lr of D
+    # 4e-4, 2 steps here); everywhere else the runs agree to rounding.
+    diffs = torch.cat([(a[k] - b[k]).abs().flatten() for k in a])
+    assert diffs.max() <= 2 * 4e-4 * 2 + 1e-6 and diffs.median() < 1e-6, (diffs.max(), diffs.median())
     assert _moved(b, c, "") > 1e-2  # another seed parts by far more: the comparison is not vacuous
     assert _moved(b, c, "D.", params_only=False) > 1e-3
 
