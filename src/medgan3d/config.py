@@ -44,6 +44,7 @@ class ModelConfig:
     d_variant: str = "split_shuffle"
     mbstd_group_size: int = 4
     d_group_count: int = 4
+    g_architecture: str = "skip"  # "orig": one toRGB at the end (3D-StyleGAN, Hong et al. 2021)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_shape", tuple(int(s) for s in self.base_shape))
@@ -57,6 +58,8 @@ class ModelConfig:
             raise ValueError(f"g_variant {self.g_variant!r} not in {G_VARIANTS}")
         if self.d_variant not in D_VARIANTS:
             raise ValueError(f"d_variant {self.d_variant!r} not in {D_VARIANTS}")
+        if self.g_architecture not in ("skip", "orig"):
+            raise ValueError(f"g_architecture {self.g_architecture!r} not in ('skip', 'orig')")
         if self.num_blocks < 1:
             raise ValueError("num_blocks must be >= 1")
 
@@ -97,6 +100,7 @@ class ModelConfig:
             mapping_layers=self.mapping_layers,
             img_channels=self.img_channels,
             variant=self.g_variant,
+            architecture=self.g_architecture,
         )
 
     def discriminator_kwargs(self) -> dict[str, Any]:

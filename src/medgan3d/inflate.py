@@ -226,6 +226,10 @@ def inflate_state_dict(
 # --------------------------------------------------------------------------------------------------
 
 
+# Constructor arguments added after networks were first saved, with the value the older saves were built with.
+LATER_ARGS = {"architecture": "skip"}
+
+
 def twin_differences(config_2d: Mapping[str, Any], config_3d: Mapping[str, Any]) -> list[str]:
     """What keeps two ``save_pretrained`` configs (``{"class", "args"}``) from being a 2D→3D twin pair."""
     diffs: list[str] = []
@@ -240,7 +244,7 @@ def twin_differences(config_2d: Mapping[str, Any], config_3d: Mapping[str, Any])
     if b3[1:] != b2:
         diffs.append(f"base_shape: 2D {b2} is not 3D {b3} without its depth axis")
     for name in sorted((set(a2) | set(a3)) - {"spatial_dims", "base_shape"}):
-        if a2.get(name) != a3.get(name):
+        if a2.get(name, LATER_ARGS.get(name)) != a3.get(name, LATER_ARGS.get(name)):
             diffs.append(f"{name}: 2D {a2.get(name)!r} vs 3D {a3.get(name)!r}")
     return diffs
 

@@ -61,7 +61,10 @@ def prepare(
     ),
     out: Path = typer.Option(..., "-o", "--out", help="Output dataset folder (replaced atomically)."),
     preset: str = typer.Option(
-        "coca", "--preset", "-p", help="coca | adni | hagan-ct | hagan-mri | generic."
+        "coca",
+        "--preset",
+        "-p",
+        help="coca | adni | hagan-ct | hagan-mri | brain-t1-2mm | brain-t1-1mm | generic.",
     ),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Worker processes."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first bad file; leave no output."),

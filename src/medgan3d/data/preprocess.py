@@ -11,6 +11,10 @@
   slices; then resized to 128³ (``--shape 256`` for 256³).
 - ``hagan-mri`` — seed 002 (HA-GAN, brain MRI, GSP-style): percentile normalisation to [-1, 1]; all three
   dimensions resized to 128³ (or 256³).
+- ``brain-t1-2mm`` / ``brain-t1-1mm`` — Hong et al., 3D-StyleGAN (DGM4MICCAI 2021): skull-stripped,
+  affinely aligned T1 brain MRI resampled to 2 mm (1 mm) isotropic voxels (Gaussian anti-aliasing) and
+  centre-cropped or padded to 80×96×112 (160×192×224), the base 5×6×7 · 2^4 (2^5) its generator makes;
+  percentile normalisation to [-1, 1]. A ``--shape`` that is not 5×6×7 · 2^k is refused naming the nearest.
 - ``generic`` — resample to a target spacing, crop/pad to a target shape, chosen intensity window.
 
 Every step works on a canonical RAS ``[D, H, W]`` float32 array (see :mod:`medgan3d.data.io`) and updates
@@ -81,6 +85,20 @@ PRESETS: dict[str, PreprocessConfig] = {
     "adni": PreprocessConfig("adni", (64, 64, 64), "percentile", None, unit="a.u."),
     "hagan-ct": PreprocessConfig("hagan-ct", (128, 128, 128), "window", (-1024.0, 600.0), trim_blank=True),
     "hagan-mri": PreprocessConfig("hagan-mri", (128, 128, 128), "percentile", None, unit="a.u."),
+    **{
+        f"brain-t1-{mm}mm": PreprocessConfig(
+            f"brain-t1-{mm}mm",
+            shape,
+            "percentile",
+            None,
+            unit="a.u.",
+            inplane="crop_pad",
+            depth="crop_pad",
+            spacing=(float(mm),) * 3,
+            antialias=True,
+        )
+        for mm, shape in ((2, (80, 96, 112)), (1, (160, 192, 224)))
+    },
     "generic": PreprocessConfig(
         "generic",
         (64, 64, 64),
@@ -95,6 +113,10 @@ PRESETS: dict[str, PreprocessConfig] = {
 }
 
 
+# Presets made for one generator family: their shape must stay base·2^k (see check_generator_shape).
+GENERATOR_BASES: dict[str, Shape3] = {"brain-t1-2mm": (5, 6, 7), "brain-t1-1mm": (5, 6, 7)}
+
+
 def get_preset(name: str, **overrides) -> PreprocessConfig:
     """A named preset with some parameters replaced (``None`` values are ignored)."""
     if name not in PRESETS:
@@ -106,6 +128,10 @@ def get_preset(name: str, **overrides) -> PreprocessConfig:
             overrides.setdefault("unit", "HU")
     cfg = dataclasses.replace(PRESETS[name], **overrides)
     _validate(cfg)
+    if name in GENERATOR_BASES:
+        from medgan3d.networks.stylegan import check_generator_shape
+
+        check_generator_shape(cfg.shape, GENERATOR_BASES[name], what=f"{name} shape")
     return cfg
 
 

@@ -87,7 +87,10 @@ def upsample_fir(x: Tensor, spatial_dims: int) -> Tensor:
     """×2 upsampling of every spatial dim: zero insertion then the FIR filter with gain ``2**spatial_dims``.
 
     Each axis is a depthwise transposed convolution with gain 2, so the total gain is ``2**spatial_dims``:
-    a constant signal stays constant. (3DStyleGAN used gain 4 in 3D.)
+    zero insertion keeps one sample in ``2**spatial_dims``, and a unit-sum filter must be scaled by that
+    count for a constant signal to stay constant. Hong et al.'s 3D-StyleGAN (DGM4MICCAI 2021; its
+    ``upfirdn_3d.upsample_3d``) keeps StyleGAN2's 2D gain ``factor**2 = 4`` in 3D, which halves every
+    up-sampled signal; weights trained with it need their up-sampling gain matched before a parity check.
     """
     return _fir_passes(x, spatial_dims, axis_gain=2.0, stride=2, pad=1, up=True)
 

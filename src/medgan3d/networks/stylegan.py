@@ -44,6 +44,37 @@ def block_shapes(base_shape: Sequence[int], num_blocks: int) -> list[tuple[int, 
     return [tuple(s * 2**i for s in base_shape) for i in range(num_blocks)]
 
 
+def nearest_generator_shape(shape: Sequence[int], base_shape: Sequence[int]) -> tuple[tuple[int, ...], int]:
+    """The shape ``base·2^k`` closest to ``shape`` (smallest largest per-axis scale mismatch), and its k.
+
+    A generator that starts from ``base_shape`` and doubles every axis per block can only produce these
+    shapes (Hong et al., 3D-StyleGAN: base 5×6×7 gives 80×96×112 at k = 4 and 160×192×224 at k = 5).
+    """
+    shape, base = [int(s) for s in shape], [int(b) for b in base_shape]
+    if len(shape) != len(base) or min(shape + base) < 1:
+        raise ValueError(f"shape {shape} and base {base} must be positive and of the same length")
+    top = max(0, math.ceil(max(math.log2(s / b) for s, b in zip(shape, base, strict=True))) + 1)
+
+    def mismatch(k: int) -> float:
+        return max(abs(math.log2(s / (b * 2**k))) for s, b in zip(shape, base, strict=True))
+
+    k = min(range(top + 1), key=mismatch)
+    return tuple(b * 2**k for b in base), k
+
+
+def check_generator_shape(shape: Sequence[int], base_shape: Sequence[int], what: str = "volume") -> int:
+    """k such that ``shape == base·2^k``; otherwise a ``ValueError`` that names the nearest valid shape."""
+    nearest, k = nearest_generator_shape(shape, base_shape)
+    if tuple(int(s) for s in shape) == nearest:
+        return k
+    text = "×".join(str(int(s)) for s in shape)
+    raise ValueError(
+        f"{what} {text} is not base {'×'.join(map(str, base_shape))} · 2^k, the only shapes this generator "
+        f"makes; the nearest is {'×'.join(map(str, nearest))} (k = {k}, {k + 1} blocks): crop/pad or resample "
+        f"to it (medgan3d prepare --shape {','.join(map(str, nearest))})"
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # Mapping network
 # --------------------------------------------------------------------------------------------------
@@ -164,8 +195,16 @@ class ToImage(nn.Module):
         return bias_act(x, self.bias.to(x.dtype), "linear")
 
 
+G_ARCHITECTURES = ("skip", "orig")
+
+
 class SynthesisBlock(nn.Module):
-    """One resolution of the synthesis network: (const |  up-conv) + conv + toRGB, image skip connection."""
+    """One resolution of the synthesis network: (const |  up-conv) + conv [+ toRGB].
+
+    ``to_image`` False leaves the block without a toRGB: the ``orig`` generator (Karras et al., "Analyzing and
+    Improving the Image Quality of StyleGAN", CVPR 2020, Fig. 7a; the G of Hong et al.'s 3D-StyleGAN,
+    DGM4MICCAI 2021) has one only in its last block, the ``skip`` generator one per block, summed over blocks.
+    """
 
     def __init__(
         self,
@@ -176,6 +215,7 @@ class SynthesisBlock(nn.Module):
         img_channels: int,
         spatial_dims: int,
         variant: str = "baseline",
+        to_image: bool = True,
     ) -> None:
         super().__init__()
         self.spatial_dims = spatial_dims
@@ -186,25 +226,33 @@ class SynthesisBlock(nn.Module):
         else:
             self.conv0 = SynthesisLayer(in_channels, out_channels, up=True, **layer_kw)
         self.conv1 = SynthesisLayer(out_channels, out_channels, **layer_kw)
-        self.torgb = ToImage(out_channels, img_channels, w_dim, spatial_dims)
+        self.torgb = ToImage(out_channels, img_channels, w_dim, spatial_dims) if to_image else None
         self.num_conv = 1 if self.is_first else 2
 
     def forward(
         self, x: Tensor | None, img: Tensor | None, ws: Tensor, noise_mode: str
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor | None]:
         if self.is_first:
             x = self.const.unsqueeze(0).expand(ws.shape[0], *self.const.shape).to(ws.dtype)
             x = self.conv1(x, ws[:, 0], noise_mode)
         else:
             x = self.conv0(x, ws[:, 0], noise_mode)
             x = self.conv1(x, ws[:, 1], noise_mode)
+        if self.torgb is None:
+            return x, img
         y = self.torgb(x, ws[:, self.num_conv])
         img = y if img is None else upsample_fir(img, self.spatial_dims).to(y.dtype) + y
         return x, img
 
 
 class SynthesisNetwork(PretrainedMixin, nn.Module):
-    """w → image: a learned constant of ``base_shape`` then ``num_blocks`` blocks doubling every dim."""
+    """w → image: a learned constant of ``base_shape`` then ``num_blocks`` blocks doubling every dim.
+
+    ``architecture``: ``skip`` (StyleGAN2's default: a toRGB per block, images up-sampled and summed) or
+    ``orig`` (one toRGB after the last block). Both read the ws in the same order, ``num_ws = 2·num_blocks``:
+    block b's convs take w[2b−1], w[2b] (the first block's one conv w[0]) and the toRGB of the last block
+    takes the last w; a skip toRGB of an earlier block shares its w with the next block's first conv.
+    """
 
     def __init__(
         self,
@@ -215,16 +263,22 @@ class SynthesisNetwork(PretrainedMixin, nn.Module):
         channels: int | Sequence[int],
         img_channels: int = 1,
         variant: str = "baseline",
+        architecture: str = "skip",
     ) -> None:
         super().__init__()
-        self.spatial_dims = spatial_dims
+        if architecture not in G_ARCHITECTURES:
+            raise ValueError(
+                f"unknown generator architecture {architecture!r}; expected one of {G_ARCHITECTURES}"
+            )
+        self.spatial_dims, self.architecture = spatial_dims, architecture
         self.base_shape = as_shape(base_shape, spatial_dims)
         widths = block_channels(channels, num_blocks)
         shapes = block_shapes(self.base_shape, num_blocks)
         self.img_shape = (img_channels, *shapes[-1])
+        with_image = [architecture == "skip" or i == num_blocks - 1 for i in range(num_blocks)]
         self.blocks = nn.ModuleList(
-            SynthesisBlock(c_in, c_out, w_dim, res, img_channels, spatial_dims, variant)
-            for c_in, c_out, res in zip([0, *widths[:-1]], widths, shapes, strict=True)
+            SynthesisBlock(c_in, c_out, w_dim, res, img_channels, spatial_dims, variant, to_image)
+            for c_in, c_out, res, to_image in zip([0, *widths[:-1]], widths, shapes, with_image, strict=True)
         )
         self.num_ws = sum(b.num_conv for b in self.blocks) + 1
 
@@ -238,7 +292,8 @@ class SynthesisNetwork(PretrainedMixin, nn.Module):
 
 
 class Generator(PretrainedMixin, nn.Module):
-    """StyleGAN2 generator: mapping network + synthesis network (seed 001 Fig. 2)."""
+    """StyleGAN2 generator: mapping network + synthesis network (seed 001 Fig. 2); ``architecture`` as in
+    :class:`SynthesisNetwork` (``orig`` is 3D-StyleGAN's generator, Hong et al. 2021)."""
 
     def __init__(
         self,
@@ -252,11 +307,12 @@ class Generator(PretrainedMixin, nn.Module):
         img_channels: int = 1,
         variant: str = "split_shuffle",
         mapping_lr_multiplier: float = 0.01,
+        architecture: str = "skip",
     ) -> None:
         super().__init__()
         self.spatial_dims, self.z_dim, self.w_dim = spatial_dims, z_dim, w_dim
         self.synthesis = SynthesisNetwork(
-            w_dim, spatial_dims, base_shape, num_blocks, channels, img_channels, variant
+            w_dim, spatial_dims, base_shape, num_blocks, channels, img_channels, variant, architecture
         )
         self.num_ws = self.synthesis.num_ws
         self.img_shape = self.synthesis.img_shape

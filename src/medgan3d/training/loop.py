@@ -398,9 +398,25 @@ def open_dataset(data: str | Path, model: Any, flip: bool) -> torch.utils.data.D
     if shape != model.output_shape:
         raise ValueError(
             f"{data}: items are {list(shape)} but the model generates {list(model.output_shape)}; "
-            "prepare the data at the model's shape (medgan3d prepare ... --shape) or pick another preset"
+            f"prepare the data at the model's shape (medgan3d prepare ... --shape) or pick another preset"
+            f"{_blocks_hint(shape[1:], model)}"
         )
     return dataset
+
+
+def _blocks_hint(shape: tuple[int, ...], model: Any) -> str:
+    """For a StyleGAN2 model: the number of blocks that fits the data, or the nearest shape its base makes."""
+    base = getattr(model, "base_shape", None)
+    if base is None or len(base) != len(shape):
+        return ""
+    from medgan3d.networks.stylegan import nearest_generator_shape
+
+    nearest, k = nearest_generator_shape(shape, base)
+    if nearest == tuple(shape):
+        return f" (or num_blocks {k + 1}: base {list(base)} · 2^{k} is the data's shape)"
+    return (
+        f"; the shape nearest the data that base {list(base)} makes is {list(nearest)} (num_blocks {k + 1})"
+    )
 
 
 def _resume_run_dir(resume: str | Path) -> Path:
