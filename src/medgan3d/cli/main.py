@@ -20,6 +20,7 @@ import medgan3d
 from medgan3d.cli import demo, info, prepare
 from medgan3d.cli import evaluate as evaluate_cmd
 from medgan3d.cli import inflate as inflate_cmd
+from medgan3d.cli import latent as latent_cmd
 from medgan3d.cli import project as project_cmd
 from medgan3d.cli import train as train_cmd
 from medgan3d.errors import EXIT_FAILURE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, MedganError
@@ -48,6 +49,8 @@ app.command("generate")(train_cmd.generate)
 app.command("inflate")(inflate_cmd.inflate)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("project")(project_cmd.project)
+app.command("mix")(latent_cmd.mix)
+app.command("interpolate")(latent_cmd.interpolate)
 
 _PACKAGE = Path(medgan3d.__file__).resolve().parent
 

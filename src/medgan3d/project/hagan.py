@@ -1,4 +1,4 @@
-"""Encode real scans into a trained model's latent space and reconstruct them (HA-GAN's hierarchical encoder).
+"""HA-GAN runs: encode real scans into the latent space and reconstruct them (the hierarchical encoder).
 
 Sun et al., "Hierarchical Amortized GAN for 3D High Resolution Medical Image Synthesis" (IEEE JBHI 2022),
 §III-C and Fig. 2: at inference E^H runs on the whole volume, E^G maps its latent feature map to z, and G
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medgan3d.modeling import atomic_write, from_pretrained
+from medgan3d.project.common import read_scan, reconstruction_metrics, write_json
 from medgan3d.training.families.hagan import Crop, HAGANLoss, real_views
 
 
@@ -45,14 +45,18 @@ def load_hagan(run: str | os.PathLike[str], device: str = "cpu") -> HAGANModel:
     from medgan3d.training.checkpoint import resolve_checkpoint
 
     ckpt = resolve_checkpoint(run)
-    if not (ckpt / "E_G").is_dir():
-        raise ValueError(f"{ckpt}: not an HA-GAN checkpoint (no E_G/ encoder); latent projection of StyleGAN2 "
-                         "runs is not implemented yet")  # fmt: skip
+    if not is_hagan_checkpoint(ckpt):
+        raise ValueError(f"{ckpt}: not an HA-GAN checkpoint (no E_G/ encoder)")
     nets = {
         name: from_pretrained(ckpt / name, device).eval().requires_grad_(False)
         for name in ("G", "E_H", "E_G")
     }
     return HAGANModel(nets["G"], nets["E_H"], nets["E_G"], ckpt, _run_loss(ckpt))
+
+
+def is_hagan_checkpoint(ckpt: Path) -> bool:
+    """An HA-GAN checkpoint holds the latent encoder E^G beside G."""
+    return (Path(ckpt) / "E_G").is_dir()
 
 
 def _run_loss(ckpt: Path) -> HAGANLoss:
@@ -96,27 +100,6 @@ def refine(model: HAGANModel, x: Tensor, z: Tensor, steps: int, lr: float = 0.01
     return z.detach()
 
 
-def reconstruction_metrics(rec: Tensor, target: Tensor) -> dict[str, float]:
-    """MSE, PSNR (data range 2 of [-1, 1]) and single-scale 3D SSIM of a reconstruction against its target.
-
-    SSIM is the mean SSIM map in [-1, 1], negative values kept (``ms_ssim`` clips them to 0 for its powers)."""
-    from medgan3d.metrics.msssim import msssim_config, ssim_components
-    from medgan3d.metrics.psnr import psnr_from_mse
-
-    mse = float(F.mse_loss(rec.double(), target.double()))
-    cfg = msssim_config(rec.shape[2:], max_scales=1)
-    ssim = float(ssim_components(rec.double(), target.double(), cfg)[0][0])
-    return {"mse": mse, "psnr_db": float(psnr_from_mse(np.asarray([mse]))[0]), "ssim": ssim}
-
-
-def read_scan(path: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-    """One scan, read and preprocessed with the run's dataset preset: ``([D, H, W] in [-1, 1], item info)``."""
-    from medgan3d.data import PreprocessConfig, preprocess, read_volume
-
-    array, meta = read_volume(path)
-    return preprocess(array, meta, PreprocessConfig.from_dict(manifest["preset"]), str(path))
-
-
 def _write_volume(path: Path, values: np.ndarray, info: dict[str, Any]) -> None:
     from medgan3d.data import write_nifti
     from medgan3d.data.preprocess import denormalize_values
@@ -126,23 +109,24 @@ def _write_volume(path: Path, values: np.ndarray, info: dict[str, Any]) -> None:
     atomic_write(path, lambda p: write_nifti(p, units, affine=np.asarray(info["affine"])))
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    text = json.dumps(data, indent=2) + "\n"
-    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
-
-
 def project_scan(model: HAGANModel, scan: Path, manifest: dict[str, Any], out: Path, steps: int = 0,
                  chunk_depth: int | None = 8, seed: int = 0) -> dict[str, Any]:  # fmt: skip
     """Encode (and refine) one scan; write reconstruction/target NIfTI, latent.npy, metrics.json, preview.png."""
+    array, info = read_scan(scan, manifest)
+    return project_array(model, array, info, str(scan), out, steps, chunk_depth, seed)
+
+
+def project_array(model: HAGANModel, array: np.ndarray, info: dict[str, Any], source: str, out: Path,
+                  steps: int = 0, chunk_depth: int | None = 8, seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """:func:`project_scan` for a volume already preprocessed (``[D, H, W]`` in [-1, 1], its item info)."""
     from medgan3d.viz import save_slice_grid
 
-    array, info = read_scan(scan, manifest)
     if tuple(array.shape) != tuple(model.G.img_shape[1:]):
-        raise ValueError(f"{scan}: preprocessed to {list(array.shape)}, the model generates "
+        raise ValueError(f"{source}: preprocessed to {list(array.shape)}, the model generates "
                          f"{list(model.G.img_shape[1:])}")  # fmt: skip
     x = torch.from_numpy(np.ascontiguousarray(array))[None, None].to(next(model.G.parameters()).device)
     z = encode(model, x)
-    metrics: dict[str, Any] = {"scan": str(scan), "checkpoint": str(model.checkpoint), "steps": steps}
+    metrics: dict[str, Any] = {"scan": source, "checkpoint": str(model.checkpoint), "steps": steps}
     with torch.no_grad():
         rec = model.G.generate(z, chunk_depth=chunk_depth)
     metrics["encoder"] = reconstruction_metrics(rec, x)
@@ -156,7 +140,7 @@ def project_scan(model: HAGANModel, scan: Path, manifest: dict[str, Any], out: P
     _write_volume(out / "reconstruction.nii.gz", rec_np, info)
     _write_volume(out / "target.nii.gz", array, info)
     atomic_write(out / "latent.npy", lambda p: np.save(p, z[0].cpu().numpy()))
-    _write_json(out / "metrics.json", metrics)
+    write_json(out / "metrics.json", metrics)
     save_slice_grid(
         [array, rec_np], out / "preview.png", spacing=info["spacing"], titles=["target", "reconstruction"]
     )
