@@ -89,6 +89,9 @@ def prepare(
     n: int = typer.Option(32, "-n", help="Phantom subjects (brain-phantom / heart-phantom only)."),
     inplane: int = typer.Option(128, "--inplane", help="Raw in-plane pixels of heart-phantom scans."),
     raw_dir: Path | None = typer.Option(None, "--raw-dir", help="Keep the raw phantom scans here."),
+    all_slices: bool = typer.Option(
+        False, "--all-slices", help="Also keep every axial slice (slices.npy) for 2D pretraining (coca)."
+    ),
 ) -> None:
     """Read, preprocess (paper presets) and cache volumes; report.json says what was skipped and why."""
     from medgan3d.cli.checks import check_out_folder
@@ -101,6 +104,7 @@ def prepare(
     console = make_console(stderr=True)
     kw = {"workers": workers, "dtype": dtype, "val_fraction": val_fraction, "split_seed": seed}
     kw["max_voxels"] = max_voxels
+    kw["all_slices"] = all_slices
     start = time.perf_counter()
     with _progress(console) as bar:
         if cfg is None:

@@ -17,9 +17,10 @@ import torch
 from torch.utils.data import Dataset
 
 from medgan3d.data.prepare import ARRAY_NAME, FORMAT, MANIFEST_NAME
-from medgan3d.data.preprocess import denormalize_values
+from medgan3d.data.preprocess import PreprocessConfig, denormalize_values
 
 _AXES = {"D": 1, "H": 2, "W": 3}
+SLICE_SOURCES = ("auto", "all", "window")
 
 
 class DatasetError(RuntimeError):
@@ -53,6 +54,24 @@ def open_volumes(root: str | os.PathLike, manifest: dict | None = None) -> np.nd
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as err:
         raise DatasetError(f"{path}: cannot open the volume array ({err})") from None
+
+
+def slice_source(manifest: dict, requested: str = "auto") -> str:
+    """Where a dataset's axial slices come from: ``"all"`` (every slice of the scans) or ``"window"``.
+
+    ``"all"``: ``slices.npy`` when the dataset was prepared with ``all_slices``, or the volumes themselves when
+    the preset resizes the depth (they then hold every slice). ``"window"``: the slices of the cached volumes
+    (for ``coca``, the 32-slice window). ``"auto"``: ``"all"`` when available, else ``"window"``. Seed 001
+    (Liu et al.) §4.3.1 pretrains on all axial slices; a cropped-depth dataset without ``slices.npy`` cannot
+    give them and ``"all"`` raises :class:`DatasetError` saying how to prepare it.
+    """
+    if requested not in SLICE_SOURCES:
+        raise ValueError(f"slices must be one of {SLICE_SOURCES}, got {requested!r}")
+    complete = "slices" in manifest or PreprocessConfig.from_dict(manifest["preset"]).depth != "crop_pad"
+    if requested == "all" and not complete:
+        raise DatasetError("the dataset holds only a window of each scan's axial slices; prepare it with "
+                           "--all-slices (prepare_dataset(..., all_slices=True)) to keep all of them")  # fmt: skip
+    return "window" if requested == "window" or not complete else "all"
 
 
 def denormalize(volume, manifest: dict, item: int | None = None):
@@ -95,6 +114,7 @@ class _CacheDataset(Dataset):
         self.split = split
         self.flip_p = float(flip_p)
         self._array: np.ndarray | None = None
+        self._slices: np.ndarray | None = None
         self._flip = flip
 
     @property
@@ -103,10 +123,17 @@ class _CacheDataset(Dataset):
             self._array = open_volumes(self.root, self.manifest)
         return self._array
 
+    @property
+    def slice_array(self) -> np.ndarray:
+        """``slices.npy`` ``[M, 1, H, W]`` (every axial slice), memory-mapped on first use."""
+        if self._slices is None:
+            self._slices = open_volumes(self.root, {"array": self.manifest["slices"]["array"]})
+        return self._slices
+
     def __getstate__(self) -> dict:
         # A memmap would be pickled by value: send the path, each worker reopens it.
         state = dict(self.__dict__)
-        state["_array"] = None
+        state["_array"] = state["_slices"] = None
         return state
 
     def _maybe_flip(self, x: torch.Tensor, dims: list[int]) -> torch.Tensor:
@@ -141,11 +168,14 @@ class VolumeDataset(_CacheDataset):
 
 
 class SliceDataset(_CacheDataset):
-    """Axial slices ``[1, H, W]`` of the volumes of a split (same cache as :class:`VolumeDataset`).
+    """Axial slices ``[1, H, W]`` of the scans of a split, for 2D pretraining (seed 001 §3.2).
 
-    By default only slices that hold data are used (``valid_slices`` in the manifest: the -1 padding that
-    aligns short scans to the depth is skipped); ``include_padding=True`` uses all D slices.
-    flip axes are ``"H"`` and ``"W"``.
+    ``slices`` (see :func:`slice_source`): ``"auto"`` (default) uses every axial slice of the scans when the
+    dataset has them (``slices.npy`` from ``prepare --all-slices``, or a depth-resizing preset), else the
+    slices of the cached volumes; ``"all"`` insists on every slice; ``"window"`` uses the cached volumes'
+    slices. From the volumes only slices that hold data are used (``valid_slices`` in the manifest: the -1
+    padding that aligns short scans to the depth is skipped); ``include_padding=True`` uses all D slices.
+    ``self.slices`` is the source used. flip axes are ``"H"`` and ``"W"``.
     """
 
     def __init__(
@@ -155,16 +185,23 @@ class SliceDataset(_CacheDataset):
         flip: bool | Sequence[str] = False,
         flip_p: float = 0.5,
         include_padding: bool = False,
+        slices: str = "auto",
     ) -> None:
         super().__init__(root, split, flip, flip_p)
         self._dims = _flip_dims(flip, 1)
         if any(d < 1 for d in self._dims):
             raise ValueError("slices can be flipped along H and W only")
-        depth = self.manifest["shape"][1]
+        self.slices = slice_source(self.manifest, slices)
+        self._from_file = self.slices == "all" and "slices" in self.manifest
+        items, depth = self.manifest["items"], self.manifest["shape"][1]
         pairs = []
         for v in self.indices:
-            a, b = (0, depth) if include_padding else self.manifest["items"][v]["valid_slices"]
-            pairs += [(v, d) for d in range(a, b)]
+            if self._from_file:  # (-1, row of slices.npy)
+                a, b = items[v]["slice_rows"]
+                pairs += [(-1, r) for r in range(a, b)]
+            else:
+                a, b = (0, depth) if include_padding else items[v]["valid_slices"]
+                pairs += [(v, d) for d in range(a, b)]
         self.pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
 
     def __len__(self) -> int:
@@ -172,5 +209,6 @@ class SliceDataset(_CacheDataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         v, d = self.pairs[i]
-        x = torch.from_numpy(np.array(self.array[v, :, d], dtype=np.float32))
+        source = self.slice_array[d] if v < 0 else self.array[v, :, d]
+        x = torch.from_numpy(np.array(source, dtype=np.float32))
         return self._maybe_flip(x, self._dims)

@@ -3,6 +3,7 @@
 Output folder ``DIR``::
 
     volumes.npy    float16/float32 [N, 1, D, H, W], memory-mappable (np.load(..., mmap_mode="r"))
+    slices.npy     (``all_slices``, depth-cropping presets) every axial slice of every scan [M, 1, H, W]
     dataset.json   manifest: count, shape, preset (all parameters), per-item source/geometry/split, hash
     report.json    what was read, what was skipped and why
 
@@ -13,6 +14,7 @@ half-written ``DIR`` never exists. Nothing time-dependent is written: the same S
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import hashlib
 import json
@@ -45,6 +47,7 @@ from medgan3d.modeling import umask_temp_dir
 FORMAT = "medgan3d-dataset"
 FORMAT_VERSION = 1
 ARRAY_NAME = "volumes.npy"
+SLICES_NAME = "slices.npy"
 MANIFEST_NAME = "dataset.json"
 REPORT_NAME = "report.json"
 
@@ -240,16 +243,38 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-Task = tuple[Source, PreprocessConfig, int | None]  # (scan, preset, max_voxels)
+Task = tuple[Source, PreprocessConfig, int | None, bool]  # (scan, preset, max_voxels, all_slices)
+
+
+def keeps_all_slices(cfg: PreprocessConfig) -> bool:
+    """Whether the cached volumes already hold every axial slice of their scans: true unless the preset
+    takes a window of consecutive slices (``depth="crop_pad"``, e.g. ``coca``'s 32)."""
+    return cfg.depth != "crop_pad"
+
+
+def all_axial_slices(array: np.ndarray, meta, cfg: PreprocessConfig, source: str, info: dict) -> np.ndarray:
+    """Every axial slice of one scan ``[S, H, W]``, processed as the cached volume's slices are (intensity,
+    trimming, resampling, in-plane resize or crop) but without the depth crop/pad.
+
+    Liu et al., "Inflating 2D Convolution Weights for Efficient Generation of 3D Medical Images" (seed 001),
+    §3.2 and §4.3.1 pretrain the 2D GAN on all 39,281 axial slices of COCA, not on the 32-slice windows the 3D
+    model sees. ``info`` is :func:`preprocess`'s record for the same scan (its ``trimmed_slices``).
+    """
+    depth = array.shape[0] - sum(info.get("trimmed_slices", (0, 0)))
+    if cfg.spacing is not None:  # the same rounding as preprocess' resampling
+        depth = max(1, round(depth * float(meta.spacing[0]) / cfg.spacing[0]))
+    full, _ = preprocess(array, meta, dataclasses.replace(cfg, shape=(depth, *cfg.shape[1:])), source)
+    return full
 
 
 def process_source(args: Task) -> list[dict]:
-    """Preprocess each volume of a source: ``{"source", "array", "info"}`` or ``{"source", "reason"}``.
+    """Preprocess each volume of a source: ``{"source", "array", "info"}`` (+ ``"slices"``, every axial
+    slice, when asked and the preset crops the depth) or ``{"source", "reason"}``.
 
-    ``args`` is (source, preset, max_voxels). Never raises for bad data: an unexpected error is reported
-    as that file's reason.
+    ``args`` is (source, preset, max_voxels, all_slices). Never raises for bad data: an unexpected error is
+    reported as that file's reason.
     """
-    source, cfg, max_voxels = args
+    source, cfg, max_voxels, all_slices = args
     out: list[dict] = []
     try:
         if source.series is None:
@@ -264,6 +289,9 @@ def process_source(args: Task) -> list[dict]:
             continue
         try:
             array, info = preprocess(res.array, res.meta, cfg, res.source)
+            slices = None
+            if all_slices and not keeps_all_slices(cfg):
+                slices = all_axial_slices(res.array, res.meta, cfg, res.source, info)
         except VolumeReadError as err:
             out.append({"source": err.source, "reason": err.reason})
             continue
@@ -277,7 +305,8 @@ def process_source(args: Task) -> list[dict]:
             "orientation_in": res.meta.orientation_in,
             **info,
         }
-        out.append({"source": res.source, "array": array, "info": info})
+        out.append({"source": res.source, "array": array, "info": info}
+                   | ({"slices": slices} if slices is not None else {}))  # fmt: skip
     return out
 
 
@@ -417,7 +446,8 @@ def _tmp_dir(out: Path) -> Path:
 
 
 def _finalize_array(raw: Path, final: Path, count: int, shape: tuple, dtype: np.dtype) -> str:
-    """Copy the raw stream into a .npy with the right header; return the sha256 of the data bytes."""
+    """Copy the raw stream of ``count`` arrays of ``shape`` into a .npy with the right header; return the
+    sha256 of the data bytes."""
     digest = hashlib.sha256()
     arr = np.lib.format.open_memmap(final, mode="w+", dtype=dtype, shape=(count, *shape))
     per = int(np.prod(shape))
@@ -466,14 +496,20 @@ def prepare_dataset(
     split_seed: int = 0,
     max_voxels: int | None = MAX_VOXELS,
     progress: Callable[[int, int], None] | None = None,
+    all_slices: bool = False,
 ) -> dict:
     """Build the cached dataset ``out`` from ``src`` with preset ``cfg``; return the report dict.
 
     ``progress(done, total)`` is called after each source. With ``strict`` the first bad file raises
     :class:`PrepareError` and nothing is left behind. A scan whose header claims more than ``max_voxels``
-    voxels (``None``: no limit) is skipped before its data is read.
+    voxels (``None``: no limit) is skipped before its data is read. ``all_slices``: also keep every axial
+    slice of every scan in ``slices.npy`` (for 2D pretraining, seed 001 §3.2) when the preset crops the depth
+    (``coca``); other presets' volumes already hold all of them, and nothing more is written.
     """
     out = Path(out)
+    if all_slices and cfg.crop == "random" and cfg.inplane == "crop_pad":
+        raise ValueError("all_slices with random in-plane crops is not supported: the slices would be "
+                         "cropped elsewhere than their volume")  # fmt: skip
     if str(dtype) not in ("float16", "float32"):
         raise ValueError(f"dtype must be 'float16' or 'float32' (values in [-1, 1]), got {dtype!r}")
     if max_voxels is not None and max_voxels < 1:
@@ -485,14 +521,18 @@ def prepare_dataset(
         raise PrepareError(f"{skipped[0]['source']}: {skipped[0]['reason']}")
     tmp = _tmp_dir(out)
     try:
-        tasks = [(s, cfg, max_voxels) for s in sources]
-        items = _collect(tasks, workers, strict, np_dtype, tmp / "volumes.raw", skipped, progress)
+        tasks = [(s, cfg, max_voxels, all_slices) for s in sources]
+        items = _collect(tasks, workers, strict, np_dtype, tmp, skipped, progress)
         if not items:
             raise PrepareError(f"{src}: no usable volume ({len(skipped)} skipped)" + _first(skipped))
         data_hash = _finalize_array(
             tmp / "volumes.raw", tmp / ARRAY_NAME, len(items), (1, *cfg.shape), np_dtype
         )
-        manifest = build_manifest(items, cfg, np_dtype, val_fraction, split_seed, data_hash)
+        slices = (
+            _finalize_slices(tmp, items, cfg, np_dtype) if all_slices and not keeps_all_slices(cfg) else None
+        )
+        (tmp / "slices.raw").unlink(missing_ok=True)  # empty unless slices.npy was made from it
+        manifest = build_manifest(items, cfg, np_dtype, val_fraction, split_seed, data_hash, slices)
         report = {
             "count": len(items),
             "sources": len(sources),
@@ -521,9 +561,19 @@ def _first(skipped: list[dict]) -> str:
     return f"; first: {skipped[0]['source']}: {skipped[0]['reason']}" if skipped else ""
 
 
-def _collect(tasks, workers, strict, np_dtype, raw: Path, skipped: list, progress) -> list[dict]:
+def _finalize_slices(tmp: Path, items: list[dict], cfg: PreprocessConfig, np_dtype: np.dtype) -> dict:
+    """``slices.npy`` from the raw stream; the manifest's ``slices`` entry (count, shape, sha256)."""
+    count = items[-1]["slice_rows"][1]
+    digest = _finalize_array(tmp / "slices.raw", tmp / SLICES_NAME, count, (1, *cfg.shape[1:]), np_dtype)
+    return {"array": SLICES_NAME, "count": count, "shape": [1, *cfg.shape[1:]], "sha256": digest,
+            "what": "every axial slice of every scan, preprocessed as the volumes but not cropped in depth"}  # fmt: skip
+
+
+def _collect(tasks, workers, strict, np_dtype, tmp: Path, skipped: list, progress) -> list[dict]:
     items: list[dict] = []
-    with raw.open("wb") as fh, contextlib.closing(_results(tasks, workers)) as stream:
+    rows = 0  # slices written to slices.raw so far
+    with (tmp / "volumes.raw").open("wb") as fh, (tmp / "slices.raw").open("wb") as sh, \
+            contextlib.closing(_results(tasks, workers)) as stream:  # fmt: skip
         for done, results in enumerate(stream, start=1):
             for res in results:
                 if "reason" in res:
@@ -532,7 +582,12 @@ def _collect(tasks, workers, strict, np_dtype, raw: Path, skipped: list, progres
                     skipped.append({"source": res["source"], "reason": res["reason"]})
                     continue
                 fh.write(np.ascontiguousarray(res["array"], dtype=np_dtype).tobytes())
-                items.append({"source": res["source"], **res["info"]})
+                extra = {}
+                if "slices" in res:
+                    sh.write(np.ascontiguousarray(res["slices"], dtype=np_dtype).tobytes())
+                    extra = {"slice_rows": [rows, rows + len(res["slices"])]}
+                    rows += len(res["slices"])
+                items.append({"source": res["source"], **res["info"], **extra})
             if progress is not None:
                 progress(done, len(tasks))
     return items
@@ -545,8 +600,9 @@ def build_manifest(
     val_fraction: float,
     split_seed: int,
     data_hash: str,
+    slices: dict | None = None,
 ) -> dict:
-    """The ``dataset.json`` content (see docs/data.md for the schema)."""
+    """The ``dataset.json`` content (see docs/data.md for the schema); ``slices`` describes slices.npy."""
     splits = assign_splits([it["source"] for it in items], val_fraction, split_seed)
     for i, (it, split) in enumerate(zip(items, splits, strict=True)):
         it["index"] = i
@@ -572,6 +628,8 @@ def build_manifest(
         "splits": {s: [i for i, x in enumerate(splits) if x == s] for s in ("train", "val")},
         "items": items,
     }
+    if slices is not None:
+        manifest["slices"] = slices
     body = dict(manifest)
     manifest["content_hash"] = "sha256:" + hashlib.sha256(data_hash.encode() + _json_bytes(body)).hexdigest()
     return manifest
