@@ -2,6 +2,7 @@
 
     medgan3d evaluate RUN_OR_CKPT --data data/coca [-n 64] [--metrics fid,fid_3d,kid,mmd,ms_ssim,psnr] [-o OUT]
     medgan3d evaluate --fake samples/ --data data/coca [--fake-mode auto|model|preset]
+    medgan3d evaluate RUN_2D --data data/coca [-n 64]     # a 2D twin: fid_2d against the real axial slices
 
 Writes OUT/metrics.json and OUT/report.html (+ PNG figures); see docs/evaluation.md. Imports are lazy.
 """
@@ -42,6 +43,18 @@ def _fake_volumes(
     G = load_generator(run)
     volumes = generate_volumes(G, n, seed, trunc)
     return volumes, {"generator": str(run.resolve()), "truncation_psi": trunc, "z_seed": seed}
+
+
+def _metrics_2d(names: tuple[str, ...]) -> tuple[str, ...]:
+    """A 2D generator (a pretrained twin) is scored by FID against the real axial slices (seed 001 Table 4)."""
+    from medgan3d.errors import UsageError
+
+    if "fid" not in names:
+        raise UsageError("a 2D generator is scored with --metrics fid only (fid_2d against the axial slices)")
+    others = [m for m in names if m != "fid"]
+    typer.echo("2D generator: fid_2d against the real axial slices" + (f"; {', '.join(others)} need volumes"
+                                                                       if others else ""), err=True)  # fmt: skip
+    return ("fid",)
 
 
 @command
@@ -94,6 +107,8 @@ def evaluate(
     if classifier is not None and "is" not in settings.metrics:  # a classifier is only used by 'is'
         settings.metrics = (*settings.metrics, "is")
     volumes, source = _fake_volumes(run, fake, data, num, seed, trunc, fake_mode)
+    if volumes.ndim == 4:
+        settings.metrics = _metrics_2d(settings.metrics)
     result, art = evaluate_volumes_with_artifacts(volumes, data, settings)
     result["provenance"]["source"] = source
     page = write_report(result, art, out, seed=seed)

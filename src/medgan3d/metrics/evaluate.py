@@ -14,6 +14,9 @@ Metrics (names accepted in ``metrics=``):
              (Salimans et al. 2016; reported by HA-GAN); not in the default set, since without a trained
              classifier (``classifier=PATH``) it uses a seeded random one and means nothing.
 
+2D images ``[N, 1, H, W]`` (the samples of a 2D twin) are scored with ``fid`` alone: ``fid_2d``, their FID
+against the real axial slices of the dataset with the same 2D extractor (seed 001 Table 4, column FID-2D).
+
 Real features are cached on disk under a hash of the dataset content, the real indices, the extractor
 (name + weights hash or seed) and the view, written atomically.
 """
@@ -34,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from medgan3d.data import load_manifest
+from medgan3d.data import SliceDataset, load_manifest
 from medgan3d.metrics import frechet, mmd, msssim, psnr
 from medgan3d.metrics.extractors import FeatureExtractor, auto_extractor, cache_dir, get_extractor
 from medgan3d.metrics.inception_score import Classifier, get_classifier, inception_score
@@ -46,6 +49,7 @@ from medgan3d.sampling import synthesize
 METRICS = ("fid", "fid_3d", "kid", "mmd", "ms_ssim", "psnr", "is")
 DEFAULT_METRICS = ("fid", "fid_3d", "kid", "mmd", "ms_ssim", "psnr")
 SCORE_KEYS = ("fid_ax", "fid_sag", "fid_cor", "fid_avg", "fid_3d", "kid", "mmd", "ms_ssim", "psnr")
+SCORE_KEYS_2D = ("fid_2d",)
 CACHE_VERSION = 1
 MIN_BOOTSTRAP_SAMPLES = 10
 
@@ -81,6 +85,7 @@ class EvalSettings:
     use_cache: bool = True
     classifier: str | os.PathLike | Classifier | None = None
     is_splits: int = 1
+    slice_source: str = "auto"  # 2D images: real axial slices "auto" | "all" | "window" (SliceDataset)
 
     def to_dict(self) -> dict:
         out = {}
@@ -132,7 +137,12 @@ def _extractor(
 
 
 def _views(volumes: Tensor, view: str, all_slices: bool) -> Tensor:
-    return volumes if view == "3d" else plane_slices(volumes, view, all_slices)
+    """The images a view scores: whole volumes (``3d``), 2D images as given (``2d:...``), or plane slices."""
+    return volumes if view == "3d" or view.startswith("2d:") else plane_slices(volumes, view, all_slices)
+
+
+def _score_key(view: str) -> str:
+    return "fid_3d" if view == "3d" else "fid_2d" if view.startswith("2d:") else f"fid_{view}"
 
 
 def _data_hash(root: Path, manifest: dict) -> str:
@@ -187,11 +197,15 @@ def _ci(values: np.ndarray, rounds: int, seed: int, level: float = 0.95) -> list
     return [float(v) for v in np.quantile(means, [a, 1.0 - a])]
 
 
-def _check_fake(fake: Tensor | Iterable[Tensor], shape: list[int]) -> tuple[Tensor, dict]:
-    x = fake if isinstance(fake, Tensor) else torch.cat([torch.as_tensor(b) for b in fake])
-    x = x.detach().float().cpu()
+def _as_tensor(fake: Tensor | Iterable[Tensor]) -> Tensor:
+    return fake if isinstance(fake, Tensor) else torch.cat([torch.as_tensor(b) for b in fake])
+
+
+def _check_fake(fake: Tensor, shape: list[int]) -> tuple[Tensor, dict]:
+    x = fake.detach().float().cpu()
     if list(x.shape[1:]) != list(shape):
-        raise ValueError(f"generated volumes have shape {list(x.shape[1:])}, the dataset has {list(shape)}")
+        what = "images" if x.ndim == 4 else "volumes"
+        raise ValueError(f"generated {what} have shape {list(x.shape[1:])}, the dataset's are {list(shape)}")
     if len(x) < 2:
         raise ValueError(f"need at least 2 generated volumes, got {len(x)}")
     if not torch.isfinite(x).all():
@@ -208,7 +222,7 @@ def _fid_group(ext, views, real, fake, s, data_hash, indices, result, art) -> No
         ff = ext.features(_views(fake, view, s.all_slices), s.batch_size)
         art.features[view] = (rf, ff)
         stats = frechet.feature_stats(rf)
-        key = "fid_3d" if view == "3d" else f"fid_{view}"
+        key = _score_key(view)
         result[key] = frechet.frechet_distance_to_features(stats, ff)
         result["details"][key] = {"real_images": len(rf), "fake_images": len(ff), "real_cached": cached}
         if s.bootstrap and len(fake) >= MIN_BOOTSTRAP_SAMPLES:
@@ -287,6 +301,9 @@ def evaluate_volumes_with_artifacts(
     """:func:`evaluate_volumes` plus the volumes and features (for reports)."""
     t0 = time.perf_counter()
     s = _settings(settings, overrides)
+    fake = _as_tensor(fake)
+    if fake.ndim == 4:
+        return _evaluate_images(fake, Path(data_root), s, t0)
     root = Path(data_root)
     manifest = load_manifest(root)
     indices = real_indices(manifest, s.split, s.num_real, s.seed)
@@ -335,8 +352,54 @@ def evaluate_volumes_with_artifacts(
     return _ordered(result), art
 
 
+def real_axial_slices(root: Path, s: EvalSettings) -> tuple[Tensor, list[int], str]:
+    """Real axial slices ``[M, 1, H, W]`` of split ``s.split`` (source ``s.slice_source``), a seeded subset of
+    ``s.num_real`` when given; also their indices in the :class:`~medgan3d.data.SliceDataset` and the source."""
+    slices = SliceDataset(root, split=s.split, slices=s.slice_source)
+    if len(slices) == 0:
+        raise ValueError(f"{root}: split {s.split!r} holds no axial slices")
+    idx = list(range(len(slices)))
+    if s.num_real is not None and s.num_real < len(idx):
+        idx = sorted(np.random.default_rng(s.seed).choice(len(idx), s.num_real, replace=False).tolist())
+    return torch.stack([slices[i] for i in idx]), idx, slices.slices
+
+
+def _evaluate_images(fake: Tensor, root: Path, s: EvalSettings, t0: float) -> tuple[dict, EvalArtifacts]:
+    """FID of 2D images against the real axial slices (seed 001 Table 4, FID-2D): ``fid_2d``."""
+    if set(s.metrics) - {"fid"}:
+        raise ValueError(f"2D images are scored with fid only (fid_2d against axial slices); "
+                         f"{sorted(set(s.metrics) - {'fid'})} need volumes")  # fmt: skip
+    manifest = load_manifest(root)
+    real, idx, source = real_axial_slices(root, s)
+    fake, fake_range = _check_fake(fake, list(real.shape[1:]))
+    data_hash = _data_hash(root, manifest)
+    result: dict = {"ci95": {}, "details": {}}
+    art = EvalArtifacts(real, fake)
+    ext = _extractor(s.extractor_2d, 2, s.weights_2d, s)
+    view = f"2d:axial-{source}:{s.split}"
+    _fid_group(ext, (view,), real, fake, s, data_hash, idx, result, art)
+    result["details"]["fid_2d"]["real"] = f"axial slices ({source}) of the {s.split} split"
+    result["provenance"] = {
+        "dataset": str(root.resolve()),
+        "data_hash": data_hash,
+        "preset": manifest.get("preset", {}).get("name"),
+        "resolution": list(real.shape[2:]),
+        "intensity_range": [-1.0, 1.0],
+        "fake_intensity_before_clip": [fake_range["min"], fake_range["max"]],
+        "num_real": len(real),
+        "num_fake": len(fake),
+        "real_split": s.split,
+        "slices": f"axial ({source})",
+        "unit": "images",
+        "extractors": {"2d": ext.provenance},
+        "settings": s.to_dict(),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    return _ordered(result), art
+
+
 def _ordered(result: dict) -> dict:
-    scores = {k: result[k] for k in (*SCORE_KEYS, "ms_ssim_real", "is") if k in result}
+    scores = {k: result[k] for k in (*SCORE_KEYS, *SCORE_KEYS_2D, "ms_ssim_real", "is") if k in result}
     return {**scores, **{k: v for k, v in result.items() if k not in scores}}
 
 
@@ -346,7 +409,8 @@ def evaluate_volumes(
     settings: EvalSettings | None = None,
     **overrides,
 ) -> dict:
-    """Score generated volumes ``[N, 1, D, H, W]`` in [-1, 1] against the prepared dataset at ``data_root``.
+    """Score generated volumes ``[N, 1, D, H, W]`` in [-1, 1] against the prepared dataset at ``data_root``
+    (or 2D images ``[N, 1, H, W]``: ``fid_2d`` against its axial slices).
 
     Keyword ``overrides`` set :class:`EvalSettings` fields (e.g. ``metrics=("fid", "psnr")``). Returns a
     dict whose top-level floats are the scores (``fid_ax`` … ``psnr``, ``ms_ssim_real``, ``is``), plus ``ci95``
@@ -383,7 +447,8 @@ def evaluate_generator(
     batch_size: int = 8,
     **overrides,
 ) -> dict:
-    """Sample ``num_samples`` volumes from ``G`` (seed ``settings.seed``) and :func:`evaluate_volumes` them."""
+    """Sample ``num_samples`` volumes from ``G`` (seed ``settings.seed``) and :func:`evaluate_volumes` them;
+    a 2D generator's images get ``fid_2d`` against the dataset's axial slices (pass ``metrics=("fid",)``)."""
     s = _settings(settings, overrides)
     t0 = time.perf_counter()
     fake = generate_volumes(G, num_samples, s.seed, truncation_psi, batch_size)

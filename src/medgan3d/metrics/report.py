@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medgan3d.metrics.evaluate import SCORE_KEYS, EvalArtifacts
+from medgan3d.metrics.evaluate import SCORE_KEYS, SCORE_KEYS_2D, EvalArtifacts
 from medgan3d.modeling import atomic_write
 from medgan3d.viz import save_slice_grid
 
@@ -65,8 +65,20 @@ def save_tsne(real: np.ndarray, fake: np.ndarray, path: Path, title: str, seed: 
     return _save(fig, path)
 
 
+def save_image_row(images: np.ndarray, path: Path, title: str) -> Path:
+    """2D images ``[n, H, W]`` in [-1, 1] side by side (a 2D twin's samples or real axial slices)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(images), figsize=(1.6 * len(images), 1.9), squeeze=False)
+    for ax, img in zip(axes[0], images, strict=True):
+        ax.imshow(img[::-1], cmap="gray", vmin=-1, vmax=1)  # superior/anterior up, as save_slice_grid
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=8)
+    return _save(fig, path)
+
+
 def save_fid_bars(result: dict, path: Path) -> Path:
-    keys = [k for k in ("fid_ax", "fid_sag", "fid_cor", "fid_avg", "fid_3d") if k in result]
+    keys = [k for k in ("fid_ax", "fid_sag", "fid_cor", "fid_avg", "fid_3d", "fid_2d") if k in result]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.2))
     vals = [result[k] for k in keys]
@@ -80,7 +92,7 @@ def save_fid_bars(result: dict, path: Path) -> Path:
 
 def _table(result: dict) -> str:
     rows = []
-    for key in (*SCORE_KEYS, "is", "ms_ssim_real"):
+    for key in (*SCORE_KEYS, *SCORE_KEYS_2D, "is", "ms_ssim_real"):
         if key not in result:
             continue
         ci = result["ci95"].get(key)
@@ -105,7 +117,7 @@ def _page(result: dict, figures: dict[str, str]) -> str:
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;
 padding:4px 10px}}figure{{display:inline-block;margin:8px;vertical-align:top}}img{{max-width:560px}}</style>
 </head><body><h1>medgan3d evaluation</h1>
-<p>{prov["num_fake"]} generated vs {prov["num_real"]} real volumes ({html.escape(prov["real_split"])} split) of
+<p>{prov["num_fake"]} generated vs {prov["num_real"]} real {prov.get("unit", "volumes")} ({html.escape(prov["real_split"])} split) of
 {html.escape(prov["dataset"])}, resolution {prov["resolution"]}, intensities {prov["intensity_range"]};
 {prov["slices"]} slices. Extractors: {html.escape(ext)}.</p>
 {_table(result)}
@@ -128,6 +140,10 @@ def write_report(
     figures = {}
     for label, vols in (("real volumes", art.real), ("generated volumes", art.fake)):
         name = f"{label.split()[0]}_slices.png"
+        if vols.ndim == 4:  # 2D images
+            save_image_row(vols[: 2 * grid_rows, 0].numpy(), out / name, label.replace("volumes", "images"))
+            figures[label.replace("volumes", "images")] = name
+            continue
         save_slice_grid([v[0].numpy() for v in vols[:grid_rows]], out / name)
         figures[f"{label}: centre slices"] = name
     view = "3d" if "3d" in art.features else next(iter(art.features), None)
