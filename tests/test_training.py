@@ -267,7 +267,8 @@ def test_pretrain_2d_then_train_3d_from_inflated_weights(brain16: Path, tmp_path
     assert result.exit_code == 0, result.output
     run3d = tmp_path / "00001-tiny-brain16"
     config = __import__("yaml").safe_load((run3d / "config.yaml").read_text(encoding="utf-8"))
-    assert config["init"] == {"from": str(run2d), "strategy": "inflate-1", "parts": "G"}
+    assert config["init"] == {"from": str(run2d), "strategy": "inflate-1", "parts": "G",
+                              "equalized_lr": "compensate", "init_std": 0.1}  # fmt: skip
     assert config["train"]["lr"] is None  # resolved to 0.002 for inflated starts:
     state = json.loads((list_checkpoints(run3d)[-1] / "training_state.json").read_text(encoding="utf-8"))
     assert state["optimizer_param_groups"]["G"][0]["lr"] == pytest.approx(0.002 * 4 / 5)

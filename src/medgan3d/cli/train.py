@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 _FLAGS = {"kimg": "--kimg", "batch": "--batch", "batch_gpu": "--batch-gpu", "lr": "--lr", "tick_kimg": "--tick",
           "snapshot_ticks": "--snap", "seed": "--seed", "bf16": "--bf16", "flip": "--flip", "metrics": "--metrics"}  # fmt: skip
 _APPLY_ON_RESUME = {"--resume", "--kimg", "--device"}
+# seed 001 §4.2.3: "For 2D GANs pre-training, the models are fed with 25,000K images in total" (3D: 5,000K)
+PRETRAIN_KIMG = 25000.0
 
 
 @command
@@ -52,6 +54,17 @@ def train(
         "inflate-1", "--inflate", help="none|inflate-1|-2|-3|-asc|-nwi (seed 001 §3.2)."
     ),
     inflate_parts: str = typer.Option("GD", "--inflate-parts", help="G, D or GD."),
+    equalized_lr: str = typer.Option(
+        "compensate",
+        "--equalized-lr",
+        help="Inflation: compensate (Eq. 3-7 hold for run-time weights) | stored (on stored tensors).",
+    ),
+    init_std: float = typer.Option(
+        0.1,
+        "--init-std",
+        min=0.0,
+        help="Inflation: std of the random 3D kernel before overwriting (stored units).",
+    ),
 ) -> None:
     """Train a model of any family named by the preset: StyleGAN2 (3D on volumes, or a 2D twin `NAME-2d` on axial
     slices) or HA-GAN (`hagan-128`, `hagan-256`, `hagan-tiny`, ...)."""
@@ -63,7 +76,11 @@ def pretrain(
     ctx: typer.Context,
     data: Path = typer.Option(..., "--data", help="Prepared dataset folder; its axial slices are used."),
     config: str = typer.Option("tiny", "--config", "-c", help="3D preset whose 2D twin is trained."),
-    kimg: float | None = typer.Option(None, "--kimg", help="Total length in thousands of slices."),
+    kimg: float | None = typer.Option(
+        None,
+        "--kimg",
+        help=f"Total length in thousands of slices (default {PRETRAIN_KIMG:.0f}, seed 001 §4.2.3).",
+    ),
     batch: int | None = typer.Option(None, "--batch"),
     batch_gpu: int | None = typer.Option(None, "--batch-gpu"),
     out: Path = typer.Option(Path("runs"), "--out"),
@@ -77,9 +94,29 @@ def pretrain(
     desc: str | None = typer.Option(None, "--desc"),
     device: str | None = typer.Option(None, "--device"),
 ) -> None:
-    """Pretrain the 2D twin of a 3D preset on the axial slices of a prepared dataset (seed 001 §3.2)."""
+    """Pretrain the 2D twin of a 3D preset on the axial slices of a prepared dataset (seed 001 §3.2).
+
+    Every axial slice of the training scans when the dataset has them (`prepare --all-slices`, or a preset that
+    resizes the depth), else the slices of the cached volumes, with a warning."""
     twin = config if config.endswith("-2d") or config.endswith((".yaml", ".yml")) else f"{config}-2d"
+    if resume is None:
+        _report_slices(data)
+        kimg = PRETRAIN_KIMG if kimg is None else kimg
     _train(**(locals() | {"config": twin, "gamma": None, "metrics": None, "init_from": None}))
+
+
+def _report_slices(data: Path) -> None:
+    """Say which axial slices pretraining will see; warn when only the cached depth window is there."""
+    from medgan3d.cli.checks import check_prepared, warn
+    from medgan3d.data import SliceDataset
+
+    check_prepared(data)
+    slices = SliceDataset(data, split="train")
+    if slices.slices == "window":
+        warn(f"{data} holds only the cached window of each scan's axial slices ({len(slices)} train slices); "
+             "the paper pretrains on all of them: prepare the scans again with --all-slices")  # fmt: skip
+    else:
+        typer.echo(f"pretraining on all {len(slices)} axial slices of the train split of {data}", err=True)
 
 
 def _train(
@@ -87,7 +124,8 @@ def _train(
     batch_gpu: int | None, out: Path, resume: Path | None, seed: int | None, bf16: bool | None,
     lr: float | None, gamma: float | None, tick: float | None, snap: int | None, metrics: str | None,
     flip: bool | None, desc: str | None, device: str | None, init_from: Path | None = None,
-    inflate: str = "inflate-1", inflate_parts: str = "GD", **_: object,
+    inflate: str = "inflate-1", inflate_parts: str = "GD", equalized_lr: str = "compensate",
+    init_std: float = 0.1, **_: object,
 ) -> None:  # fmt: skip
     """Every check that can fail runs before training starts, so a refused command leaves no run folder."""
     from medgan3d.cli.checks import check_device, check_out_folder, check_prepared, explicit_options, warn
@@ -117,19 +155,28 @@ def _train(
     if resume is None:
         assert data is not None
         check_prepared(data)
-    _run(preset, cfg, data, out, desc, resume, device, init_from, inflate, inflate_parts)
+    inflation = {
+        "strategy": inflate,
+        "parts": inflate_parts,
+        "equalized_lr": equalized_lr,
+        "init_std": init_std,
+    }
+    _run(preset, cfg, data, out, desc, resume, device, init_from, inflation)
 
 
 def _run(preset: Preset, cfg: TrainConfig, data: Path | None, out: Path, desc: str | None, resume: Path | None,
-         device: str | None, init_from: Path | None, inflate: str, inflate_parts: str) -> None:  # fmt: skip
+         device: str | None, init_from: Path | None, inflation: dict[str, Any]) -> None:  # fmt: skip
+    """``inflation``: strategy, parts, equalized_lr, init_std of :func:`~medgan3d.inflate.inflate_checkpoint`."""
     from medgan3d.training.loop import train as run_training
 
     init, init_info = None, None
     if init_from is not None:
         from medgan3d.inflate import inflate_checkpoint
 
-        init = inflate_checkpoint(init_from, preset.model, inflate, parts=inflate_parts, seed=cfg.seed)
-        init_info = {"from": str(init_from), "strategy": inflate, "parts": inflate_parts}
+        init = inflate_checkpoint(init_from, preset.model, inflation["strategy"], parts=inflation["parts"],
+                                  seed=cfg.seed, init_std=inflation["init_std"],
+                                  equalized_lr=inflation["equalized_lr"])  # fmt: skip
+        init_info = {"from": str(init_from), **inflation}
     run_dir = run_training(data or Path("."), preset.model, cfg, outdir=out, desc=desc, resume=resume, init=init,
                            init_info=init_info, preset=preset.name, device=device)  # fmt: skip
     typer.echo(f"run folder: {run_dir}")
