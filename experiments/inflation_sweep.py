@@ -1,161 +1,159 @@
-"""Small-scale twin of seed 001 Tables 1–2 and Fig. 4: inflation strategy × inflated parts.
+"""Tables 1–2 and Fig. 4 of Liu et al., "Inflating 2D Convolution Weights for Efficient Generation of 3D
+Medical Images" (seed 001, §4.3.1): inflation strategy × inflated parts.
 
-From ONE 2D checkpoint, train {none, inflate-1, inflate-2, inflate-3, inflate-asc, inflate-nwi} × {G, D, GD}
-(``none`` once) for the same budget, score slice FIDs at kimg 0 and at every snapshot, and write
+For each seed, the Baseline architecture's 2D twin is pretrained on every axial slice of the heart scans, then
+each row trains the 3D model for the same budget from it: No Inflate (from scratch), Inflate-1/-2/-3/-ASC/-NWI
+of G and D (Table 1), and Inflate-1/-ASC/-NWI of G only and D only (Table 2). Every row is scored at kimg 0
+and at every snapshot with the same extractor and sample count. Writes
 
-    OUT/results.csv    strategy, parts, kimg, fid_ax, fid_sag, fid_cor, fid_avg, extractor
-    OUT/fid_vs_kimg.png  FID-avg vs kimg, one panel per inflated part (Fig. 4)
-    OUT/table.md       best FID-avg per run (Tables 1–2)
+    OUT/table1.md, OUT/table2.md   final FIDs, mean ± 95 % t-interval over seeds, the paper's in parentheses
+    OUT/results.csv                strategy, parts, seed, kimg, fid_ax, fid_sag, fid_cor, fid_avg, extractor
+    OUT/fid_vs_kimg.png            mean FID-avg vs kimg, one panel per inflated part (Fig. 4)
 
-CPU, minutes (the default; makes its own phantom data and 2D checkpoint when not given):
+    python experiments/inflation_sweep.py --out experiments-out                  # tiny: CPU, minutes
+    python experiments/inflation_sweep.py --scale paper --data-heart data/coca --device cuda --out paper-out
 
-    python experiments/inflation_sweep.py --out experiments-out
-
-Paper scale on a GPU, by flags alone:
-
-    python experiments/inflation_sweep.py --data data/coca --config coca-ss --ckpt-2d runs/00000-coca-ss-2d \\
-        --kimg 5000 --snap-kimg 200 --batch 128 --batch-gpu 32 --samples 2000 --device cuda --extractor-2d inception
-
-Scores are labelled with the feature extractor that made them: offline, a seeded random CNN stands in for
-InceptionV3 and the absolute numbers are not comparable with the paper's; the ranking is the point.
+``--ckpt-2d`` starts every seed from one given 2D checkpoint (the paper's "same pre-trained 2D weights");
+``--equalized-lr stored`` applies Eq. 3–7 to the stored tensors instead (docs/inflation.md). Scores are
+labelled with their extractor: offline a seeded random CNN stands in for InceptionV3 and ranks rows on this
+machine only.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
-import json
+import dataclasses
+import time
 from pathlib import Path
 
+import common
+
 STRATEGIES = ("none", "inflate-1", "inflate-2", "inflate-3", "inflate-asc", "inflate-nwi")
-FIDS = ("fid_ax", "fid_sag", "fid_cor", "fid_avg")
+TABLE2 = ("inflate-1", "inflate-asc", "inflate-nwi")  # the three best, inflated in G only and D only
+LABELS = {"none": "No Inflate", "inflate-1": "Inflate-1", "inflate-2": "Inflate-2", "inflate-3": "Inflate-3",
+          "inflate-asc": "Inflate-ASC", "inflate-nwi": "Inflate-NWI"}  # fmt: skip
+PAPER_T1 = {"none": (104, 92, 112, 102.7), "inflate-1": (60, 83, 76, 73.0), "inflate-2": (68, 133, 110, 103.7),
+            "inflate-3": (89, 119, 110, 106.0), "inflate-asc": (79, 108, 83, 90.0),
+            "inflate-nwi": (85, 87, 83, 85.0)}  # fmt: skip
+PAPER_T2 = {("inflate-1", "G"): (105, 82, 88, 91.7), ("inflate-1", "D"): (85, 94, 104, 94.3),
+            ("inflate-asc", "G"): (93, 96, 94, 94.3), ("inflate-asc", "D"): (123, 113, 127, 121.0),
+            ("inflate-nwi", "G"): (85, 91, 94, 90.0), ("inflate-nwi", "D"): (90, 92, 98, 93.3)}  # fmt: skip
+PAPER_T2 |= {(s, "GD"): PAPER_T1[s] for s in TABLE2}
+ARCH = "Baseline"  # Tables 1–2 inflate the 3D StyleGAN2 baseline (their No Inflate row is Table 3's Baseline)
 
 
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path("experiments-out"))
-    p.add_argument("--config", default="tiny", help="3D preset (the 2D checkpoint must be its twin)")
-    p.add_argument("--data", type=Path, help="prepared dataset (default: a brain phantom made here)")
-    p.add_argument("--ckpt-2d", type=Path, help="2D run/checkpoint (default: pretrained here)")
-    p.add_argument("--pretrain-kimg", type=float, default=2.0)
-    p.add_argument("--kimg", type=float, default=0.4, help="3D training budget of every run")
-    p.add_argument("--snap-kimg", type=float, default=0.2, help="score every this many kimg")
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--batch-gpu", type=int, default=4)
-    p.add_argument("--samples", type=int, default=24, help="generated volumes per score")
-    p.add_argument("--strategies", default=",".join(STRATEGIES))
-    p.add_argument("--parts", default="G,D,GD")
-    p.add_argument("--extractor-2d", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None)
-    return p.parse_args()
-
-
-def ensure_inputs(args: argparse.Namespace) -> tuple[Path, Path]:
-    """The dataset and the 2D checkpoint, made here (phantom + short pretraining) when not given."""
-    from medgan3d.config import load_preset
-    from medgan3d.data import make_brain_phantoms
-    from medgan3d.training.loop import TrainConfig, train
-
-    model = load_preset(args.config).model
-    data = args.data
-    if data is None:
-        data = args.out / "data"
-        if not (data / "dataset.json").is_file():
-            make_brain_phantoms(48, data, seed=args.seed, shape=model.output_shape[1:])
-    ckpt = args.ckpt_2d
-    if ckpt is None:
-        cfg = TrainConfig(kimg=args.pretrain_kimg, batch=16, batch_gpu=8, tick_kimg=args.pretrain_kimg,
-                          seed=args.seed)  # fmt: skip
-        existing = sorted((args.out / "runs").glob("*-pretrain-2d"))
-        ckpt = existing[-1] if existing else train(data, model.twin_2d(), cfg, args.out / "runs", "pretrain-2d",
-                                                   device=args.device)  # fmt: skip
-    return data, ckpt
-
-
-def score(G, data: Path, args: argparse.Namespace) -> tuple[dict[str, float], str]:  # type: ignore[no-untyped-def]
-    from medgan3d.metrics import evaluate_generator
-
-    result = evaluate_generator(G, data, num_samples=args.samples, metrics=("fid",), seed=args.seed,
-                                extractor_2d=args.extractor_2d, bootstrap=0)  # fmt: skip
-    ext = result["provenance"]["extractors"]
-    label = "; ".join(f"{e['extractor']} ({e['weights']})" for e in ext.values())
-    return {k: float(result[k]) for k in FIDS}, label
-
-
-def run_one(strategy: str, parts: str, data: Path, ckpt: Path, args: argparse.Namespace) -> list[dict]:
-    from medgan3d.config import load_preset
-    from medgan3d.inflate import inflate_checkpoint
-    from medgan3d.training.loop import TrainConfig, train
-
-    model = load_preset(args.config).model
-    nets = inflate_checkpoint(ckpt, model, strategy, parts=parts, seed=args.seed)
-    scores, label = score(nets["G_ema"], data, args)
-    rows = [{"strategy": strategy, "parts": parts, "kimg": 0.0, **scores, "extractor": label}]
-    cfg = TrainConfig(kimg=args.kimg, batch=args.batch, batch_gpu=args.batch_gpu, tick_kimg=args.snap_kimg,
-                      snapshot_ticks=1, seed=args.seed, metrics=("fid",), metrics_samples=args.samples)  # fmt: skip
-    run = train(data, model, cfg, args.out / "runs", f"{strategy}-{parts}", init=nets,
-                init_info={"from": str(ckpt), "strategy": strategy, "parts": parts}, preset=args.config,
-                device=args.device)  # fmt: skip
-    for line in (run / "stats.jsonl").read_text(encoding="utf-8").splitlines():
-        rec = json.loads(line)
-        if "metrics/fid_avg" in rec:
-            rows.append({"strategy": strategy, "parts": parts, "kimg": rec["kimg"],
-                         **{k: rec[f"metrics/{k}"] for k in FIDS}, "extractor": label})  # fmt: skip
+def combos(strategies: list[str], parts: str) -> list[tuple[str, str]]:
+    """(strategy, parts) rows: ``auto`` is Tables 1–2 (GD for all, G and D for TABLE2); else every part for
+    every strategy. ``none`` is one row (nothing is inflated)."""
+    rows = [("none", "GD")] if "none" in strategies else []
+    for s in (s for s in strategies if s != "none"):
+        chosen = (["GD", "G", "D"] if s in TABLE2 else ["GD"]) if parts == "auto" else parts.split(",")
+        rows += [(s, p) for p in chosen]
     return rows
 
 
-def write_outputs(rows: list[dict], out: Path) -> None:
+def spec_for(ctx: common.Context, strategy: str, parts: str, seed: int, ckpt_2d: Path | None
+             ) -> common.RunSpec:  # fmt: skip
+    spec = common.inflated_spec(ctx, "heart", ARCH, seed, strategy, parts)
+    if ckpt_2d is None or spec.init is None:
+        return spec
+    return dataclasses.replace(spec, init=dataclasses.replace(spec.init, pretrain=ckpt_2d))
+
+
+def curve(ctx: common.Context, spec: common.RunSpec, strategy: str, parts: str) -> list[dict]:
+    """FIDs at kimg 0 (the start it was given) and at every snapshot of the run."""
+    from medgan3d.training.checkpoint import list_checkpoints
+
+    run = common.ensure_run(ctx, spec)
+    key = {"strategy": strategy, "parts": parts, "seed": spec.cfg.seed}
+    start = common.score_start(ctx, spec)
+    rows = [key | {"kimg": 0.0} | {k: start[k] for k in (*common.FIDS, "extractor")}]
+    for ckpt in list_checkpoints(run):
+        scores = common.score_run(ctx, spec, checkpoint=ckpt)
+        rows.append(key | {"kimg": int(ckpt.name.split("-")[-1]) / 1000}
+                    | {k: scores[k] for k in (*common.FIDS, "extractor")})  # fmt: skip
+    return rows
+
+
+def finals(rows: list[dict], strategy: str, parts: str, at: float) -> dict[str, list[float]]:
+    """Per FID, the values at kimg ``at`` over the seeds."""
+    mine = [
+        r for r in rows if (r["strategy"], r["parts"]) == (strategy, parts) and abs(r["kimg"] - at) < 1e-9
+    ]
+    return {k: [float(r[k]) for r in mine] for k in common.FIDS}
+
+
+def tables(ctx: common.Context, rows: list[dict], runs: list[tuple[str, str]], note: str) -> str:
+    kimg = ctx.scale.kimg
+    t1, t2 = [], []
+    for s, p in runs:
+        f, f0 = finals(rows, s, p, kimg), finals(rows, s, p, 0.0)
+        if p == "GD":
+            paper = PAPER_T1[s]
+            t1.append([LABELS[s], *(common.cell(f[k], v) for k, v in zip(common.FIDS, paper, strict=True)),
+                       common.cell(f0["fid_avg"])])  # fmt: skip
+        if s in TABLE2:
+            paper = PAPER_T2.get((s, p))
+            t2.append([LABELS[s], {"GD": "G&D"}.get(p, p),
+                       *(common.cell(f[k], paper[i] if paper else None) for i, k in enumerate(common.FIDS))])  # fmt: skip
+    head = ["Model", "FID-ax", "FID-sag", "FID-cor", "FID-avg", "FID-avg at kimg 0"]
+    text = common.write_table(ctx, "table1", "Table 1: inflation variants (heart, Baseline architecture)",
+                              head, t1, note)  # fmt: skip
+    head2 = ["Model", "Module", "FID-ax", "FID-sag", "FID-cor", "FID-avg"]
+    return (
+        text
+        + "\n"
+        + common.write_table(ctx, "table2", "Table 2: inflation on G, D and both", head2, t2, note)
+    )
+
+
+def plot(ctx: common.Context, rows: list[dict]) -> None:
+    """Mean FID-avg over seeds vs kimg, one panel per inflated part (Fig. 4)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with open(out / "results.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    parts = sorted({r["parts"] for r in rows if r["strategy"] != "none"}) or ["-"]
+    parts = sorted({r["parts"] for r in rows if r["strategy"] != "none"}) or ["GD"]
     fig, axes = plt.subplots(1, len(parts), figsize=(5 * len(parts), 4), squeeze=False, sharey=True)
     for ax, part in zip(axes[0], parts, strict=True):
-        for strategy in dict.fromkeys(r["strategy"] for r in rows):
-            pts = [
-                r for r in rows if r["strategy"] == strategy and (r["parts"] == part or strategy == "none")
-            ]
-            if pts:
-                ax.plot([r["kimg"] for r in pts], [r["fid_avg"] for r in pts], marker="o", label=strategy)
+        for s in dict.fromkeys(r["strategy"] for r in rows):
+            pts = [r for r in rows if r["strategy"] == s and (r["parts"] == part or s == "none")]
+            kimgs = sorted({r["kimg"] for r in pts})
+            means = [common.mean_ci([r["fid_avg"] for r in pts if r["kimg"] == k])[0] for k in kimgs]
+            ax.plot(kimgs, means, marker="o", label=LABELS[s])
         ax.set_title(f"inflated part: {part}")
         ax.set_xlabel("kimg")
-    axes[0, 0].set_ylabel("FID-avg (lower is better)")
+    axes[0, 0].set_ylabel("FID-avg, mean over seeds (lower is better)")
     axes[0, -1].legend()
     fig.suptitle(f"extractor: {rows[0]['extractor']}", fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "fid_vs_kimg.png", dpi=100)
-    lines = ["| strategy | parts | FID-avg at kimg 0 | best FID-avg | at kimg |", "|---|---|---:|---:|---:|"]
-    for key in dict.fromkeys((r["strategy"], r["parts"]) for r in rows):
-        pts = [r for r in rows if (r["strategy"], r["parts"]) == key]
-        best = min(pts, key=lambda r: r["fid_avg"])
-        lines.append(
-            f"| {key[0]} | {key[1]} | {pts[0]['fid_avg']:.1f} | {best['fid_avg']:.1f} | {best['kimg']:.2f} |"
-        )
-    lines.append(f"\nextractor: {rows[0]['extractor']}")
-    (out / "table.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fig.savefig(ctx.out / "fid_vs_kimg.png", dpi=100)
+    plt.close(fig)
 
 
-def main() -> None:
-    args = parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    data, ckpt = ensure_inputs(args)
-    strategies = args.strategies.split(",")
-    combos = [(s, p) for s in strategies for p in args.parts.split(",") if s != "none"]
-    if "none" in strategies:
-        combos.insert(0, ("none", "GD"))
+def main(argv: list[str] | None = None) -> str:
+    p = common.parser(__doc__)
+    p.add_argument("--strategies", default=",".join(STRATEGIES))
+    p.add_argument("--parts", default="auto", help="auto (Tables 1–2) or a comma list of G, D, GD")
+    p.add_argument(
+        "--ckpt-2d", type=Path, help="one 2D run/checkpoint for every seed (default: pretrain each)"
+    )
+    args = p.parse_args(argv)
+    started = time.perf_counter()
+    ctx = common.context(args)
+    runs = combos(args.strategies.split(","), args.parts)
     rows: list[dict] = []
-    for strategy, parts in combos:
-        rows += run_one(strategy, parts, data, ckpt, args)
-        write_outputs(rows, args.out)  # partial results survive an interrupted sweep
-    print((args.out / "table.md").read_text(encoding="utf-8"))
-    print(f"results: {args.out / 'results.csv'}  plot: {args.out / 'fid_vs_kimg.png'}")
+    for seed in ctx.seeds:
+        for strategy, parts in runs:
+            rows += curve(ctx, spec_for(ctx, strategy, parts, seed, args.ckpt_2d), strategy, parts)
+            common.write_csv(ctx, "results", rows)  # partial results survive an interruption
+    plot(ctx, rows)
+    start = "one given 2D checkpoint" if args.ckpt_2d else "each seed's own 2D twin"
+    note = common.footer(ctx, rows[0]["extractor"], f"Inflated rows start from {start}; FIDs at the end of "
+                         f"training; {common.timing(ctx, started)}.")  # fmt: skip
+    text = tables(ctx, rows, runs, note)
+    print(text)
+    return text
 
 
 if __name__ == "__main__":
