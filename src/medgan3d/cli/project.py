@@ -58,7 +58,7 @@ def project(
         None,
         "--noise-reg",
         min=0.0,
-        help="StyleGAN2 noise regulariser weight (default 1e3; 0 with 3dstylegan).",
+        help="StyleGAN2 noise regulariser weight (default 1e5; 0 with 3dstylegan).",
     ),
     lr: float | None = typer.Option(
         None, "--lr", help="StyleGAN2 peak learning rate (0.1; 0.3 with 3dstylegan)."
