@@ -29,6 +29,8 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
         "6",
         "--kimg-hagan",
         "0.008",
+        "--proj-steps",
+        "20",
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -49,6 +51,20 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     for png in re.findall(r'src="([^"]+\.png)"', html):
         assert (out / "evaluation" / png).stat().st_size > 0
     assert str(out / "evaluation" / "report.html") in result.output
+    (projected,) = (out / "projection").iterdir()  # the one held-out (val) volume
+    split_val = json.loads((data / "dataset.json").read_text(encoding="utf-8"))["splits"]["val"]
+    assert projected.name.startswith(f"{split_val[0]:04d}-")
+    scores = json.loads((projected / "metrics.json").read_text(encoding="utf-8"))["scores"]
+    assert {"reconstruction", "noise_off"} <= set(scores) and len(
+        list((projected / "steps").glob("*.png"))
+    ) == 11
+    mix = json.loads((out / "mixing" / "mix.json").read_text(encoding="utf-8"))
+    assert [c["label"] for c in mix["cols"]] == ["seed0010", "seed0011", projected.name]
+    assert len(list((out / "mixing").glob("mix-r*-c*.nii.gz"))) == 9
+    assert {f"grid_{p}.png" for p in ("axial", "coronal", "sagittal")} <= {
+        p.name for p in (out / "mixing").iterdir()
+    }
+    assert (out / "interpolation" / "walk.gif").stat().st_size > 0
     hagan = sorted((out / "samples-hagan").glob("*.nii.gz"))
     assert len(hagan) == 4 and nib.load(hagan[0]).shape == (32, 32, 32)
     (projected,) = (out / "projection-hagan").iterdir()

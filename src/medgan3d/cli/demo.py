@@ -1,7 +1,7 @@
 """`medgan3d demo`: the whole pipeline on the embedded brain phantom, offline, minutes on a laptop CPU.
 
 prepare → pretrain the 2D twin on axial slices → inflate it (inflate-1, G and D) → train 3D → generate →
-evaluate; then a short HA-GAN leg at 32³ (prepare → train hagan-tiny → generate at full resolution → project a
+evaluate → project a held-out volume, mix styles, walk in W (3D-StyleGAN's tools); then a short HA-GAN leg at 32³ (prepare → train hagan-tiny → generate at full resolution → project a
 raw scan through the encoder). Each step is the same command a user would type; the demo prints it first.
 """
 
@@ -35,6 +35,12 @@ def demo(
     kimg_3d: float = typer.Option(6.0, "--kimg-3d", help="3D training length (thousands of volumes)."),
     samples: int = typer.Option(32, "--samples", help="Volumes generated for the evaluation."),
     kimg_hagan: float = typer.Option(0.2, "--kimg-hagan", min=0.0, help="HA-GAN leg length (0: skip it)."),
+    proj_steps: int = typer.Option(
+        1000,
+        "--proj-steps",
+        min=0,
+        help="Steps projecting a held-out volume (0: skip project/mix/interpolate).",
+    ),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Run the whole pipeline on an embedded dataset and print where the outputs are."""
@@ -83,6 +89,7 @@ def demo(
     _run(["evaluate", str(run3d), "--data", str(data), "-n", str(samples), "--metrics", "fid,mmd,ms_ssim,psnr",
           "--bootstrap", "50", "-o", str(out / "evaluation")])  # fmt: skip
     last = list_checkpoints(run3d)[-1]
+    tools = _tools_leg(out, run3d, data, proj_steps) if proj_steps > 0 else []
     hagan = _hagan_leg(out, subjects, kimg_hagan, seed) if kimg_hagan > 0 else []
     typer.secho("\nDemo finished. Outputs:", bold=True, fg="green")
     for label, path in [
@@ -92,10 +99,26 @@ def demo(
         ("3D checkpoint", last),
         ("generated NIfTI volumes (+ preview.png)", out / "samples"),
         ("evaluation report", out / "evaluation" / "report.html"),
+        *tools,
         *hagan,
     ]:
         typer.echo(f"  {label:<48} {path}")
     typer.echo(f"  TensorBoard: tensorboard --logdir {runs}")
+
+
+def _tools_leg(out: Path, run: Path, data: Path, steps: int) -> list[tuple[str, Path]]:
+    """3D-StyleGAN's tools (Hong et al. 2021) on the 3D run: project a held-out (val) volume, mix its styles
+    with seeds, walk between two seeds."""
+    proj, grid, walk = out / "projection", out / "mixing", out / "interpolation"
+    _run(["project", str(run), "--data", str(data), "--split", "val", "--limit", "1", "-o", str(proj),
+          "--steps", str(steps)])  # fmt: skip
+    latent = next(proj.glob("*/projected.npz"))
+    # the tiny model's coarse band is its 4³ stage alone, which changes little: mix its two lower stages
+    styles = ["--styles", "coarse,middle"]
+    _run(["mix", str(run), "--rows", "0,1,2", "--cols", f"10,11,{latent}", *styles, "-o", str(grid)])
+    _run(["interpolate", str(run), "--seeds", "0,7", "--steps", "8", "-o", str(walk)])
+    return [("projection of a held-out volume (metrics.json)", latent.parent),
+            ("style-mixing grids (grid_*.png)", grid), ("latent walk (walk.gif)", walk)]  # fmt: skip
 
 
 def _hagan_leg(out: Path, subjects: int, kimg: float, seed: int) -> list[tuple[str, Path]]:
