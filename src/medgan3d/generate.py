@@ -1,19 +1,38 @@
-"""Sampling trained generators to NIfTI volumes with the data's geometry and units."""
+"""Sampling trained generators to NIfTI volumes with the data's geometry and units, marked as synthetic.
+
+Every volume is written by :func:`write_synthetic`: the NIfTI header says "synthetic, medgan3d <version>" and
+which window its units are (``descrip``, with ``cal_min``/``cal_max`` set to that window), and a JSON sidecar
+of the same name (``seed0000.json`` beside ``seed0000.nii.gz``, as BIDS keeps per-file metadata) records the
+run, checkpoint, seed, ψ, model family and ``"synthetic": true``, so a generated scan cannot pass for a patient's.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from medgan3d import __version__
 from medgan3d.modeling import atomic_write
 from medgan3d.sampling import DEFAULT_CHUNK_DEPTH
-from medgan3d.training.checkpoint import is_network_dir, load_generator, run_dir_of
+from medgan3d.training.checkpoint import (
+    CKPT_PREFIX,
+    STATE_NAME,
+    is_network_dir,
+    load_generator,
+    resolve_checkpoint,
+    run_dir_of,
+)
 from medgan3d.training.observe import generated_volumes
-from medgan3d.viz import save_slice_grid
+from medgan3d.viz import MODEL_WINDOW, IntensityWindow, save_slice_grid
+
+DESCRIP_BYTES = 80  # the NIfTI-1 header's descrip field
+_FAMILY_OF_CLASS = {"Generator": "stylegan2", "HAGANGenerator": "hagan", "BaselineGenerator": "baseline"}
 
 
 def find_manifest(
@@ -35,6 +54,157 @@ def find_manifest(
     return None
 
 
+@dataclass(frozen=True)
+class SyntheticInfo:
+    """Where a synthetic volume came from and what its values mean (header ``descrip`` and JSON sidecar).
+
+    ``window``: the units of the written values (the trained window, or model units); ``clipped``: whether
+    values were clipped to it. ``tool``: the command that wrote it (generate, mix, interpolate, ...).
+    """
+
+    run: str
+    family: str
+    window: IntensityWindow
+    clipped: bool
+    tool: str = "generate"
+    checkpoint: str | None = None
+    kimg: float | None = None
+    seed: int | None = None
+    psi: float | None = None
+    label: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def sidecar_path(path: str | os.PathLike[str]) -> Path:
+    """``seed0000.json`` for ``seed0000.nii.gz`` (or ``.nii``)."""
+    path = Path(path)
+    stem = path.name.removesuffix(".gz").removesuffix(".nii")
+    return path.with_name(stem + ".json")
+
+
+def descrip(info: SyntheticInfo) -> str:
+    """ASCII header text of at most 80 bytes: ``synthetic, medgan3d 0.1.0, kimg 12, seed 5, HU -250 to 650``.
+
+    Details that do not fit are left out (seed first, then ψ, then kimg); "synthetic", the version and the
+    units always stay, and the sidecar has everything."""
+    w = info.window
+    units = f"{w.unit} {'pct ' if w.kind == 'percentile' else ''}{w.lo:.4g} to {w.hi:.4g}"
+    optional = [f"kimg {info.kimg:g}" if info.kimg is not None else "",
+                f"psi {info.psi:g}" if info.psi is not None else "",
+                f"seed {info.seed}" if info.seed is not None else ""]  # fmt: skip
+    while True:
+        parts = ["synthetic", f"medgan3d {__version__}", *[p for p in optional if p], units]
+        text = ", ".join(parts).encode("ascii", "replace").decode("ascii")
+        if len(text) <= DESCRIP_BYTES or not any(optional):
+            return text[:DESCRIP_BYTES]
+        optional[max(i for i, p in enumerate(optional) if p)] = ""
+
+
+def sidecar(info: SyntheticInfo, image: str, spacing: Sequence[float] | None = None) -> dict[str, Any]:
+    """The JSON sidecar of one synthetic volume (``GeneratedBy`` as in BIDS derivatives)."""
+    w = info.window
+    record: dict[str, Any] = {
+        "synthetic": True,
+        "description": "synthetic volume sampled from a generative model; not a scan of a patient",
+        "image": image,
+        "GeneratedBy": [{"Name": "medgan3d", "Version": __version__, "Description": f"medgan3d {info.tool}"}],
+        "medgan3d_version": __version__,
+        "tool": info.tool,
+        "run": info.run,
+        "checkpoint": info.checkpoint,
+        "kimg": info.kimg,
+        "family": info.family,
+        "seed": info.seed,
+        "psi": info.psi,
+        "units": w.unit,
+        "window": [w.lo, w.hi],
+        "window_kind": w.kind,
+        "window_description": w.describe(),
+        "clipped_to_window": info.clipped,
+    }
+    if info.label is not None:
+        record["label"] = info.label
+    if spacing is not None:
+        record["spacing_mm"] = [float(s) for s in spacing]
+    return record | dict(info.extra)
+
+
+def write_synthetic(
+    path: str | os.PathLike[str],
+    volume: np.ndarray,
+    info: SyntheticInfo,
+    affine: np.ndarray | Sequence | None = None,
+    spacing: Sequence[float] | None = None,
+) -> tuple[Path, Path]:
+    """Write a synthetic ``[D, H, W]`` volume of model intensities ([-1, 1]) as float32 NIfTI in the units of
+    ``info.window`` (clipped to it when ``info.clipped``), with ``descrip`` and ``cal_min``/``cal_max`` set, and
+    its JSON sidecar; both under temp names and renamed. ``affine`` places the voxels (else ``spacing``, else
+    1 mm); ``spacing`` (d, h, w) is also recorded in the sidecar. Returns (NIfTI path, sidecar path)."""
+    from medgan3d.data import write_nifti
+
+    path = Path(path)
+    values = np.asarray(volume, dtype=np.float32)
+    if info.clipped:
+        values = np.clip(
+            values, -1.0, 1.0
+        )  # the map to units is increasing: the same as clipping to [lo, hi]
+    units = np.asarray(info.window.to_units(values), dtype=np.float32)
+    text = descrip(info)
+    cal = (info.window.lo, info.window.hi)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda p: write_nifti(p, units, affine=affine, spacing=spacing, descrip=text, cal=cal))
+    side = sidecar_path(path)
+    body = json.dumps(sidecar(info, path.name, spacing), indent=2) + "\n"
+    atomic_write(side, lambda p: p.write_text(body, encoding="utf-8"))
+    return path, side
+
+
+def source_info(source: str | os.PathLike[str], ckpt: Path | None = None) -> dict[str, Any]:
+    """Run folder, checkpoint, its kimg (from the ``ckpt-<images>`` name), model family and preset of a
+    generator source; ``ckpt`` is the resolved checkpoint of a run folder (None for a saved network)."""
+    source = Path(source)
+    if ckpt is None and source.parent.name.startswith(CKPT_PREFIX):  # a network folder inside a checkpoint
+        ckpt = source.parent
+    info: dict[str, Any] = {
+        "run": str(source),
+        "checkpoint": None,
+        "kimg": None,
+        "family": None,
+        "preset": None,
+    }
+    if ckpt is not None:
+        digits = ckpt.name[len(CKPT_PREFIX) :]
+        info |= {"run": str(run_dir_of(ckpt)), "checkpoint": ckpt.name,
+                 "kimg": int(digits) / 1000 if digits.isdigit() else None}  # fmt: skip
+        try:
+            config = json.loads((ckpt / STATE_NAME).read_text(encoding="utf-8")).get("config", {})
+            info |= {"family": config.get("model", {}).get("family"), "preset": config.get("preset") or None}
+        except (OSError, ValueError, AttributeError):
+            pass
+    if info["family"] is None:
+        info["family"] = _family_of_network(source if ckpt is None else ckpt)
+    return info
+
+
+def _family_of_network(path: Path) -> str:
+    from medgan3d.modeling import read_config
+
+    for net in (path, path / "G_ema", path / "G"):
+        if is_network_dir(net):
+            name = str(read_config(net).get("class"))
+            return _FAMILY_OF_CLASS.get(name, name)
+    return "unknown"
+
+
+def resolve_source(source: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
+    """The generator of a run folder (newest intact checkpoint), checkpoint or saved network, in eval mode,
+    and :func:`source_info` about the checkpoint it came from."""
+    source = Path(source)
+    ckpt = None if is_network_dir(source) else resolve_checkpoint(source)
+    G = load_generator(source if ckpt is None else ckpt).eval()
+    return G, source_info(source, ckpt)
+
+
 def sample_to_nifti(
     source: str | os.PathLike[str],
     seeds: list[int],
@@ -43,22 +213,25 @@ def sample_to_nifti(
     data: str | os.PathLike[str] | None = None,
     raw: bool = False,
     chunk_depth: int | None = DEFAULT_CHUNK_DEPTH,
+    clip: bool = True,
 ) -> list[Path]:
-    """Write ``seed%04d.nii.gz`` for every seed and ``preview.png``: G_ema of the latest intact checkpoint for
-    StyleGAN2 runs, G for families without an EMA (HA-GAN, decoded at full resolution in slabs of
-    ``chunk_depth`` latent slices; 0/None: the whole volume at once, the same values with more memory).
+    """Write ``seed%04d.nii.gz`` with its ``seed%04d.json`` sidecar for every seed, and ``preview.png``: G_ema of
+    the latest intact checkpoint for StyleGAN2 runs, G for families without an EMA (HA-GAN, decoded at full
+    resolution in slabs of ``chunk_depth`` latent slices; 0/None: the whole volume at once, the same values).
 
     With a manifest (from ``data`` or the run) volumes get the dataset's spacing and affine and are mapped
-    back to its units (Hounsfield units for CT presets); otherwise (or with ``raw``) they stay in [-1, 1]
-    with 1 mm voxels. Each file is written under a temp name and renamed.
+    back to its units (Hounsfield units for CT window presets; for percentile presets the dataset's median
+    range); otherwise (or with ``raw``) they stay in model units [-1, 1] with 1 mm voxels. ``clip`` (default)
+    clips to the trained window — the range the model saw — since values outside it were never in the data.
     """
-    from medgan3d.data import denormalize, write_nifti
-
-    G = load_generator(source).eval()
+    G, origin = resolve_source(source)
     if G.spatial_dims != 3:
         raise ValueError(f"{source}: a {G.spatial_dims}D generator; generate writes 3D volumes")
     manifest = find_manifest(source, data)
     affine = None if manifest is None else np.asarray(manifest["affine"])
+    spacing = manifest["spacing"] if manifest is not None else (1.0, 1.0, 1.0)
+    data_window = IntensityWindow.of_manifest(manifest)
+    window = MODEL_WINDOW if raw else data_window
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -66,14 +239,11 @@ def sample_to_nifti(
     for s in seeds:
         vol = generated_volumes(G, 1, seed=s, psi=psi, chunk_depth=chunk_depth)[0]
         previews.append(vol)
-        values = (vol if raw or manifest is None else np.asarray(denormalize(vol, manifest))).astype(
-            np.float32
-        )
-        path = out / f"seed{s:04d}.nii.gz"
-        atomic_write(path, lambda p, v=values: write_nifti(p, v, affine=affine))
+        info = SyntheticInfo(origin["run"], origin["family"], window, clip, "generate", origin["checkpoint"],
+                             origin["kimg"], s, psi, extra={"preset": origin["preset"]})  # fmt: skip
+        path, _ = write_synthetic(out / f"seed{s:04d}.nii.gz", vol, info, affine=affine, spacing=spacing)
         written.append(path)
-    spacing = manifest["spacing"] if manifest is not None else (1.0, 1.0, 1.0)
-    save_slice_grid(
-        previews[:8], out / "preview.png", spacing=spacing, titles=[f"seed {s}" for s in seeds[:8]]
-    )
+    kimg = f", kimg {origin['kimg']:g}" if origin["kimg"] is not None else ""
+    save_slice_grid(previews[:8], out / "preview.png", spacing=spacing, titles=[f"seed {s}" for s in seeds[:8]],
+                    window=data_window, title=f"synthetic, {origin['family']}{kimg}, psi {psi:g}")  # fmt: skip
     return written

@@ -494,12 +494,15 @@ def write_nifti(
     affine: np.ndarray | Sequence | None = None,
     spacing: Sequence[float] | None = None,
     dtype: type | str | None = None,
+    descrip: str | None = None,
+    cal: tuple[float, float] | None = None,
 ) -> Path:
     """Write ``volume`` ``[D, H, W]`` (or ``[1, D, H, W]``, numpy or torch) in RAS as NIfTI.
 
     Give ``affine`` (NIfTI affine for index (w, h, d), as in :class:`VolumeMeta`) or ``spacing`` (d, h, w);
     with neither the spacing is 1 mm. The array is written in (w, h, d) order so any viewer shows the scan
-    where the affine says it is.
+    where the affine says it is. ``descrip``: the header's 80-byte description; ``cal``: its display range
+    (``cal_min``, ``cal_max``).
     """
     array = volume.detach().cpu().numpy() if hasattr(volume, "detach") else np.asarray(volume)
     if array.ndim == 4 and array.shape[0] == 1:
@@ -514,6 +517,10 @@ def write_nifti(
     img.header.set_xyzt_units("mm")
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
+    if descrip is not None:
+        img.header["descrip"] = descrip.encode("ascii", "replace")[:80]
+    if cal is not None:
+        img.header["cal_min"], img.header["cal_max"] = cal
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(img, str(path))
