@@ -199,6 +199,10 @@ def load_latent(path: str | os.PathLike[str], G: nn.Module) -> Latent:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: not a readable .npz of projected latents ({exc})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(
+            f"{path}: a single array, not a .npz of projected latents (medgan3d project writes them)"
+        )
     with data:
         key = "ws" if "ws" in data else "w"
         if key not in data:

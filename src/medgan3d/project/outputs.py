@@ -104,7 +104,7 @@ def _project_one(G: nn.Module, target: Target, folder: Path, cfg: ProjectorConfi
             progress(target.name, step + 1, cfg.steps)
 
     proj = project_volume(G, x, cfg, stats, on_step, snapshot)
-    scores, volumes = final_scores(G, proj, x.to(next(G.parameters()).device))
+    scores, volumes = final_scores(G, proj, x)  # rendered volumes come back on the CPU
     save_projection(folder / "projected.npz", proj, checkpoint)
     geometry.write(folder / "reconstruction.nii.gz", volumes["reconstruction"])
     geometry.write(folder / "reconstruction_noise_off.nii.gz", volumes["noise_off"])

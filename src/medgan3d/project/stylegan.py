@@ -24,7 +24,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -78,7 +78,6 @@ class ProjectorConfig:
     w_avg_seed: int = 123
     seed: int = 0
     snapshots: int = 10
-    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes recorded with the settings
 
     def __post_init__(self) -> None:
         if self.space not in SPACES:
