@@ -92,8 +92,14 @@ def test_all_slices_uses_every_slice(brain_root, heldout, tmp_path) -> None:
     assert np.isfinite(r["fid_avg"])
 
 
-def test_all_slices_bootstrap_resamples_whole_volumes(brain_root, heldout, tmp_path) -> None:
-    # Slices of one volume are not independent: the interval must come from resampling generated volumes.
+def _half_sampling(estimate: float, replicates: list[float]) -> np.ndarray:
+    """The interval written out: estimate + quantiles of the deviations from the replicates' mean (b = n/2)."""
+    dev = np.asarray(replicates) - np.mean(replicates)
+    return estimate + np.quantile(dev, [0.025, 0.975])
+
+
+def test_all_slices_interval_draws_whole_volumes(brain_root, heldout, tmp_path) -> None:
+    # Slices of one volume are not independent: the interval must come from drawing generated volumes.
     from medgan3d.metrics.extractors import RandomConvNet
     from medgan3d.metrics.frechet import feature_stats, frechet_distance_to_features
     from medgan3d.metrics.slices import plane_slices
@@ -105,11 +111,12 @@ def test_all_slices_bootstrap_resamples_whole_volumes(brain_root, heldout, tmp_p
     stats = feature_stats(ext.features(plane_slices(_real(brain_root), "ax", True)))
     per_volume = ext.features(plane_slices(fake, "ax", True)).reshape(12, 16, -1)
     rng = np.random.default_rng(3)
-    scores = [
-        frechet_distance_to_features(stats, per_volume[rng.integers(0, 12, 12)].reshape(12 * 16, -1))
+    scores = [  # half-samples: 6 of the 12 volumes without replacement, all 16 slices of each
+        frechet_distance_to_features(stats, per_volume[rng.permutation(12)[:6]].reshape(6 * 16, -1))
         for _ in range(40)
     ]
-    np.testing.assert_allclose(r["ci95"]["fid_ax"], np.quantile(scores, [0.025, 0.975]), rtol=1e-6)
+    np.testing.assert_allclose(r["ci95"]["fid_ax"], _half_sampling(r["fid_ax"], scores), rtol=1e-6)
+    assert r["details"]["fid_ax"]["interval"]["subsample_size"] == 6
 
 
 def test_fid_avg_interval_resamples_the_same_volumes_in_every_plane(brain_root, heldout, tmp_path) -> None:
@@ -126,6 +133,6 @@ def test_fid_avg_interval_resamples_the_same_volumes_in_every_plane(brain_root, 
     rng = np.random.default_rng(2)
     avg = []
     for _ in range(40):
-        idx = rng.integers(0, 12, 12)  # one draw of generated volumes, scored in all three planes
+        idx = rng.permutation(12)[:6]  # one half-sample of generated volumes, scored in all three planes
         avg.append(np.mean([frechet_distance_to_features(stats[p], feats[p][idx]) for p in PLANES]))
-    np.testing.assert_allclose(r["ci95"]["fid_avg"], np.quantile(avg, [0.025, 0.975]), rtol=1e-6)
+    np.testing.assert_allclose(r["ci95"]["fid_avg"], _half_sampling(r["fid_avg"], avg), rtol=1e-6)

@@ -17,6 +17,11 @@ Metrics (names accepted in ``metrics=``):
 2D images ``[N, 1, H, W]`` (the samples of a 2D twin) are scored with ``fid`` alone: ``fid_2d``, their FID
 against the real axial slices of the dataset with the same 2D extractor (seed 001 Table 4, column FID-2D).
 
+Intervals (``ci95``): half-sampling without replacement for FID and IS, which are biased upward at small
+counts (resampling with replacement would inflate them further), the percentile bootstrap for the means PSNR
+and MS-SSIM (:mod:`medgan3d.metrics.intervals`). ``warnings`` names every score that rests on fewer samples
+than :data:`MIN_SAMPLES` (docs/evaluation.md, "Too few samples").
+
 Real features are cached on disk under a hash of the dataset content, the real indices, the extractor
 (name + weights hash or seed) and the view, written atomically.
 """
@@ -37,8 +42,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from medgan3d import __version__
 from medgan3d.data import SliceDataset, load_manifest
-from medgan3d.metrics import frechet, mmd, msssim, psnr
+from medgan3d.metrics import frechet, intervals, mmd, msssim, psnr
 from medgan3d.metrics.extractors import FeatureExtractor, auto_extractor, cache_dir, get_extractor
 from medgan3d.metrics.inception_score import Classifier, get_classifier, inception_score
 from medgan3d.metrics.inputs import load_real, real_indices
@@ -51,7 +57,16 @@ DEFAULT_METRICS = ("fid", "fid_3d", "kid", "mmd", "ms_ssim", "psnr")
 SCORE_KEYS = ("fid_ax", "fid_sag", "fid_cor", "fid_avg", "fid_3d", "kid", "mmd", "ms_ssim", "psnr")
 SCORE_KEYS_2D = ("fid_2d",)
 CACHE_VERSION = 1
-MIN_BOOTSTRAP_SAMPLES = 10
+MIN_BOOTSTRAP_SAMPLES = 10  # generated volumes (or MS-SSIM pairs) below which no interval is given
+# Fewest generated (and, for the distribution distances, real) samples a score needs before it is reported
+# without a warning. FID fits a mean and covariance of 480-2048-dim features: with n samples the covariance has
+# rank <= n - 1 and the bias falls like 1/n (Chong & Forsyth, CVPR 2020), so below ~50 the value says more
+# about n than about the model. KID and MMD are unbiased (Binkowski et al., ICLR 2018) but noisy; MS-SSIM and
+# PSNR are means over volumes. Thresholds are pragmatic floors, documented in docs/evaluation.md.
+MIN_SAMPLES = {"fid": 50, "is": 50, "kid": 20, "mmd": 20, "ms_ssim": 10, "psnr": 10}
+_FAMILY = {"fid_ax": "fid", "fid_sag": "fid", "fid_cor": "fid", "fid_avg": "fid", "fid_3d": "fid", "fid_2d": "fid",
+           "kid": "kid", "mmd": "mmd", "ms_ssim": "ms_ssim", "psnr": "psnr", "is": "is"}  # fmt: skip
+_PAIRED = {"fid", "kid", "mmd"}  # scores of two distributions: the real set's size matters too
 
 
 @dataclass
@@ -189,14 +204,6 @@ def real_features(
     return feats, False
 
 
-def _ci(values: np.ndarray, rounds: int, seed: int, level: float = 0.95) -> list[float]:
-    """Percentile bootstrap interval of the mean of ``values``."""
-    rng = np.random.default_rng(seed)
-    means = [values[rng.integers(0, len(values), len(values))].mean() for _ in range(rounds)]
-    a = (1.0 - level) / 2.0
-    return [float(v) for v in np.quantile(means, [a, 1.0 - a])]
-
-
 def _as_tensor(fake: Tensor | Iterable[Tensor]) -> Tensor:
     return fake if isinstance(fake, Tensor) else torch.cat([torch.as_tensor(b) for b in fake])
 
@@ -226,18 +233,20 @@ def _fid_group(ext, views, real, fake, s, data_hash, indices, result, art) -> No
         result[key] = frechet.frechet_distance_to_features(stats, ff)
         result["details"][key] = {"real_images": len(rf), "fake_images": len(ff), "real_cached": cached}
         if s.bootstrap and len(fake) >= MIN_BOOTSTRAP_SAMPLES:
-            # All slices: resample whole volumes (their slices are consecutive rows), not single slices.
+            # All slices: draw whole volumes (their slices are consecutive rows), not single slices.
             group = len(ff) // len(fake)
-            scores = frechet.bootstrap_fid_scores(stats, ff, s.bootstrap, s.seed, group_size=group)
-            result["ci95"][key] = _quantiles(scores)
-            boot[key] = scores
+            scores, size = frechet.subsample_fid_scores(stats, ff, s.bootstrap, s.seed, group_size=group)
+            result["ci95"][key] = intervals.subsampling_interval(result[key], scores, len(fake), size)
+            result["details"][key]["interval"] = intervals.describe(intervals.HALF_SAMPLING, s.bootstrap,
+                                                                    len(fake), size)  # fmt: skip
+            boot[key] = (scores, size)
     if len(boot) == len(PLANES):  # the same volumes drawn per round for each plane: a paired FID-avg interval
-        result["ci95"]["fid_avg"] = _quantiles(np.mean([boot[f"fid_{p}"] for p in PLANES], axis=0))
-
-
-def _quantiles(scores: np.ndarray, level: float = 0.95) -> list[float]:
-    a = (1.0 - level) / 2.0
-    return [float(v) for v in np.quantile(scores, [a, 1.0 - a])]
+        avg = float(np.mean([result[f"fid_{p}"] for p in PLANES]))
+        scores = np.mean([boot[f"fid_{p}"][0] for p in PLANES], axis=0)
+        size = boot[f"fid_{PLANES[0]}"][1]
+        result["ci95"]["fid_avg"] = intervals.subsampling_interval(avg, scores, len(fake), size)
+        result["details"]["fid_avg"] = {"interval": intervals.describe(intervals.HALF_SAMPLING, s.bootstrap,
+                                                                       len(fake), size)}  # fmt: skip
 
 
 def _kernel_group(art: EvalArtifacts, s: EvalSettings, result: dict) -> None:
@@ -262,7 +271,10 @@ def _msssim_group(real: Tensor, fake: Tensor, s: EvalSettings, result: dict) -> 
     result["details"]["ms_ssim"] = {**cfg.to_dict(), "pairs": len(vals), "real_pairs": len(real_vals),
                                     "pairing": "random distinct pairs of generated volumes"}  # fmt: skip
     if s.bootstrap and len(vals) >= MIN_BOOTSTRAP_SAMPLES:
-        result["ci95"]["ms_ssim"] = _ci(vals, s.bootstrap, s.seed)
+        result["ci95"]["ms_ssim"] = intervals.bootstrap_mean_interval(vals, s.bootstrap, s.seed)
+        result["details"]["ms_ssim"]["interval"] = intervals.describe(
+            intervals.BOOTSTRAP_MEAN, s.bootstrap, len(vals)
+        )
 
 
 def _psnr_group(real: Tensor, fake: Tensor, s: EvalSettings, result: dict) -> None:
@@ -271,7 +283,10 @@ def _psnr_group(real: Tensor, fake: Tensor, s: EvalSettings, result: dict) -> No
     result["details"]["psnr"] = {"data_range": 2.0, "max_db": 100.0,
                                  "pairing": "each generated volume vs its nearest real volume by MSE"}  # fmt: skip
     if s.bootstrap and len(vals) >= MIN_BOOTSTRAP_SAMPLES:
-        result["ci95"]["psnr"] = _ci(vals, s.bootstrap, s.seed)
+        result["ci95"]["psnr"] = intervals.bootstrap_mean_interval(vals, s.bootstrap, s.seed)
+        result["details"]["psnr"]["interval"] = intervals.describe(
+            intervals.BOOTSTRAP_MEAN, s.bootstrap, len(vals)
+        )
 
 
 def _is_group(clf: Classifier, fake: Tensor, s: EvalSettings, result: dict) -> None:
@@ -283,12 +298,14 @@ def _is_group(clf: Classifier, fake: Tensor, s: EvalSettings, result: dict) -> N
                                "formula": "exp(E_x KL(p(y|x) || p(y))), Salimans et al. 2016"}  # fmt: skip
     if "note" in clf.provenance:
         result["details"]["is"]["note"] = clf.provenance["note"]
-    if s.bootstrap and len(fake) >= MIN_BOOTSTRAP_SAMPLES:  # resample volumes, score each resample
-        rng = np.random.default_rng(s.seed)
-        n = len(probs)
-        scores = np.array([inception_score(probs[rng.integers(0, n, n)], s.is_splits)[0]
-                           for _ in range(s.bootstrap)])  # fmt: skip
-        result["ci95"]["is"] = _quantiles(scores)
+    if s.bootstrap and len(fake) >= max(
+        MIN_BOOTSTRAP_SAMPLES, 2 * s.is_splits
+    ):  # IS is biased too: half-samples
+        scores, size = intervals.subsampled(lambda idx: inception_score(probs[idx], s.is_splits)[0], len(probs),
+                                            s.bootstrap, s.seed)  # fmt: skip
+        result["ci95"]["is"] = intervals.subsampling_interval(mean, scores, len(probs), size)
+        result["details"]["is"]["interval"] = intervals.describe(intervals.HALF_SAMPLING, s.bootstrap, len(probs),
+                                                                 size)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ public API
@@ -333,10 +350,13 @@ def evaluate_volumes_with_artifacts(
         classifier = get_classifier(s.classifier, s.extractor_seed).to(s.device)
         _is_group(classifier, fake, s, result)
     result["provenance"] = {
+        "medgan3d_version": __version__,
         "dataset": str(root.resolve()),
         "data_hash": data_hash,
         "preset": manifest.get("preset", {}).get("name"),
         "resolution": list(manifest["shape"][1:]),
+        "spacing": manifest.get("spacing"),
+        "data_units": manifest.get("intensity"),
         "intensity_range": [-1.0, 1.0],
         "fake_intensity_before_clip": [fake_range["min"], fake_range["max"]],
         "num_real": len(real),
@@ -380,10 +400,13 @@ def _evaluate_images(fake: Tensor, root: Path, s: EvalSettings, t0: float) -> tu
     _fid_group(ext, (view,), real, fake, s, data_hash, idx, result, art)
     result["details"]["fid_2d"]["real"] = f"axial slices ({source}) of the {s.split} split"
     result["provenance"] = {
+        "medgan3d_version": __version__,
         "dataset": str(root.resolve()),
         "data_hash": data_hash,
         "preset": manifest.get("preset", {}).get("name"),
         "resolution": list(real.shape[2:]),
+        "spacing": manifest.get("spacing"),
+        "data_units": manifest.get("intensity"),
         "intensity_range": [-1.0, 1.0],
         "fake_intensity_before_clip": [fake_range["min"], fake_range["max"]],
         "num_real": len(real),
@@ -398,7 +421,28 @@ def _evaluate_images(fake: Tensor, root: Path, s: EvalSettings, t0: float) -> tu
     return _ordered(result), art
 
 
+def sample_warnings(result: dict) -> list[str]:
+    """One line per metric family whose scores rest on fewer samples than :data:`MIN_SAMPLES` (generated, and
+    real for the distribution distances), saying why such a number is not a quality measure."""
+    prov = result["provenance"]
+    unit = prov.get("unit", "volumes")
+    out = []
+    for family, need in MIN_SAMPLES.items():
+        keys = [k for k, f in _FAMILY.items() if f == family and k in result]
+        counts = [("generated", prov["num_fake"])] + (
+            [("real", prov["num_real"])] if family in _PAIRED else []
+        )
+        short = [f"{n} {what}" for what, n in counts if n < need]
+        if keys and short:
+            why = ("their small-sample bias, which falls like 1/n, and noise dominate; compare only at equal counts"
+                   if family in ("fid", "is") else "noise dominates")  # fmt: skip
+            out.append(f"{', '.join(keys)}: {' and '.join(short)} {unit}, fewer than the {need} needed for the "
+                       f"score to mean anything: {why}")  # fmt: skip
+    return out
+
+
 def _ordered(result: dict) -> dict:
+    result["warnings"] = sample_warnings(result)
     scores = {k: result[k] for k in (*SCORE_KEYS, *SCORE_KEYS_2D, "ms_ssim_real", "is") if k in result}
     return {**scores, **{k: v for k, v in result.items() if k not in scores}}
 
@@ -414,7 +458,8 @@ def evaluate_volumes(
 
     Keyword ``overrides`` set :class:`EvalSettings` fields (e.g. ``metrics=("fid", "psnr")``). Returns a
     dict whose top-level floats are the scores (``fid_ax`` … ``psnr``, ``ms_ssim_real``, ``is``), plus ``ci95``
-    (bootstrap intervals), ``details`` (per-metric settings) and ``provenance``.
+    (95 % intervals: half-sampling for FID and IS, bootstrap for means; ``details[key]["interval"]`` says
+    which), ``details`` (per-metric settings), ``provenance`` and ``warnings`` (scores on too few samples).
     """
     return evaluate_volumes_with_artifacts(fake, data_root, settings, **overrides)[0]
 

@@ -8,7 +8,7 @@ The trace term needs no d × d matrix square root. With A = (X_r - mu_r) / sqrt(
 B = (X_g - mu_g) / sqrt(n_g - 1) (so S_r = AᵀA, S_g = BᵀB), the non-zero eigenvalues of S_r S_g are the
 squared singular values of the small n_r × n_g matrix A Bᵀ, hence tr((S_r S_g)^{1/2}) = ||A Bᵀ||_* (nuclear
 norm). This is exact, and cheap when the sample counts are small next to the feature dimension (2048 for
-Inception), which makes repeated scoring against cached real statistics (bootstrap CIs, training snapshots)
+Inception), which makes repeated scoring against cached real statistics (resampling intervals, snapshots)
 fast. For real sets larger than ``LOWRANK_MAX`` the symmetric form Σ sqrt(eig(R S_g R)), R = S_r^{1/2}, is
 used instead (the eigenvalues of R S_g R equal those of S_r S_g).
 """
@@ -104,6 +104,21 @@ def fid_from_features(real_feats: np.ndarray, fake_feats: np.ndarray) -> float:
     return frechet_distance_to_features(feature_stats(real_feats), fake_feats)
 
 
+def subsample_fid_scores(
+    real: GaussianStats, fake_feats: np.ndarray, rounds: int, seed: int = 0, group_size: int = 1
+) -> tuple[np.ndarray, int]:
+    """FIDs of ``rounds`` half-samples of the generated set drawn without replacement, and the subsample size
+    (in groups): the replicates of :func:`~medgan3d.metrics.intervals.subsampling_interval`, which explains
+    why not the bootstrap. ``group_size`` > 1: consecutive rows are one volume's slices (``[N * S, dim]``) and
+    whole volumes are drawn, since slices of one volume are not independent samples. Equal ``seed`` and group
+    count draw the same volumes in every round, so several views can be combined round by round (FID-avg)."""
+    from medgan3d.metrics.intervals import subsample_draws
+
+    x, groups = _grouped(fake_feats, group_size)
+    draws = subsample_draws(groups, rounds, seed)
+    return _fids_of_draws(real, x, draws, group_size), draws.shape[1]
+
+
 def bootstrap_fid(
     real: GaussianStats,
     fake_feats: np.ndarray,
@@ -114,11 +129,9 @@ def bootstrap_fid(
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of FID over resamplings (with replacement) of the generated set.
 
-    The real statistics are held fixed: the interval shows how much the score moves with the generated
-    sample drawn, which is the uncertainty a reader comparing two models needs. ``group_size`` > 1 says
-    that consecutive rows come from one generated volume (all slices of a plane, ``[N * S, dim]``): whole
-    volumes are then resampled, since slices of one volume are not independent samples and resampling
-    them one by one gives intervals that are too narrow.
+    Kept for comparison only: duplicates inflate FID, so this interval can lie wholly above the estimate
+    (tests show it); evaluation uses :func:`subsample_fid_scores`. The real statistics are held fixed;
+    ``group_size`` as there.
     """
     scores = bootstrap_fid_scores(real, fake_feats, rounds, seed, group_size)
     alpha = (1.0 - level) / 2.0
@@ -129,16 +142,22 @@ def bootstrap_fid(
 def bootstrap_fid_scores(
     real: GaussianStats, fake_feats: np.ndarray, rounds: int, seed: int = 0, group_size: int = 1
 ) -> np.ndarray:
-    """The ``rounds`` bootstrap FIDs behind :func:`bootstrap_fid`. Equal ``seed`` and group count draw the
-    same volumes in every round, so the scores of several views can be combined round by round (FID-avg)."""
+    """The ``rounds`` bootstrap FIDs behind :func:`bootstrap_fid` (groups drawn with replacement)."""
+    x, groups = _grouped(fake_feats, group_size)
+    rng = np.random.default_rng(seed)
+    draws = np.stack([rng.integers(0, groups, groups) for _ in range(rounds)]).reshape(rounds, groups)
+    return _fids_of_draws(real, x, draws, group_size)
+
+
+def _grouped(fake_feats: np.ndarray, group_size: int) -> tuple[np.ndarray, int]:
     x = _as_features(fake_feats)
     if group_size < 1 or len(x) % group_size:
         raise ValueError(f"{len(x)} feature rows do not split into groups of {group_size}")
-    groups = len(x) // group_size
-    rng = np.random.default_rng(seed)
+    return x, len(x) // group_size
+
+
+def _fids_of_draws(real: GaussianStats, x: np.ndarray, draws: np.ndarray, group_size: int) -> np.ndarray:
+    """FID of the rows of every drawn group set (``draws``: ``[rounds, k]`` group indices)."""
     offsets = np.arange(group_size)
-    scores = []
-    for _ in range(rounds):
-        picked = rng.integers(0, groups, groups)
-        scores.append(frechet_distance_to_features(real, x[(picked[:, None] * group_size + offsets).ravel()]))
-    return np.asarray(scores)
+    rows = [(picked[:, None] * group_size + offsets).ravel() for picked in draws]
+    return np.asarray([frechet_distance_to_features(real, x[r]) for r in rows])
