@@ -36,13 +36,37 @@ def _fake_volumes(
 
         volumes, records = load_fake_dir(fake, data, mode)
         modes = sorted({r["mode"] for r in records})
-        return volumes, {"fake_dir": str(fake.resolve()), "files": len(records), "modes": modes}
+        return volumes, {"fake_dir": str(fake.resolve()), "files": len(records), "modes": modes,
+                         **_sidecars(records)}  # fmt: skip
+    from medgan3d.generate import resolve_source
     from medgan3d.metrics import generate_volumes
-    from medgan3d.training.checkpoint import load_generator
 
-    G = load_generator(run)
+    G, origin = resolve_source(run)
     volumes = generate_volumes(G, n, seed, trunc)
-    return volumes, {"generator": str(run.resolve()), "truncation_psi": trunc, "z_seed": seed}
+    return volumes, {"generator": str(run.resolve()), "truncation_psi": trunc, "z_seed": seed,
+                     "run": origin["run"], "checkpoint": origin["checkpoint"], "kimg": origin["kimg"],
+                     "family": origin["family"]}  # fmt: skip
+
+
+def _sidecars(records: list[dict]) -> dict:
+    """What the files' JSON sidecars (``medgan3d generate``) say about where they came from."""
+    import json
+
+    from medgan3d.generate import sidecar_path
+
+    found = []
+    for r in records:
+        path = sidecar_path(r["source"])
+        try:
+            found.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue
+    origins = sorted({(str(f.get("run")), f.get("checkpoint"), f.get("kimg")) for f in found if isinstance(f, dict)},
+                     key=str)  # fmt: skip
+    return {
+        "sidecars": len(found),
+        "origins": [{"run": r, "checkpoint": c, "kimg": k} for r, c, k in origins],
+    }
 
 
 def _metrics_2d(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -78,7 +102,12 @@ def evaluate(
     fake_mode: str = typer.Option(
         "auto", help="auto | model ([-1,1] at dataset shape) | preset (scanner units)."
     ),
-    bootstrap: int = typer.Option(100, min=0, help="Bootstrap rounds for 95% intervals (0: none)."),
+    bootstrap: int = typer.Option(
+        100,
+        min=0,
+        help="Resampling rounds for the 95% intervals (0: none): half-samples without replacement for FID and IS"
+        " (biased upward at small n), the bootstrap for PSNR and MS-SSIM means.",
+    ),
     cache: Path | None = typer.Option(
         None, help="Cache folder (default $MEDGAN3D_CACHE or ~/.cache/medgan3d)."
     ),
@@ -89,7 +118,7 @@ def evaluate(
     ),
 ) -> None:
     """Score generated volumes against a prepared dataset; write metrics.json and an HTML report."""
-    from medgan3d.cli.checks import check_out_folder, check_prepared
+    from medgan3d.cli.checks import check_out_folder, check_prepared, warn
 
     names = _metrics(metrics)
     if (run is None) == (fake is None):
@@ -120,9 +149,26 @@ def evaluate(
     if "classifier" in result["provenance"]:
         clf = result["provenance"]["classifier"]
         typer.echo(f"IS classifier: {clf['classifier']}" + (f" — {clf['note']}" if "note" in clf else ""))
+    _scored(source)
     for key, value in result.items():
         if isinstance(value, float):
             ci = result["ci95"].get(key)
-            typer.echo(f"{key:>13}: {value:.4f}" + (f"  95% CI [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""))
+            method = result["details"].get(key, {}).get("interval", {}).get("method", "")
+            name = "half-sampling" if method.startswith("half") else "bootstrap"
+            typer.echo(
+                f"{key:>13}: {value:.4f}"
+                + (f"  95% {name} interval [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
+            )
+    for line in result["warnings"]:
+        warn(f"too few samples: {line}")
     typer.echo(f"metrics: {out / 'metrics.json'}")
     typer.echo(f"report: {page}")
+
+
+def _scored(source: dict) -> None:
+    """Which checkpoint was scored, when it is known (a run, a checkpoint, or sidecars that say so)."""
+    if source.get("kimg") is not None:
+        typer.echo(f"scored {source['checkpoint']} (kimg {source['kimg']:g}) of {source['run']}")
+    for origin in source.get("origins", []):
+        kimg = f"kimg {origin['kimg']:g}" if origin["kimg"] is not None else "kimg unknown"
+        typer.echo(f"files from {origin['checkpoint'] or 'a saved generator'} ({kimg}) of {origin['run']}")

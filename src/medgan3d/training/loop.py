@@ -33,7 +33,7 @@ from medgan3d.errors import MedganError, check_batch_fits_model
 from medgan3d.training import checkpoint as ckpt
 from medgan3d.training import runfolder
 from medgan3d.training.family import Family, MicroBatch, Networks, Phase, family_for
-from medgan3d.training.observe import RunLogger, generated_volumes, new_run_dir, save_grid
+from medgan3d.training.observe import RunLogger, dataset_window, generated_volumes, new_run_dir, save_grid
 
 
 class TrainingError(MedganError, RuntimeError):
@@ -460,7 +460,9 @@ def _observe(family: Family, nets: Networks, state: TrainState, cfg: TrainConfig
     """The snapshot's PNG grid and (with ``cfg.metrics``) scores into ``record`` and metrics.jsonl."""
     kimg = state.cur_nimg / 1000
     G = nets.modules[family.sample_from]
-    png = save_grid(generated_volumes(G, cfg.grid), run_dir / f"fakes{state.cur_nimg:09d}.png", spacing)
+    png = save_grid(generated_volumes(G, cfg.grid), run_dir / f"fakes{state.cur_nimg:09d}.png", spacing,
+                    title=f"generated ({family.sample_from}), kimg {kimg:g}", window=dataset_window(data),
+                    labels=[f"seed {i}" for i in range(cfg.grid)])  # fmt: skip
     logger.image("fakes", png, kimg)
     if cfg.metrics:
         from medgan3d.metrics import evaluate_generator, scalars
@@ -573,7 +575,8 @@ def train(
             _write_run_files(run_dir, config, data)
             if resume is None:
                 reals_grid = np.stack([dataset[i][0].numpy() for i in range(min(cfg.grid, len(dataset)))])
-                save_grid(reals_grid, run_dir / "reals.png", spacing)
+                save_grid(reals_grid, run_dir / "reals.png", spacing, title="real training items",
+                          labels=[f"real {i}" for i in range(len(reals_grid))], window=dataset_window(data))  # fmt: skip
         logger = RunLogger(run_dir if d.is_main else None, cfg.kimg, state.cur_nimg / 1000)
         run = Run(family, nets, RealBatches(dataset, cfg, d, rounds), state, cfg, d, rounds,
                   run_dir if d.is_main else None, logger, spacing, data, config, last_good)  # fmt: skip

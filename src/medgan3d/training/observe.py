@@ -14,7 +14,7 @@ from torch import nn
 
 from medgan3d.console import make_console
 from medgan3d.sampling import DEFAULT_CHUNK_DEPTH, synthesize
-from medgan3d.viz import save_image_grid, save_slice_grid
+from medgan3d.viz import MODEL_WINDOW, IntensityWindow, save_image_grid, save_slice_grid
 
 RUN_RE = re.compile(r"^(\d{5})-")
 _RESERVE_RE = re.compile(r"^\.(\d{5})\.reserve$")
@@ -72,12 +72,24 @@ def generated_volumes(G: nn.Module, n: int, seed: int = 0, psi: float = 1.0,
     return img[:, 0].float().cpu().numpy()
 
 
-def save_grid(volumes: np.ndarray, path: Path, spacing: Any = None) -> Path:
-    """Centre-slice grid for 3D volumes; a row of images for 2D samples."""
+def dataset_window(data: Path) -> IntensityWindow:
+    """The units a prepared dataset's [-1, 1] stand for (its manifest's intensity block), for colour bars."""
+    try:
+        manifest = json.loads((Path(data) / "dataset.json").read_text(encoding="utf-8"))
+        return IntensityWindow.of_manifest(manifest)
+    except (OSError, ValueError, KeyError, TypeError):
+        return MODEL_WINDOW
+
+
+def save_grid(volumes: np.ndarray, path: Path, spacing: Any = None, title: str = "",
+              labels: list[str] | None = None, window: IntensityWindow = MODEL_WINDOW) -> Path:  # fmt: skip
+    """Centre-slice grid for 3D volumes, a grid of axial images for 2D samples; ``title`` is drawn in the
+    picture (snapshots: the kimg), ``labels`` name the rows / images (default ``#i``)."""
+    labels = labels if labels is not None else [f"#{i}" for i in range(len(volumes))]
     if volumes.ndim == 3:  # 2D samples [n, H, W]
-        return save_image_grid(list(volumes), path)
+        return save_image_grid(list(volumes), path, labels=labels, window=window, title=title)
     spacing = spacing if spacing is not None else (1.0, 1.0, 1.0)
-    return save_slice_grid(list(volumes), path, spacing=spacing)
+    return save_slice_grid(list(volumes), path, spacing=spacing, titles=labels, window=window, title=title)
 
 
 class RunLogger:
