@@ -112,3 +112,26 @@ def test_preview_has_titles_orientation_letters_and_window(run: Path, tmp_path: 
     assert "synthetic, stylegan2, kimg 2, psi 0.9" in texts and {"seed 0", "seed 1"} <= set(texts)
     assert {"L", "R", "A", "P", "S", "I"} <= set(texts)
     assert any("HU" in t and "window -250 to 650" in t for t in texts)
+
+
+def test_mix_and_interpolate_mark_their_volumes_synthetic(run: Path, tmp_path: Path) -> None:
+    from medgan3d.interpolate import interpolate
+    from medgan3d.mix import mix
+
+    mix(run, "0", "1", "coarse", tmp_path / "M", psi=0.8)
+    interpolate(run, tmp_path / "I", seeds="0,1", steps=3)
+    for path, tool in (
+        (tmp_path / "M" / "mix-r00-c00.nii.gz", "mix"),
+        (tmp_path / "I" / "frame001.nii.gz", "interpolate"),
+    ):
+        side = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+        assert (
+            side["synthetic"] is True
+            and side["tool"] == tool
+            and side["kimg"] == 2.0
+            and side["units"] == "HU"
+        )
+        assert side["clipped_to_window"] is False and side["label"]  # these tools keep the raw values
+        text = nib.load(path).header["descrip"].tobytes().decode("ascii")
+        assert text.startswith(f"synthetic, medgan3d {__version__}, kimg 2")
+    assert json.loads((tmp_path / "I" / "frame001.json").read_text())["label"] == "segment 0, t 0.5"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from medgan3d.sampling import DEFAULT_CHUNK_DEPTH
 from medgan3d.training.checkpoint import (
     CKPT_PREFIX,
     STATE_NAME,
+    CheckpointWarning,
     is_network_dir,
     load_generator,
     resolve_checkpoint,
@@ -203,6 +205,24 @@ def resolve_source(source: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]
     ckpt = None if is_network_dir(source) else resolve_checkpoint(source)
     G = load_generator(source if ckpt is None else ckpt).eval()
     return G, source_info(source, ckpt)
+
+
+def synthetic_info(
+    source: str | os.PathLike[str],
+    manifest: Mapping[str, Any] | None,
+    tool: str,
+    clipped: bool,
+    psi: float | None = None,
+) -> SyntheticInfo:
+    """What the outputs of ``tool`` (mix, interpolate, ...) from an already loaded generator ``source`` share:
+    run, checkpoint and kimg (resolved again, quietly: loading has warned), family, the manifest's window. Set
+    ``label``/``seed`` per file with :func:`dataclasses.replace`."""
+    source = Path(source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CheckpointWarning)
+        origin = source_info(source, None if is_network_dir(source) else resolve_checkpoint(source))
+    return SyntheticInfo(origin["run"], origin["family"], IntensityWindow.of_manifest(manifest), clipped, tool,
+                         origin["checkpoint"], origin["kimg"], psi=psi)  # fmt: skip
 
 
 def sample_to_nifti(

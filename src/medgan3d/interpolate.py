@@ -10,6 +10,7 @@ space the synthesis network reads).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -84,7 +85,7 @@ def interpolate(
 
     The walk visits the ``seeds`` (ψ-truncated towards ``w_avg``) then the projected ``latents`` (.npz).
     """
-    from medgan3d.generate import find_manifest
+    from medgan3d.generate import find_manifest, synthetic_info
     from medgan3d.viz import save_gif, slice_strip
 
     G = load_stylegan(run, device)
@@ -92,9 +93,14 @@ def interpolate(
     ends = _endpoints(G, seeds, latents, psi)
     frames = walk(ends, steps, layers)
     volumes = walk_volumes(G, ends, steps, layers, noise)
-    geometry = Geometry.of_dataset(find_manifest(run, data))
+    manifest = find_manifest(run, data)
+    geometry = Geometry.of_dataset(manifest)
+    info = synthetic_info(run, manifest, "interpolate", clipped=False, psi=psi)
     out = Path(out)
-    names = [geometry.write(out / f"frame{i:03d}.nii.gz", v).name for i, v in enumerate(volumes)]
+    names = []
+    for i, (volume, (k, t, _)) in enumerate(zip(volumes, frames, strict=True)):
+        frame = dataclasses.replace(info, label=f"segment {k}, t {t:.3g}")
+        names.append(geometry.write(out / f"frame{i:03d}.nii.gz", volume, frame).name)
     height = max(128, *volumes[0].shape)
     save_gif([slice_strip(v, geometry.spacing, height=height) for v in volumes], out / "walk.gif", frame_ms)
     record = {"run": str(run), "endpoints": [{"label": e.label, "source": e.source} for e in ends],

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ from torch import Tensor, nn
 
 from medgan3d.errors import UsageError
 from medgan3d.modeling import atomic_write
+
+if TYPE_CHECKING:
+    from medgan3d.generate import SyntheticInfo
 
 BANDS = ("coarse", "middle", "fine")
 NOISE_MODES = ("const", "none", "latent")
@@ -347,10 +350,15 @@ class Geometry:
 
         return np.asarray(denormalize_values(volume, self.lo, self.hi), dtype=np.float32)
 
-    def write(self, path: Path, volume: np.ndarray) -> Path:
-        """Float32 NIfTI in the data's units with this affine, written under a temp name and renamed."""
+    def write(self, path: Path, volume: np.ndarray, synthetic: SyntheticInfo | None = None) -> Path:
+        """Float32 NIfTI in the data's units with this affine, written under a temp name and renamed; a
+        ``synthetic`` one is marked so (descrip, JSON sidecar: :func:`medgan3d.generate.write_synthetic`)."""
         from medgan3d.data import write_nifti
 
+        if synthetic is not None:
+            from medgan3d.generate import write_synthetic
+
+            return write_synthetic(path, volume, synthetic, affine=self.affine, spacing=self.spacing)[0]
         values = self.to_units(volume)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda p: write_nifti(p, values, affine=self.affine))

@@ -10,6 +10,7 @@ otherwise, every cell is a float NIfTI in the dataset's units and geometry, and 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -85,26 +86,32 @@ def mix(
     ``rows``/``cols``: seeds and/or ``.npz`` files of projected latents (``"0,1,a.npz"``); ψ truncates the
     seeds towards the generator's ``w_avg``. ``styles``: ``coarse|middle|fine|all|none``, ``A-B``, ``a,b``.
     """
-    from medgan3d.generate import find_manifest
-    from medgan3d.viz import save_plane_grids
+    from medgan3d.generate import find_manifest, synthetic_info
+    from medgan3d.viz import IntensityWindow, save_plane_grids
 
     G = load_stylegan(run, device)
     layers = parse_styles(styles, G)
     row_lat, col_lat = parse_latents(rows, G, psi), parse_latents(cols, G, psi)
     grid = style_mix(G, row_lat, col_lat, layers, noise)
-    geometry = Geometry.of_dataset(find_manifest(run, data))
+    manifest = find_manifest(run, data)
+    geometry = Geometry.of_dataset(manifest)
+    band = describe_styles(layers, G)
+    info = synthetic_info(run, manifest, "mix", clipped=False, psi=psi)
     out = Path(out)
     files: dict[str, str] = {}
     for kind, lats, vols in (("row", row_lat, grid.rows), ("col", col_lat, grid.cols)):
         for i, (lat, vol) in enumerate(zip(lats, vols, strict=True)):
-            files[f"{kind}{i}"] = geometry.write(out / f"{kind}{i:02d}-{lat.label}.nii.gz", vol).name
+            path = out / f"{kind}{i:02d}-{lat.label}.nii.gz"
+            files[f"{kind}{i}"] = geometry.write(path, vol, dataclasses.replace(info, label=lat.label)).name
     for i, row in enumerate(grid.cells):
         for j, vol in enumerate(row):
-            files[f"mix-r{i}-c{j}"] = geometry.write(out / f"mix-r{i:02d}-c{j:02d}.nii.gz", vol).name
-    band = describe_styles(layers, G)
+            label = f"{row_lat[i].label} with {band} of {col_lat[j].label}"
+            path = out / f"mix-r{i:02d}-c{j:02d}.nii.gz"
+            files[f"mix-r{i}-c{j}"] = geometry.write(path, vol, dataclasses.replace(info, label=label)).name
     table = [[None, *grid.cols], *[[r, *cells] for r, cells in zip(grid.rows, grid.cells, strict=True)]]
     pngs = save_plane_grids(table, out, ["", *(r.label for r in row_lat)], ["", *(c.label for c in col_lat)],
-                            title=f"rows give the base, columns {band}", spacing=geometry.spacing)  # fmt: skip
+                            title=f"rows give the base, columns {band}", spacing=geometry.spacing,
+                            window=IntensityWindow.of_manifest(manifest))  # fmt: skip
     record = {"run": str(run), "styles": str(styles) if isinstance(styles, str) else list(styles),
               "layers": list(layers), "band": band, "psi": psi, "noise": noise,
               "rows": [_describe(r) for r in row_lat], "cols": [_describe(c) for c in col_lat],
