@@ -34,11 +34,10 @@ def main(argv: list[str] | None = None) -> str:
         )
         records += [{"model": arch, "seed": sp.cfg.seed, **sc} for sp, sc in zip(specs, scores, strict=True)]
     common.write_csv(ctx, "table3", records)
-    note = common.footer(ctx, records[0]["extractor"], f"From scratch; {common.timing(ctx, started)}.")
+    note = common.footer(ctx, records[0]["extractor"], "From scratch.")
     text = common.write_table(ctx, "table3", "Table 3: architectures trained from scratch (heart)",
                               ["Model", "#param", "FID-ax", "FID-sag", "FID-cor", "FID-avg"], rows, note)  # fmt: skip
-    print(text)
-    return text
+    return common.finish(ctx, text, started)
 
 
 if __name__ == "__main__":

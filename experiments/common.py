@@ -279,8 +279,17 @@ def pretrained(ctx: Context, init: Init) -> Path:
     return ensure_run(ctx, init.pretrain) if isinstance(init.pretrain, RunSpec) else Path(init.pretrain)
 
 
+def _interrupted(folder: Path) -> Path | None:
+    """The run an interrupted driver left in ``folder``, if it wrote a checkpoint to resume from."""
+    from medgan3d.training.checkpoint import list_checkpoints
+
+    runs = sorted(folder.glob("*/config.yaml")) if folder.is_dir() else []
+    return runs[-1].parent if runs and list_checkpoints(runs[-1].parent) else None
+
+
 def ensure_run(ctx: Context, spec: RunSpec) -> Path:
-    """The run folder of ``spec``: trained now, or reused when a finished run with the same hash exists."""
+    """The run folder of ``spec``: reused when a finished run with the same hash exists, resumed from its last
+    checkpoint when an interrupted one does, else trained now."""
     from medgan3d.training.loop import train
 
     folder = spec.folder(ctx)
@@ -289,16 +298,20 @@ def ensure_run(ctx: Context, spec: RunSpec) -> Path:
         record = json.loads(done.read_text(encoding="utf-8"))
         ctx.log.append({**record, "reused": True})
         return Path(record["run"])
-    if folder.exists():  # an interrupted run: start it again
+    resume = _interrupted(folder)
+    if resume is None and folder.exists():  # stopped before its first checkpoint
         shutil.rmtree(folder)
-    init, init_info = None, None
-    if spec.init is not None:
-        init = initial_networks(ctx, spec)
-        init_info = {"from": str(pretrained(ctx, spec.init)), "strategy": spec.init.strategy,
-                     "parts": spec.init.parts, "equalized_lr": spec.init.equalized_lr}  # fmt: skip
     t0 = time.perf_counter()
-    run = train(spec.data, spec.model, spec.cfg, outdir=folder, desc=spec.label.split("/")[1], init=init,
-                init_info=init_info, preset=spec.preset, device=ctx.device)  # fmt: skip
+    if resume is not None:
+        run = train(spec.data, spec.model, spec.cfg, resume=resume, device=ctx.device)
+    else:
+        init, init_info = None, None
+        if spec.init is not None:
+            init = initial_networks(ctx, spec)
+            init_info = {"from": str(pretrained(ctx, spec.init)), "strategy": spec.init.strategy,
+                         "parts": spec.init.parts, "equalized_lr": spec.init.equalized_lr}  # fmt: skip
+        run = train(spec.data, spec.model, spec.cfg, outdir=folder, desc=spec.label.split("/")[1], init=init,
+                    init_info=init_info, preset=spec.preset, device=ctx.device)  # fmt: skip
     record = {"label": spec.label, "run": str(run), "seconds": round(time.perf_counter() - t0, 1)}
     done.write_text(json.dumps(record) + "\n", encoding="utf-8")
     ctx.log.append({**record, "reused": False})
@@ -320,6 +333,28 @@ def score(ctx: Context, G: torch.nn.Module, data: Path, seed: int, metrics: Sequ
     return scalars(result) | {
         "extractor": "; ".join(f"{e['extractor']} ({e['weights']})" for e in ext.values())
     }
+
+
+def heldout_floor(ctx: Context, kind: str) -> dict[str, Any] | None:
+    """FIDs of ``samples`` fresh phantoms (population seed 1) against the dataset: what a generator that had
+    learnt the phantom distribution exactly would score with this sample count and extractor. None when the
+    dataset was given (there is no fresh real population to draw)."""
+    from medgan3d.data import make_brain_phantoms, make_heart_phantoms
+    from medgan3d.metrics import evaluate_volumes, scalars
+    from medgan3d.metrics.inputs import load_real
+
+    if ctx.datasets[kind] is not None:
+        return None
+    data, n = dataset(ctx, kind), ctx.scale.samples
+    root = data.parent / f"{data.name}-heldout-{n}"
+    if not (root / "dataset.json").is_file():
+        make = make_heart_phantoms if kind == "heart" else make_brain_phantoms
+        extra = {"inplane": ctx.scale.inplane} if kind == "heart" else {}
+        make(n, root, seed=1, shape=ctx.scale.shape[kind], **extra)
+    fake = load_real(root, list(range(n)))
+    result = evaluate_volumes(fake, data, metrics=("fid",), extractor_2d=ctx.extractor_2d, bootstrap=0,
+                              cache=ctx.out / "cache", device=ctx.device or "cpu")  # fmt: skip
+    return scalars(result)
 
 
 def score_run(ctx: Context, spec: RunSpec, metrics: Sequence[str] = ("fid",), checkpoint: Path | None = None
@@ -413,6 +448,13 @@ def write_csv(ctx: Context, name: str, records: Sequence[dict[str, Any]]) -> Non
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(records)
+
+
+def finish(ctx: Context, text: str, started: float) -> str:
+    """Print the driver's tables and how long it took; return both (all_tables.py collects them)."""
+    text = f"{text}\n_{timing(ctx, started)}._\n"
+    print(text)
+    return text
 
 
 def timing(ctx: Context, started: float) -> str:

@@ -38,13 +38,12 @@ def main(argv: list[str] | None = None) -> str:
     common.write_csv(ctx, "table4", records)
     note = common.footer(ctx, records[0]["extractor"], "Inflate-1 of G and D from each seed's 2D twin, "
                          f"pretrained for {ctx.scale.pretrain_kimg:g} kimg on every axial slice of the train "
-                         f"scans; FID-2D: its images vs the real axial slices; {common.timing(ctx, started)}.")  # fmt: skip
+                         "scans; FID-2D: its images vs the real axial slices.")  # fmt: skip
     head = ["Model", "#param", "FID-2D", "FID-ax", "FID-sag", "FID-cor", "FID-avg"]
     text = common.write_table(
         ctx, "table4", "Table 4: architectures with Inflate-1 (heart)", head, rows, note
     )
-    print(text)
-    return text
+    return common.finish(ctx, text, started)
 
 
 if __name__ == "__main__":

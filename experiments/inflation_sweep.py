@@ -150,10 +150,8 @@ def main(argv: list[str] | None = None) -> str:
     plot(ctx, rows)
     start = "one given 2D checkpoint" if args.ckpt_2d else "each seed's own 2D twin"
     note = common.footer(ctx, rows[0]["extractor"], f"Inflated rows start from {start}; FIDs at the end of "
-                         f"training; {common.timing(ctx, started)}.")  # fmt: skip
-    text = tables(ctx, rows, runs, note)
-    print(text)
-    return text
+                         "training.")  # fmt: skip
+    return common.finish(ctx, tables(ctx, rows, runs, note), started)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def method_spec(ctx: common.Context, kind: str, name: str, seed: int) -> common.
     return common.inflated_spec(ctx, kind, what, seed, "inflate-1", "GD")
 
 
-def table(ctx: common.Context, kind: str, started: float) -> str:
+def table(ctx: common.Context, kind: str) -> str:
     rows, records = [], []
     for name, paper in PAPER[kind].items():
         specs = [method_spec(ctx, kind, name, seed) for seed in ctx.seeds]
@@ -53,10 +53,19 @@ def table(ctx: common.Context, kind: str, started: float) -> str:
             [name, common.params_cell(specs[0].model, paper[0]), *common.fid_cells(scores, paper[1:])]
         )
         records += [{"model": name, "seed": sp.cfg.seed, **sc} for sp, sc in zip(specs, scores, strict=True)]
+    floor = common.heldout_floor(ctx, kind)
+    if floor is not None:
+        rows.append(["Fresh phantoms (reference)", "–", *common.fid_cells([floor])])
+        records.append({"model": "fresh phantoms", "seed": "", **floor})
     name, title = TABLE[kind]
     common.write_csv(ctx, name, records)
+    extra = (
+        " Reference: as many fresh phantoms of another population seed, i.e. a perfect generator."
+        if floor
+        else ""
+    )
     note = common.footer(ctx, records[0]["extractor"], "Baselines at their presets' batch and losses; #param "
-                         f"counts every network; {common.timing(ctx, started)}.")  # fmt: skip
+                         f"counts every network.{extra}")  # fmt: skip
     head = ["Model", "#param", "FID-ax", "FID-sag", "FID-cor", "FID-avg"]
     return common.write_table(ctx, name, title, head, rows, note)
 
@@ -67,9 +76,7 @@ def main(argv: list[str] | None = None) -> str:
     args = p.parse_args(argv)
     started = time.perf_counter()
     ctx = common.context(args)
-    text = "\n".join(table(ctx, kind, started) for kind in args.datasets.split(","))
-    print(text)
-    return text
+    return common.finish(ctx, "\n".join(table(ctx, kind) for kind in args.datasets.split(",")), started)
 
 
 if __name__ == "__main__":

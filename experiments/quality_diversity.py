@@ -51,10 +51,9 @@ def main(argv: list[str] | None = None) -> str:
     common.write_csv(ctx, "table8", records)
     names = {"heart": "heart (COCA)", "brain": "brain (ADNI)"}
     head = ["Model", *[f"{names[k]} {m}" for k in kinds for m in ("PSNR ↑", "MS-SSIM ↓")]]
-    note = common.footer(ctx, "none (pixel metrics)", f"{common.timing(ctx, started)}.")
+    note = common.footer(ctx, "none (pixel metrics)")
     text = common.write_table(ctx, "table8", "Table 8: PSNR and MS-SSIM", head, rows, note)
-    print(text)
-    return text
+    return common.finish(ctx, text, started)
 
 
 if __name__ == "__main__":

@@ -94,6 +94,25 @@ def test_scale_options_apply(tmp_path: Path) -> None:
     assert paper.scale.shape == {"heart": (32, 64, 64), "brain": (64, 64, 64)}
 
 
+def test_an_interrupted_run_is_resumed_to_the_same_weights(tmp_path: Path) -> None:
+    import shutil
+
+    import torch
+
+    from medgan3d.training.checkpoint import list_checkpoints, load_generator
+
+    ctx = _ctx(tmp_path, "--subjects", "4")
+    spec = common.stylegan_spec(ctx, "brain", "Split&Shuffle", 0)
+    run = common.ensure_run(ctx, spec)
+    final = load_generator(run).state_dict()
+    assert len(list_checkpoints(run)) == 2  # kimg 0.008 and 0.016
+    shutil.rmtree(list_checkpoints(run)[-1])  # as if stopped between the two
+    (spec.folder(ctx) / "done.json").unlink()
+    assert common.ensure_run(ctx, spec) == run and len(list_checkpoints(run)) == 2
+    for key, value in load_generator(run).state_dict().items():
+        assert torch.equal(value, final[key]), key
+
+
 def test_smoke_sweep_one_seed(tmp_path: Path) -> None:
     """The fast end-to-end check: two rows, one seed, in-process."""
     out = tmp_path / "smoke"
@@ -119,11 +138,13 @@ def test_every_driver_end_to_end_at_a_toy_budget(tmp_path: Path) -> None:
               ("table1", "table2", "table3", "table4", "table6", "table7", "table8")}  # fmt: skip
     rows = {n: [ln for ln in t.splitlines() if ln.startswith("| ") and not ln.startswith("| Model")]
             for n, t in tables.items()}  # fmt: skip
-    assert [len(rows[n]) for n in tables] == [6, 9, 6, 6, 6, 6, 7]
+    assert [len(rows[n]) for n in tables] == [6, 9, 6, 6, 7, 7, 7]  # 6-7: + fresh phantoms
     assert all("seeds 0, 1, 2" in t for t in tables.values())
-    assert all(" ± " in r for n in ("table1", "table3", "table6") for r in rows[n])
+    assert all(" ± " in r for n in ("table1", "table3", "table6") for r in rows[n] if "reference" not in r)
     assert "(7.7)" in tables["table4"] and "(58.3)" in tables["table6"] and "(71.3)" in tables["table7"]
-    assert "0 runs trained" in tables["table8"]  # it scores the runs of Tables 6–7
+    results = (out / "results.md").read_text(encoding="utf-8")
+    assert "| `quality_diversity.py` |" in results
+    assert "0 runs trained (0 s of training), 36 reused" in results  # Table 8 scores the runs of Tables 6–7
     with open(out / "results.csv", encoding="utf-8") as f:
         curve = list(csv.DictReader(f))
     start = {
@@ -136,4 +157,3 @@ def test_every_driver_end_to_end_at_a_toy_budget(tmp_path: Path) -> None:
     assert {float(r["kimg"]) for r in curve} == {0.0, 0.008, 0.016}
     with open(out / "table4.csv", encoding="utf-8") as f:
         assert all(float(r["fid_2d"]) > 0 for r in csv.DictReader(f))
-    assert "| `quality_diversity.py` |" in (out / "results.md").read_text(encoding="utf-8")
