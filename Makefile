@@ -28,12 +28,14 @@ $(STAMP): pyproject.toml constraints.txt | fast-malloc
 demo: $(STAMP)
 	$(BIN)/python -m medgan3d demo --out demo-out
 
+# One torch thread per test worker and one worker per core: OpenMP threads of concurrent processes spinning
+# against each other made single-process runs of the suite 3-4x slower on a shared 2-core machine.
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks experiments
-	$(BIN)/python -m pytest -m "not slow" -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not slow" -q -n auto
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks experiments
