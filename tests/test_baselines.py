@@ -33,6 +33,7 @@ from medgan3d.training.checkpoint import list_checkpoints, load_generator
 from medgan3d.training.families import baselines as fb
 from medgan3d.training.family import MicroBatch, family_for
 from medgan3d.training.loop import TrainConfig, train
+from ports import free_port
 
 FAMILIES = ("wgan-gp", "vae-gan", "alpha-gan", "alpha-wgan-gp")
 NETWORKS = {"wgan-gp": ("G", "D"), "vae-gan": ("G", "D", "E"), "alpha-gan": ("G", "D", "E", "CD"),
@@ -487,13 +488,13 @@ def test_cli_train_generate_evaluate(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_two_processes_match_micro_batches(brain16: Path, tmp_path: Path, free_port: int) -> None:
+def test_two_processes_match_micro_batches(brain16: Path, tmp_path: Path) -> None:
     """VAE-GAN (shared noise per global micro-batch, BN per micro-batch): 2 processes × 1 micro-batch of 4 ==
     1 process × 2 micro-batches of 4 in every parameter. BN running statistics are averaged over ranks after
     each iteration, which is not the sequential update of one process: buffers are close, not equal."""
     common = ["--data", str(brain16), "--config", "vae-gan-tiny", "--kimg", "0.04", "--batch", "8",
               "--batch-gpu", "4", "--seed", "3", "--tick", "1", "--device", "cpu"]  # fmt: skip
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port}",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
            "-m", "medgan3d", "train", *common, "--out", str(tmp_path / "ddp")]  # fmt: skip
     done = subprocess.run(cmd, env=ENV, capture_output=True, encoding="utf-8", timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

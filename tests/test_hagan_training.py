@@ -29,6 +29,7 @@ from medgan3d.training.checkpoint import list_checkpoints
 from medgan3d.training.families.hagan import HAGAN, Crop, HAGANLoss, draw_crop, real_views
 from medgan3d.training.family import MicroBatch
 from medgan3d.training.loop import TrainConfig, train
+from ports import free_port
 
 NETWORKS = ("G", "D", "E_H", "E_G")
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MEDGAN3D_ALLOCATOR="system")
@@ -112,7 +113,7 @@ def test_resume_is_bit_identical(brain32: Path, tmp_path: Path) -> None:
     assert {"loss/D", "loss/G", "loss/E_H", "loss/E_G", "scores/real", "scores/fake"} <= set(stats[-1])
 
 
-def test_two_processes_match_micro_batches(brain32: Path, tmp_path: Path, free_port: int) -> None:
+def test_two_processes_match_micro_batches(brain32: Path, tmp_path: Path) -> None:
     """batch 4 = 2 processes × 1 micro-batch of 2 (torchrun, gloo) == 1 process × 2 micro-batches of 2.
 
     Spectral norm's power iteration runs once per D/G phase, not per D forward: per forward, the single
@@ -121,7 +122,7 @@ def test_two_processes_match_micro_batches(brain32: Path, tmp_path: Path, free_p
     """
     common = ["--data", str(brain32), "--config", "hagan-tiny", "--kimg", "0.008", "--batch", "4",
               "--batch-gpu", "2", "--seed", "3", "--tick", "1", "--device", "cpu"]  # fmt: skip
-    run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port}",
+    run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
            "-m", "medgan3d", "train", *common, "--out", str(tmp_path / "ddp")]  # fmt: skip
     done = subprocess.run(run, env=ENV, capture_output=True, encoding="utf-8", timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -24,6 +24,7 @@ from medgan3d.training.checkpoint import list_checkpoints, load_generator
 from medgan3d.training.families import stylegan2
 from medgan3d.training.loop import TrainConfig, TrainingError, train
 from medgan3d.training.losses import LossConfig, d_r1, map_with_mixing
+from ports import free_port
 
 NO_AUTOCAST = contextlib.nullcontext()
 
@@ -138,14 +139,12 @@ def test_resume_is_bit_identical(brain16: Path, tmp_path: Path) -> None:
     assert any(p.name.startswith("events.out.tfevents") for p in resumed.iterdir())
 
 
-def test_two_processes_match_one_with_the_same_global_batch(
-    brain16: Path, tmp_path: Path, free_port: int
-) -> None:
+def test_two_processes_match_one_with_the_same_global_batch(brain16: Path, tmp_path: Path) -> None:
     """torchrun, 2 CPU processes (gloo), batch 8 = 2 × 4, against 1 process with 2 micro-batches of 4."""
     common = ["--data", str(brain16), "--config", "tiny", "--kimg", "0.048", "--batch", "8", "--batch-gpu", "4",
               "--seed", "3", "--tick", "1", "--device", "cpu"]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port}",
+    run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
            "-m", "medgan3d", "train", *common, "--out", str(tmp_path / "ddp")]  # fmt: skip
     done = subprocess.run(run, env=env, capture_output=True, encoding="utf-8", timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

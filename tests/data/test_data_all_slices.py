@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import save_nifti, smooth_volume
+
 from medgan3d.data import (
     DatasetError,
     SliceDataset,

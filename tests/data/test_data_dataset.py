@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import save_nifti, smooth_volume
 from torch.utils.data import DataLoader
 
-from conftest import save_nifti, smooth_volume
 from medgan3d.data import (
     DatasetError,
     SliceDataset,

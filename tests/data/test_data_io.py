@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-
 from conftest import save_nifti, smooth_volume, write_dicom_series
+
 from medgan3d.data import VolumeReadError, read_volume, read_volumes, write_nifti
 
 
