@@ -1,4 +1,4 @@
-"""The drivers of seed 001's tables (experiments/, docs/results.md): shared machinery, a fast smoke run, and
+"""The drivers of Liu et al.'s (arXiv 2208.03934) tables (experiments/, docs/results.md): shared machinery, a fast smoke run, and
 every driver end to end at a toy budget over three seeds (slow)."""
 
 from __future__ import annotations

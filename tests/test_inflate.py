@@ -1,4 +1,4 @@
-"""2D → 3D weight inflation (seed 001 §3.2, Eq. 3–7): formulas, depth-exactness, transfer, refusals, CLI."""
+"""2D → 3D weight inflation (Liu et al., arXiv 2208.03934 §3.2, Eq. 3–7): formulas, depth-exactness, transfer, refusals, CLI."""
 
 from __future__ import annotations
 
@@ -237,7 +237,7 @@ def test_fc_choice_gives_the_2d_logit_for_depth_constant_features() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# A trained 2D twin: inflation transfers what it learned (seed 001 Fig. 4–5 at kimg 0)
+# A trained 2D twin: inflation transfers what it learned (Liu et al., arXiv 2208.03934 Fig. 4–5 at kimg 0)
 # --------------------------------------------------------------------------------------------------
 
 

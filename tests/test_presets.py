@@ -1,4 +1,4 @@
-"""Named presets: parameter counts of seed 001 (Tables 3, 5, 7), 2D twins, YAML, and `medgan3d info`."""
+"""Named presets: parameter counts of Liu et al., arXiv 2208.03934 (Tables 3, 5, 7), 2D twins, YAML, and `medgan3d info`."""
 
 from __future__ import annotations
 

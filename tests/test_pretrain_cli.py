@@ -1,6 +1,6 @@
 """`pretrain`'s own length and slice source, and `train --init-from` with both equalized-lr readings of
 inflation (Liu et al., "Inflating 2D Convolution Weights for Efficient Generation of 3D Medical Images",
-seed 001, §3.2 and §4.2.3)."""
+Liu et al., arXiv 2208.03934, §3.2 and §4.2.3)."""
 
 from __future__ import annotations
 

@@ -113,7 +113,7 @@ def test_truncation_cutoff_only_touches_first_ws(nd: int) -> None:
 
 @pytest.mark.parametrize("nd", DIMS)
 def test_split_generator_branches_are_independent_without_shuffle(nd: int) -> None:
-    """Split G is two independent networks (seed 001 §3.3); shuffle makes the branches exchange features."""
+    """Split G is two independent networks (Liu et al., arXiv 2208.03934 §3.3); shuffle makes the branches exchange features."""
     torch.manual_seed(0)
     for variant, independent in [("split", True), ("split_shuffle", False)]:
         G = tiny(nd, g=variant).build_generator()

@@ -1,6 +1,6 @@
 """Typed configuration ⇄ YAML, and the named presets shipped in ``configs/``.
 
-A preset names an architecture from the papers (seed 001 §4.2.2, §4.3.3, Tables 3, 5, 7). Each 3D preset
+A preset names an architecture from the papers (Liu et al., arXiv 2208.03934 §4.2.2, §4.3.3, Tables 3, 5, 7). Each 3D preset
 has a 2D twin (:meth:`ModelConfig.twin_2d`) with the same widths and variants, for pretraining on slices.
 """
 

@@ -1,4 +1,4 @@
-"""2D → 3D weight inflation (seed 001 §3.2, Eq. 3–7, Tables 1–2, Fig. 4–5).
+"""2D → 3D weight inflation (Liu et al., arXiv 2208.03934 §3.2, Eq. 3–7, Tables 1–2, Fig. 4–5).
 
 A 2D StyleGAN2 pretrained on axial slices initialises its 3D twin (same widths, mapping and variants; every
 ``k×k`` kernel becomes ``k×k×k`` with the depth axis FIRST, ``w[:, :, d, h, w]``). The paper defines the
@@ -191,7 +191,7 @@ def inflate_state_dict(
     equalized_lr: str = "compensate",
     generator: torch.Generator | None = None,
 ) -> dict[str, Tensor]:
-    """The 3D state dict inflated from a 2D twin's state dict (seed 001 §3.2, Eq. 3–7).
+    """The 3D state dict inflated from a 2D twin's state dict (Liu et al., arXiv 2208.03934 §3.2, Eq. 3–7).
 
     ``sd3d_template`` is the state dict of a freshly built 3D network (a medgan3d ``Generator`` or
     ``Discriminator``): it supplies the shapes, and for ``strategy="none"`` it is returned unchanged (copied).
@@ -343,7 +343,7 @@ def inflate_checkpoint(
     init_std: float = DEFAULT_INIT_STD,
     equalized_lr: str = "compensate",
 ) -> dict[str, nn.Module]:
-    """3D networks ``{"G", "G_ema", "D"}`` inflated from a 2D checkpoint (seed 001 §3.2, Table 2).
+    """3D networks ``{"G", "G_ema", "D"}`` inflated from a 2D checkpoint (Liu et al., arXiv 2208.03934 §3.2, Table 2).
 
     ``ckpt_2d``: a checkpoint directory (``G/``, ``G_ema/``, ``D/``) or a run folder (its latest checkpoint)
     whose networks are 2D. ``config_3d``: a preset name / YAML path / ``Preset`` / ``ModelConfig`` of the

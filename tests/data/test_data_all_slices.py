@@ -1,4 +1,4 @@
-"""`prepare --all-slices`: every axial slice of every scan for 2D pretraining (Liu et al., seed 001, §3.2, §4.3.1)."""
+"""`prepare --all-slices`: every axial slice of every scan for 2D pretraining (Liu et al., arXiv 2208.03934, §3.2, §4.3.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Presets against independent computations (seed 001 §4.2.1, seed 002)."""
+"""Presets against independent computations (Liu et al., arXiv 2208.03934 §4.2.1, Sun et al., IEEE JBHI 2022)."""
 
 from __future__ import annotations
 

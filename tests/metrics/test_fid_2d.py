@@ -1,4 +1,4 @@
-"""FID of 2D images against the real axial slices (Liu et al., seed 001, Table 4, column FID-2D)."""
+"""FID of 2D images against the real axial slices (Liu et al., arXiv 2208.03934, Table 4, column FID-2D)."""
 
 from __future__ import annotations
 

@@ -70,7 +70,7 @@ def _sidecars(records: list[dict]) -> dict:
 
 
 def _metrics_2d(names: tuple[str, ...]) -> tuple[str, ...]:
-    """A 2D generator (a pretrained twin) is scored by FID against the real axial slices (seed 001 Table 4)."""
+    """A 2D generator (a pretrained twin) is scored by FID against the real axial slices (Liu et al., arXiv 2208.03934 Table 4)."""
     from medgan3d.errors import UsageError
 
     if "fid" not in names:

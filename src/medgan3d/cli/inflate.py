@@ -1,4 +1,4 @@
-"""`medgan3d inflate`: a 2D checkpoint → a 3D checkpoint by weight inflation (seed 001 §3.2, Eq. 3–7).
+"""`medgan3d inflate`: a 2D checkpoint → a 3D checkpoint by weight inflation (Liu et al., arXiv 2208.03934 §3.2, Eq. 3–7).
 
     medgan3d inflate CKPT_2D --config coca-ss --strategy inflate-1 --parts GD -o CKPT_3D [--seed 0]
 

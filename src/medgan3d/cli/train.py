@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 _FLAGS = {"kimg": "--kimg", "batch": "--batch", "batch_gpu": "--batch-gpu", "lr": "--lr", "tick_kimg": "--tick",
           "snapshot_ticks": "--snap", "seed": "--seed", "bf16": "--bf16", "flip": "--flip", "metrics": "--metrics"}  # fmt: skip
 _APPLY_ON_RESUME = {"--resume", "--kimg", "--device"}
-# seed 001 §4.2.3: "For 2D GANs pre-training, the models are fed with 25,000K images in total" (3D: 5,000K)
+# Liu et al., arXiv 2208.03934 §4.2.3: "For 2D GANs pre-training, the models are fed with 25,000K images in total" (3D: 5,000K)
 PRETRAIN_KIMG = 25000.0
 
 
@@ -51,7 +51,7 @@ def train(
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
     init_from: Path | None = typer.Option(None, "--init-from", help="2D run/checkpoint to inflate from."),
     inflate: str = typer.Option(
-        "inflate-1", "--inflate", help="none|inflate-1|-2|-3|-asc|-nwi (seed 001 §3.2)."
+        "inflate-1", "--inflate", help="none|inflate-1|-2|-3|-asc|-nwi (Liu et al., arXiv 2208.03934 §3.2)."
     ),
     inflate_parts: str = typer.Option("GD", "--inflate-parts", help="G, D or GD."),
     equalized_lr: str = typer.Option(
@@ -79,7 +79,7 @@ def pretrain(
     kimg: float | None = typer.Option(
         None,
         "--kimg",
-        help=f"Total length in thousands of slices (default {PRETRAIN_KIMG:.0f}, seed 001 §4.2.3).",
+        help=f"Total length in thousands of slices (default {PRETRAIN_KIMG:.0f}, Liu et al., arXiv 2208.03934 §4.2.3).",
     ),
     batch: int | None = typer.Option(None, "--batch"),
     batch_gpu: int | None = typer.Option(None, "--batch-gpu"),
@@ -94,7 +94,7 @@ def pretrain(
     desc: str | None = typer.Option(None, "--desc"),
     device: str | None = typer.Option(None, "--device"),
 ) -> None:
-    """Pretrain the 2D twin of a 3D preset on the axial slices of a prepared dataset (seed 001 §3.2).
+    """Pretrain the 2D twin of a 3D preset on the axial slices of a prepared dataset (Liu et al., arXiv 2208.03934 §3.2).
 
     Every axial slice of the training scans when the dataset has them (`prepare --all-slices`, or a preset that
     resizes the depth), else the slices of the cached volumes, with a warning."""

@@ -1,7 +1,7 @@
 """Datasets over a prepared cache (issue 3, item 4).
 
 :class:`VolumeDataset` yields volumes ``[1, D, H, W]``; :class:`SliceDataset` yields axial slices
-``[1, H, W]`` of the same cache, for the 2D pretraining of seed 001 §3.2. Both open ``volumes.npy``
+``[1, H, W]`` of the same cache, for the 2D pretraining of Liu et al., arXiv 2208.03934 §3.2. Both open ``volumes.npy``
 memory-mapped and lazily (once per DataLoader worker, never pickled), so an item costs one small copy.
 """
 
@@ -168,7 +168,7 @@ class VolumeDataset(_CacheDataset):
 
 
 class SliceDataset(_CacheDataset):
-    """Axial slices ``[1, H, W]`` of the scans of a split, for 2D pretraining (seed 001 §3.2).
+    """Axial slices ``[1, H, W]`` of the scans of a split, for 2D pretraining (Liu et al., arXiv 2208.03934 §3.2).
 
     ``slices`` (see :func:`slice_source`): ``"auto"`` (default) uses every axial slice of the scans when the
     dataset has them (``slices.npy`` from ``prepare --all-slices``, or a depth-resizing preset), else the

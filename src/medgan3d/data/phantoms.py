@@ -3,7 +3,7 @@
 Both are seeded (subject ``i`` of seed ``s`` is the same whatever ``n`` is), need no download, and are
 written as raw NIfTI scans that then go through the ordinary ``prepare`` path: the brain through the
 ``adni`` preset, the heart (in Hounsfield units, stored LPS like scanner exports) through ``coca`` exactly
-as real CT would (seed 001 §4.2.1).
+as real CT would (Liu et al., arXiv 2208.03934 §4.2.1).
 """
 
 from __future__ import annotations

@@ -256,7 +256,7 @@ def all_axial_slices(array: np.ndarray, meta, cfg: PreprocessConfig, source: str
     """Every axial slice of one scan ``[S, H, W]``, processed as the cached volume's slices are (intensity,
     trimming, resampling, in-plane resize or crop) but without the depth crop/pad.
 
-    Liu et al., "Inflating 2D Convolution Weights for Efficient Generation of 3D Medical Images" (seed 001),
+    Liu et al., "Inflating 2D Convolution Weights for Efficient Generation of 3D Medical Images" (Liu et al., arXiv 2208.03934),
     §3.2 and §4.3.1 pretrain the 2D GAN on all 39,281 axial slices of COCA, not on the 32-slice windows the 3D
     model sees. ``info`` is :func:`preprocess`'s record for the same scan (its ``trimmed_slices``).
     """
@@ -503,7 +503,7 @@ def prepare_dataset(
     ``progress(done, total)`` is called after each source. With ``strict`` the first bad file raises
     :class:`PrepareError` and nothing is left behind. A scan whose header claims more than ``max_voxels``
     voxels (``None``: no limit) is skipped before its data is read. ``all_slices``: also keep every axial
-    slice of every scan in ``slices.npy`` (for 2D pretraining, seed 001 §3.2) when the preset crops the depth
+    slice of every scan in ``slices.npy`` (for 2D pretraining, Liu et al., arXiv 2208.03934 §3.2) when the preset crops the depth
     (``coca``); other presets' volumes already hold all of them, and nothing more is written.
     """
     out = Path(out)

@@ -1,15 +1,15 @@
 """Paper preprocessing presets (issue 3, item 2).
 
-- ``coca`` — seed 001 §4.2.1 (COCA cardiac CT): HU clipped to [-250, 650] and mapped to [-1, 1]; in-plane
+- ``coca`` — Liu et al., arXiv 2208.03934 §4.2.1 (COCA cardiac CT): HU clipped to [-250, 650] and mapped to [-1, 1]; in-plane
   (sagittal/coronal, i.e. H and W) bilinear resize to 64×64 (or 128×128); the axial count aligned to 32 by
   taking consecutive slices when longer (a centred or a seeded random window) or by padding with the
   normalised background (-1) when shorter.
-- ``adni`` — seed 001 §4.2.1 (ADNI brain MRI): robust percentile normalisation to [-1, 1]; all three
+- ``adni`` — Liu et al., arXiv 2208.03934 §4.2.1 (ADNI brain MRI): robust percentile normalisation to [-1, 1]; all three
   dimensions resized to 64.
-- ``hagan-ct`` — seed 002 (HA-GAN, thorax CT): HU [-1024, 600] to [-1, 1]; axial slices that are all air
+- ``hagan-ct`` — Sun et al., IEEE JBHI 2022 (HA-GAN, thorax CT): HU [-1024, 600] to [-1, 1]; axial slices that are all air
   (every voxel at or below -1024 HU) trimmed from both ends, as Sun et al.'s preprocessing removes blank
   slices; then resized to 128³ (``--shape 256`` for 256³).
-- ``hagan-mri`` — seed 002 (HA-GAN, brain MRI, GSP-style): percentile normalisation to [-1, 1]; all three
+- ``hagan-mri`` — Sun et al., IEEE JBHI 2022 (HA-GAN, brain MRI, GSP-style): percentile normalisation to [-1, 1]; all three
   dimensions resized to 128³ (or 256³).
 - ``brain-t1-2mm`` / ``brain-t1-1mm`` — Hong et al., 3D-StyleGAN (DGM4MICCAI 2021): skull-stripped,
   affinely aligned T1 brain MRI resampled to 2 mm (1 mm) isotropic voxels (Gaussian anti-aliasing) and
@@ -164,7 +164,7 @@ def intensity_range(array: np.ndarray, cfg: PreprocessConfig, source: str = "") 
 
 
 def normalize(array: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Clip to [lo, hi] and map linearly to [-1, 1] (seed 001 §4.2.1)."""
+    """Clip to [lo, hi] and map linearly to [-1, 1] (Liu et al., arXiv 2208.03934 §4.2.1)."""
     out = (np.clip(array, lo, hi, dtype=np.float32) - np.float32(lo)) * np.float32(2.0 / (hi - lo)) - 1.0
     return out.astype(np.float32, copy=False)
 

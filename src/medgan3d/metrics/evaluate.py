@@ -3,8 +3,8 @@
 Metrics (names accepted in ``metrics=``):
 
 - ``fid``    FID-ax, FID-sag, FID-cor on the centre slices (or all slices) of each plane, and FID-avg, their
-             mean (seed 001 §4.1.2, Tables 6–7), with the 2D extractor.
-- ``fid_3d`` FID on whole-volume features of the 3D extractor (MedicalNet, the HA-GAN convention, seed 002).
+             mean (Liu et al., arXiv 2208.03934 §4.1.2, Tables 6–7), with the 2D extractor.
+- ``fid_3d`` FID on whole-volume features of the 3D extractor (MedicalNet, the HA-GAN convention, Sun et al., IEEE JBHI 2022).
 - ``kid``    KID on the 3D features (cubic polynomial kernel; mean over subsets, std recorded).
 - ``mmd``    unbiased Gaussian-kernel MMD² on the 3D features, median-heuristic bandwidth (recorded).
 - ``ms_ssim`` MS-SSIM over random pairs of generated volumes: diversity, lower = more diverse (Table 8);
@@ -15,7 +15,7 @@ Metrics (names accepted in ``metrics=``):
              classifier (``classifier=PATH``) it uses a seeded random one and means nothing.
 
 2D images ``[N, 1, H, W]`` (the samples of a 2D twin) are scored with ``fid`` alone: ``fid_2d``, their FID
-against the real axial slices of the dataset with the same 2D extractor (seed 001 Table 4, column FID-2D).
+against the real axial slices of the dataset with the same 2D extractor (Liu et al., arXiv 2208.03934 Table 4, column FID-2D).
 
 Intervals (``ci95``): half-sampling without replacement for FID and IS, which are biased upward at small
 counts (resampling with replacement would inflate them further), the percentile bootstrap for the means PSNR
@@ -385,7 +385,7 @@ def real_axial_slices(root: Path, s: EvalSettings) -> tuple[Tensor, list[int], s
 
 
 def _evaluate_images(fake: Tensor, root: Path, s: EvalSettings, t0: float) -> tuple[dict, EvalArtifacts]:
-    """FID of 2D images against the real axial slices (seed 001 Table 4, FID-2D): ``fid_2d``."""
+    """FID of 2D images against the real axial slices (Liu et al., arXiv 2208.03934 Table 4, FID-2D): ``fid_2d``."""
     if set(s.metrics) - {"fid"}:
         raise ValueError(f"2D images are scored with fid only (fid_2d against axial slices); "
                          f"{sorted(set(s.metrics) - {'fid'})} need volumes")  # fmt: skip

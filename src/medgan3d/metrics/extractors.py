@@ -11,7 +11,7 @@ its input convention and feature size. Scores are meaningful only between runs w
 Architectures are written from the papers: Szegedy et al. 2016 (InceptionV3) with the FID variant of the
 TF 2015-12-05 graph (Heusel et al. 2017: average pools that exclude padding, a max pool in the last block's
 pool branch; 2048-d pool3 features of 299×299 inputs), and Chen et al. 2019 (Med3D/MedicalNet: 3D ResNet
-with dilated layers 3–4; 512-d or 2048-d global-average-pooled features), as used by HA-GAN (seed 002).
+with dilated layers 3–4; 512-d or 2048-d global-average-pooled features), as used by HA-GAN (Sun et al., IEEE JBHI 2022).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 - KID (Bińkowski et al. 2018): unbiased MMD² with the cubic polynomial kernel k(x, y) = (xᵀy / d + 1)³,
   averaged over random subsets of equal size drawn from both sets; the spread over subsets is reported.
-- MMD (seed 002, HA-GAN tables): unbiased MMD² with the Gaussian kernel k(x, y) = exp(-||x - y||² / (2 σ²)),
+- MMD (Sun et al., IEEE JBHI 2022, HA-GAN tables): unbiased MMD² with the Gaussian kernel k(x, y) = exp(-||x - y||² / (2 σ²)),
   σ = median pairwise Euclidean distance of the pooled real and generated features (the median heuristic,
   Gretton et al. 2012). The bandwidth is returned so it can be recorded with the score.
 """

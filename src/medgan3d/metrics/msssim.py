@@ -129,7 +129,7 @@ def sample_pairs(n: int, num_pairs: int, seed: int = 0) -> np.ndarray:
 def ms_ssim_pairs(
     volumes: Tensor, num_pairs: int = 100, seed: int = 0, cfg: MSSSIMConfig | None = None, batch: int = 32
 ) -> tuple[np.ndarray, MSSSIMConfig]:
-    """MS-SSIM of random pairs within one set ``[N, C, *spatial]`` (the diversity score of seed 001 Table 8)."""
+    """MS-SSIM of random pairs within one set ``[N, C, *spatial]`` (the diversity score of Liu et al., arXiv 2208.03934 Table 8)."""
     cfg = cfg or msssim_config(volumes.shape[2:])
     pairs = sample_pairs(len(volumes), num_pairs, seed)
     values = []

@@ -1,4 +1,4 @@
-"""PSNR between generated and real volumes (seed 001 Table 8), with an explicit pairing.
+"""PSNR between generated and real volumes (Liu et al., arXiv 2208.03934 Table 8), with an explicit pairing.
 
 Generated volumes have no ground-truth partner, so the pairing must be stated. Here each generated volume
 is compared with its *nearest* real volume, nearest by mean squared error over all voxels; PSNR =

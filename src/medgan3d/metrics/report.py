@@ -1,7 +1,7 @@
 """Evaluation report: metrics.json, PNG figures and one HTML page (issue 6, item 3; issue 18).
 
 Figures: real and generated centre-slice grids (:func:`medgan3d.viz.save_slice_grid`: the dataset's voxel
-spacing, orientation letters, a colour bar in the data's units), a t-SNE of real vs generated features (seed 001
+spacing, orientation letters, a colour bar in the data's units), a t-SNE of real vs generated features (Liu et al., arXiv 2208.03934
 Figs. 7–8), and a bar chart of the FIDs with their intervals. The HTML page says what was scored (checkpoint,
 kimg, medgan3d version), warns about scores on too few samples, explains every metric in a sentence, shows the
 95 % intervals under their real names, and the details and provenance as tables.
@@ -28,7 +28,7 @@ EXPLAIN = {
     "fid_ax": _FID.format(what="2D-extractor features of the axial centre slices", unit="volumes"),
     "fid_sag": _FID.format(what="2D-extractor features of the sagittal centre slices", unit="volumes"),
     "fid_cor": _FID.format(what="2D-extractor features of the coronal centre slices", unit="volumes"),
-    "fid_avg": "Mean of the axial, sagittal and coronal FIDs (seed 001's FID-avg); lower is better.",
+    "fid_avg": "Mean of the axial, sagittal and coronal FIDs (Liu et al.'s (arXiv 2208.03934) FID-avg); lower is better.",
     "fid_3d": _FID.format(what="whole-volume 3D-extractor features", unit="volumes"),
     "fid_2d": _FID.format(what="2D-extractor features", unit="images against the real axial slices"),
     "kid": "Kernel inception distance: unbiased squared MMD with a cubic polynomial kernel on the 3D features; "

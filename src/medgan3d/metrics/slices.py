@@ -1,4 +1,4 @@
-"""Axial, sagittal and coronal slices of volume batches for slice FID (seed 001 §4.1.2).
+"""Axial, sagittal and coronal slices of volume batches for slice FID (Liu et al., arXiv 2208.03934 §4.1.2).
 
 Layout ``[N, C, D, H, W]`` in RAS order (docs/data.md): D runs inferior→superior, H posterior→anterior,
 W left→right. A slice at fixed D is axial ``[H, W]``, at fixed W sagittal ``[D, H]``, at fixed H

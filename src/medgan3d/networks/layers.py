@@ -1,6 +1,6 @@
 """Dimension-generic StyleGAN2 primitives (one implementation for ``spatial_dims`` 2 and 3).
 
-Seed 001 §3.1 (StyleGAN2 recap, Eq. 1–2) and §3.3 (Split&Shuffle, Fig. 3); seed 003 (StyleGAN2 lifted to 3D).
+Seed 001 §3.1 (StyleGAN2 recap, Eq. 1–2) and §3.3 (Split&Shuffle, Fig. 3); Hong et al., DGM4MICCAI 2021 (StyleGAN2 lifted to 3D).
 Tensors are ``[N, C, *spatial]`` with ``spatial = (D, H, W)`` in 3D and ``(H, W)`` in 2D.
 """
 
@@ -106,7 +106,7 @@ def blur_fir(x: Tensor, spatial_dims: int, pad: int, gain: float = 1.0) -> Tenso
 
 
 # --------------------------------------------------------------------------------------------------
-# Channel shuffle (ShuffleNet-style), the "Shuffle" of Split&Shuffle (seed 001 §3.3)
+# Channel shuffle (ShuffleNet-style), the "Shuffle" of Split&Shuffle (Liu et al., arXiv 2208.03934 §3.3)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -172,7 +172,7 @@ G_VARIANTS = ("baseline", "split", "split_shuffle")
 
 
 class Conv(nn.Module):
-    """Equalized-lr convolution with the discriminator variants of seed 001 §3.3 / Table 3.
+    """Equalized-lr convolution with the discriminator variants of Liu et al., arXiv 2208.03934 §3.3 / Table 3.
 
     ``variant``:
       * ``baseline``  — dense ``k^n`` convolution.
@@ -276,7 +276,7 @@ def modulated_conv(
     """Modulated (Eq. 1) and optionally demodulated (Eq. 2) convolution, batched as one grouped conv.
 
     ``weight`` is ``[C_out, C_in/groups, k..]``; ``styles`` is ``[N, C_in]``. With ``groups=2`` every branch
-    (Split, seed 001 §3.3) is modulated and demodulated over its own input channels only. The batch is folded
+    (Split, Liu et al., arXiv 2208.03934 §3.3) is modulated and demodulated over its own input channels only. The batch is folded
     into the channel axis so the whole minibatch runs as ONE convolution with ``N*groups`` groups.
     ``up=True`` doubles every spatial dim: transposed stride-2 conv then the FIR filter (gain ``2**dims``).
     """
@@ -307,7 +307,7 @@ def modulated_conv(
 
 
 class MinibatchStd(nn.Module):
-    """Minibatch standard deviation layer (StyleGAN2 D epilogue, seed 001 §3.1).
+    """Minibatch standard deviation layer (StyleGAN2 D epilogue, Liu et al., arXiv 2208.03934 §3.1).
 
     Appends ``num_channels`` feature maps, each the mean std over a group of ``group_size`` samples of one
     slice of the channels. With ``interleave=True`` the result is laid out ``[x_0, std_0, x_1, std_1, ..]``

@@ -1,4 +1,4 @@
-"""StyleGAN2 for ``spatial_dims`` 2 and 3 with the Split&Shuffle variants (seed 001 §3.1, §3.3; seed 003).
+"""StyleGAN2 for ``spatial_dims`` 2 and 3 with the Split&Shuffle variants (Liu et al., arXiv 2208.03934 §3.1, §3.3; Hong et al., DGM4MICCAI 2021).
 
 One implementation serves the 2D twin (pretraining on axial slices) and the 3D model; the 3D model's depth
 axis is the first spatial axis (``[N, C, D, H, W]``).
@@ -81,7 +81,7 @@ def check_generator_shape(shape: Sequence[int], base_shape: Sequence[int], what:
 
 
 class MappingNetwork(PretrainedMixin, nn.Module):
-    """z → w (seed 001 §3.1.1): normalised z, ``num_layers`` lrelu FC layers at lr multiplier 0.01.
+    """z → w (Liu et al., arXiv 2208.03934 §3.1.1): normalised z, ``num_layers`` lrelu FC layers at lr multiplier 0.01.
 
     Tracks the running mean ``w_avg`` for the truncation trick; ``truncation_psi`` pulls w towards it for
     the first ``truncation_cutoff`` w vectors (all when ``None``).
@@ -132,7 +132,7 @@ class MappingNetwork(PretrainedMixin, nn.Module):
 class SynthesisLayer(nn.Module):
     """Modulated 3^n conv (Eq. 1–2) + noise (B in Fig. 2) + bias + lrelu; optionally ×2 upsampling.
 
-    ``variant="split"`` runs two half-width branches, each modulated/demodulated on its own (seed 001 §3.3,
+    ``variant="split"`` runs two half-width branches, each modulated/demodulated on its own (Liu et al., arXiv 2208.03934 §3.3,
     Fig. 3) as one grouped conv; ``"split_shuffle"`` interleaves the branches' outputs afterwards.
     """
 
@@ -292,7 +292,7 @@ class SynthesisNetwork(PretrainedMixin, nn.Module):
 
 
 class Generator(PretrainedMixin, nn.Module):
-    """StyleGAN2 generator: mapping network + synthesis network (seed 001 Fig. 2); ``architecture`` as in
+    """StyleGAN2 generator: mapping network + synthesis network (Liu et al., arXiv 2208.03934 Fig. 2); ``architecture`` as in
     :class:`SynthesisNetwork` (``orig`` is 3D-StyleGAN's generator, Hong et al. 2021)."""
 
     def __init__(
@@ -367,7 +367,7 @@ class DiscriminatorBlock(nn.Module):
 class DiscriminatorEpilogue(nn.Module):
     """Minibatch-std → conv → FC → output logit (StyleGAN2 D at the base resolution).
 
-    Which conv the epilogue uses per variant (chosen so the parameter counts reproduce seed 001 Table 3,
+    Which conv the epilogue uses per variant (chosen so the parameter counts reproduce Liu et al., arXiv 2208.03934 Table 3,
     see docs/architecture.md): Group-D keeps a dense conv (33 channels do not split into 4 groups);
     Depthwise-D uses depthwise-separable; Split(&Shuffle)-D computes one std channel per branch so each
     branch of the grouped conv sees ``C/2 + 1`` channels.
@@ -396,7 +396,7 @@ class DiscriminatorEpilogue(nn.Module):
 
 
 class Discriminator(PretrainedMixin, nn.Module):
-    """Residual StyleGAN2 discriminator with the variants of seed 001 Table 3.
+    """Residual StyleGAN2 discriminator with the variants of Liu et al., arXiv 2208.03934 Table 3.
 
     ``variant``: ``baseline | group | depthwise | split | split_shuffle``.
     """

@@ -52,7 +52,7 @@ class TrainingStopped(MedganError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training hyper-parameters shared by every family; defaults are seed 001 §4.2.3 (batch 128) + StyleGAN2.
+    """Training hyper-parameters shared by every family; defaults are Liu et al., arXiv 2208.03934 §4.2.3 (batch 128) + StyleGAN2.
 
     ``lr``, ``betas`` and ``loss`` left at None take the family's defaults (StyleGAN2: lr 0.0025, or 0.002 from
     inflated weights, betas (0, 0.99), :class:`~medgan3d.training.losses.LossConfig`).

@@ -1,4 +1,4 @@
-"""The StyleGAN2 objective in phases Gmain, Greg, Dmain, Dreg (seed 001 §3.1, §4.2.3; DESIGN.md).
+"""The StyleGAN2 objective in phases Gmain, Greg, Dmain, Dreg (Liu et al., arXiv 2208.03934 §3.1, §4.2.3; DESIGN.md).
 
 * Gmain: non-saturating logistic loss ``softplus(-D(G(z)))``.
 * Greg:  path-length regularisation every ``pl_interval`` G steps, weight 2, on half the batch.
@@ -27,7 +27,7 @@ from medgan3d.networks import Discriminator, Generator
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Defaults follow seed 001 §4.2.3 (γ = 0.0512) and StyleGAN2 for the rest."""
+    """Defaults follow Liu et al., arXiv 2208.03934 §4.2.3 (γ = 0.0512) and StyleGAN2 for the rest."""
 
     r1_gamma: float = 0.0512
     r1_interval: int = 16
