@@ -32,10 +32,10 @@ demo: $(STAMP)
 # against each other made single-process runs of the suite 3-4x slower on a shared 2-core machine.
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks experiments
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not slow" -q -n auto
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not slow" -q -n auto --dist loadgroup
 
 test-all: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks experiments

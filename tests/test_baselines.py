@@ -488,6 +488,7 @@ def test_cli_train_generate_evaluate(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("torchrun")  # two processes each: never beside another torchrun test
 def test_two_processes_match_micro_batches(brain16: Path, tmp_path: Path) -> None:
     """VAE-GAN (shared noise per global micro-batch, BN per micro-batch): 2 processes × 1 micro-batch of 4 ==
     1 process × 2 micro-batches of 4 in every parameter. BN running statistics are averaged over ranks after

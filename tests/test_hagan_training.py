@@ -113,6 +113,7 @@ def test_resume_is_bit_identical(brain32: Path, tmp_path: Path) -> None:
     assert {"loss/D", "loss/G", "loss/E_H", "loss/E_G", "scores/real", "scores/fake"} <= set(stats[-1])
 
 
+@pytest.mark.xdist_group("torchrun")  # two processes each: never beside another torchrun test
 def test_two_processes_match_micro_batches(brain32: Path, tmp_path: Path) -> None:
     """batch 4 = 2 processes × 1 micro-batch of 2 (torchrun, gloo) == 1 process × 2 micro-batches of 2.
 

@@ -139,6 +139,7 @@ def test_resume_is_bit_identical(brain16: Path, tmp_path: Path) -> None:
     assert any(p.name.startswith("events.out.tfevents") for p in resumed.iterdir())
 
 
+@pytest.mark.xdist_group("torchrun")  # two processes each: never beside another torchrun test
 def test_two_processes_match_one_with_the_same_global_batch(brain16: Path, tmp_path: Path) -> None:
     """torchrun, 2 CPU processes (gloo), batch 8 = 2 × 4, against 1 process with 2 micro-batches of 4."""
     common = ["--data", str(brain16), "--config", "tiny", "--kimg", "0.048", "--batch", "8", "--batch-gpu", "4",

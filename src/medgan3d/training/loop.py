@@ -151,6 +151,7 @@ class Dist:
     rank: int = 0
     world: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    owns_group: bool = False  # this process joined the group in setup_distributed and leaves it after the run
 
     @property
     def is_main(self) -> bool:
@@ -166,12 +167,24 @@ def setup_distributed(device: str | None = None) -> Dist:
     dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
+    owns_group = world > 1 and not dist.is_initialized()
+    if owns_group:
         dist.init_process_group("nccl" if use_cuda else "gloo")
     if not use_cuda and "OMP_NUM_THREADS" not in os.environ:  # share the cores among local processes
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         torch.set_num_threads(max(1, cores // world))
-    return Dist(rank, world, dev)
+    return Dist(rank, world, dev, owns_group)
+
+
+def teardown_distributed(d: Dist, finished: bool) -> None:
+    """Leave the process group this run joined. A group left to the interpreter's exit lets a rank abort
+    ("terminate called without an active exception") while gloo's threads are torn down; after a run that
+    finished, a barrier first keeps one rank from closing connections another still reads."""
+    if not (d.owns_group and dist.is_initialized()):
+        return
+    if finished:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def all_reduce_mean(t: Tensor, d: Dist) -> Tensor:
@@ -526,12 +539,32 @@ def train(
     Raises :class:`TrainingStopped` after a SIGINT/SIGTERM stop and :class:`TrainingError` when the
     non-finite guard gives up.
     """
+    d = setup_distributed(device)
+    finished = False
+    try:
+        run_dir = _train(d, Path(data), model, cfg, outdir, desc, resume, init, init_info, preset)
+        finished = True
+        return run_dir
+    finally:
+        teardown_distributed(d, finished)
+
+
+def _train(
+    d: Dist,
+    data: Path,
+    model: Any,
+    cfg: TrainConfig,
+    outdir: str | Path,
+    desc: str | None,
+    resume: str | Path | None,
+    init: dict[str, nn.Module] | None,
+    init_info: dict[str, Any] | None,
+    preset: str,
+) -> Path:
     import yaml
 
     from medgan3d.config import model_config_from_dict
 
-    d = setup_distributed(device)
-    data = Path(data)
     run_dir = _resume_run_dir(resume) if resume is not None else None
     if run_dir is not None:
         saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
