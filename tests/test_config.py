@@ -1,0 +1,126 @@
+"""Configuration: every preset and every old run folder reads to the values the pre-refactor code gave.
+
+``fixtures/configs/resolved_presets.json`` and ``fixtures/configs/legacy_runs/*.yaml`` were written by the
+configuration code as it was before it moved into one typed module (commit 20bc783, by
+``fixtures/configs/record.py``): for every preset (and every StyleGAN2 preset's 2D twin) its header, its model
+section, its train section resolved with the family's loss settings, and the constructor arguments that every
+network of the family is built with; and the config.yaml of a tiny run of StyleGAN2, HA-GAN, WGAN-GP and
+α-GAN. Keys added since (new options) are allowed; a key that disappears or a value that changes fails.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from medgan3d.config import load_preset, model_config_from_dict
+from medgan3d.training.family import family_for
+from medgan3d.training.loop import train_config_from_dict
+
+FIXTURES = Path(__file__).parent / "fixtures" / "configs"
+PINNED: dict[str, dict[str, Any]] = json.loads(
+    (FIXTURES / "resolved_presets.json").read_text(encoding="utf-8")
+)
+LEGACY_RUNS = sorted((FIXTURES / "legacy_runs").glob("*.yaml"))
+
+
+def plain(value: Any) -> Any:
+    """JSON types, as the fixture holds them (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+def missing_or_changed(old: Any, new: Any, where: str = "") -> list[str]:
+    """Every key of ``old`` that ``new`` lacks or holds with another value (``new`` may have more keys)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [p for k, v in old.items() for p in
+                (missing_or_changed(v, new[k], f"{where}.{k}") if k in new else [f"{where}.{k} missing"])]  # fmt: skip
+    return [] if old == new else [f"{where}: {old!r} -> {new!r}"]
+
+
+def networks(model: Any) -> dict[str, Any]:
+    with torch.device("meta"):
+        nets = model.build_networks() if hasattr(model, "build_networks") else {
+            "G": model.build_generator(), "D": model.build_discriminator()}  # fmt: skip
+    return {name: net.config for name, net in nets.items()}
+
+
+def resolved(name: str) -> dict[str, Any]:
+    preset = load_preset(name)
+    train = train_config_from_dict(dict(preset.extra.get("train", {})), name, family_for(preset.model))
+    header = {
+        k: getattr(preset, k) for k in ("name", "description", "reference", "paper_params_m", "data_preset")
+    }
+    return plain({"preset": header, "model": preset.model.to_dict(), "train": train.to_dict(),
+                  "networks": networks(preset.model)})  # fmt: skip
+
+
+def test_the_fixture_covers_every_preset_and_twin() -> None:
+    from medgan3d.config import list_presets
+
+    assert set(list_presets()) <= set(PINNED)
+    assert {f"{n}-2d" for n in ("tiny", "coca-ss", "coca-baseline", "3dstylegan-2mm")} <= set(PINNED)
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_every_preset_resolves_to_the_pinned_values(name: str) -> None:
+    assert missing_or_changed(PINNED[name], resolved(name)) == []
+
+
+def test_the_comparison_catches_a_changed_or_missing_value() -> None:
+    old = {"train": {"batch": 8, "loss": {"r1_gamma": 0.0512}}}
+    assert missing_or_changed(old, {"train": {"batch": 8, "loss": {"r1_gamma": 0.0512}, "aug": {}}}) == []
+    assert missing_or_changed(old, {"train": {"batch": 4, "loss": {}}}) == [
+        ".train.batch: 8 -> 4", ".train.loss.r1_gamma missing"]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", LEGACY_RUNS, ids=[p.stem for p in LEGACY_RUNS])
+def test_an_old_run_config_reads_to_the_values_it_was_written_with(path: Path) -> None:
+    saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+    model = model_config_from_dict(saved["model"], str(path))
+    train = train_config_from_dict(saved["train"], str(path), family_for(model))
+    assert missing_or_changed(saved["model"], plain(model.to_dict())) == []
+    assert missing_or_changed(saved["train"], plain(train.to_dict())) == []
+    preset = PINNED[saved["preset"]]
+    assert missing_or_changed(preset["model"], plain(model.to_dict())) == []
+    assert missing_or_changed(preset["networks"], plain(networks(model))) == []
+
+
+def test_an_old_run_folder_resumes_bit_identically(tmp_path: Path) -> None:
+    """A run whose config.yaml was written by the pre-refactor code continues as an uninterrupted run."""
+    from safetensors.torch import load_file
+
+    from medgan3d.data import make_brain_phantoms
+    from medgan3d.training.checkpoint import list_checkpoints
+    from medgan3d.training.loop import train
+
+    data = tmp_path / "brain16"
+    make_brain_phantoms(12, data, seed=0, shape=(16, 16, 16))
+    legacy = (FIXTURES / "legacy_runs" / "tiny.yaml").read_text(encoding="utf-8")
+    legacy = legacy.replace("DATA_FOLDER", str(data.resolve()))
+    saved = yaml.safe_load(legacy)
+    model = model_config_from_dict(saved["model"])
+    half_cfg = train_config_from_dict(saved["train"], family=family_for(model))
+    full_cfg = train_config_from_dict(saved["train"] | {"kimg": 0.064}, family=family_for(model))
+    full = train(data, model, full_cfg, outdir=tmp_path / "a", preset="tiny")
+    half = train(data, model, half_cfg, outdir=tmp_path / "b", preset="tiny")
+    (half / "config.yaml").write_text(legacy, encoding="utf-8")  # the run folder as the old code left it
+    resumed = train(data, model, full_cfg, resume=half)
+    assert resumed == half
+
+    def weights(run: Path) -> dict[str, torch.Tensor]:
+        ckpt = list_checkpoints(run)[-1]
+        return {
+            f"{n}.{k}": v
+            for n in ("G", "G_ema", "D")
+            for k, v in load_file(ckpt / n / "model.safetensors").items()
+        }
+
+    a, b = weights(full), weights(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rewritten = yaml.safe_load((resumed / "config.yaml").read_text(encoding="utf-8"))
+    assert missing_or_changed(saved | {"train": saved["train"] | {"kimg": 0.064}}, rewritten) == []
