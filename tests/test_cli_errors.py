@@ -216,7 +216,7 @@ def test_ctrl_c_is_one_line_and_130(monkeypatch, capsys) -> None:  # type: ignor
 
 
 def test_messages_become_one_line() -> None:
-    from medgan3d.cli.main import _message, one_line
+    from medgan3d.cli.handler import _message, one_line
 
     assert (
         one_line("2 volume(s) unusable:\n  a.nii: shape\n  b.nii: NaN\n")

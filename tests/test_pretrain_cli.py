@@ -11,7 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from medgan3d.cli import train as train_cli
+from medgan3d.cli import pretrain as pretrain_cli
 from medgan3d.cli.main import app
 from medgan3d.config import load_preset
 from medgan3d.data import make_brain_phantoms, make_heart_phantoms
@@ -45,7 +45,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 def test_pretrain_defaults_to_the_papers_25000_kimg(data, captured, tmp_path) -> None:
     args = ["pretrain", "--data", str(data["brain"]), "--config", "tiny", "--out", str(tmp_path)]
     assert runner.invoke(app, args).exit_code == 0
-    assert captured["cfg"].kimg == train_cli.PRETRAIN_KIMG == 25000.0
+    assert captured["cfg"].kimg == pretrain_cli.PRETRAIN_KIMG == 25000.0
     assert captured["model"].spatial_dims == 2
     assert runner.invoke(app, [*args, "--kimg", "2"]).exit_code == 0
     assert captured["cfg"].kimg == 2.0

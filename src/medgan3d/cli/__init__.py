@@ -1,23 +1,9 @@
-"""Thin typer commands over library functions; heavy imports happen inside each command."""
+"""Thin typer commands over library functions, one module per command; heavy imports happen inside each
+command. Shared option definitions are in :mod:`medgan3d.cli.options`, the error handler in
+:mod:`medgan3d.cli.handler`, the app in :mod:`medgan3d.cli.main`."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import Any, TypeVar
+from medgan3d.cli.handler import command
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def command(fn: F) -> F:
-    """Route a command's errors to the one handler, :func:`medgan3d.cli.main.guarded`.
-
-    Imported when the command runs, not here: cli.main imports every command module."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from medgan3d.cli.main import guarded
-
-        return guarded(fn, *args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
+__all__ = ["command"]

@@ -16,18 +16,24 @@ from medgan3d.cli import command
 from medgan3d.errors import MedganError
 
 
-def _run(args: list[str]) -> None:
-    """One step as the user would type it; a failed step (already reported on its line) stops the demo."""
-    from medgan3d.cli.main import app
+class _Steps:
+    """Runs each step through the command line the demo was itself invoked from (its root click group), so the
+    demo needs no import of the app that registers it."""
 
-    typer.secho("\n$ medgan3d " + shlex.join(args), bold=True)
-    code = app(args, standalone_mode=False)  # a step's exit code comes back as the return value
-    if isinstance(code, int) and code:
-        raise typer.Exit(code)
+    def __init__(self, ctx: typer.Context) -> None:
+        self.cli = ctx.find_root().command
+
+    def __call__(self, args: list[str]) -> None:
+        """One step as the user would type it; a failed step (already reported on its line) stops the demo."""
+        typer.secho("\n$ medgan3d " + shlex.join(args), bold=True)
+        code = self.cli.main(args, prog_name="medgan3d", standalone_mode=False)  # exit code: the return value
+        if isinstance(code, int) and code:
+            raise typer.Exit(code)
 
 
 @command
 def demo(
+    ctx: typer.Context,
     out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Folder for everything the demo writes."),
     config: str = typer.Option("tiny", "--config", "-c", help="3D preset (its 2D twin is pretrained)."),
     subjects: int = typer.Option(48, "--subjects", help="Brain phantom subjects to generate."),
@@ -47,6 +53,7 @@ def demo(
     from medgan3d.config import load_preset
     from medgan3d.training.checkpoint import list_checkpoints
 
+    _run = _Steps(ctx)
     preset = load_preset(config)
     shape = "x".join(str(s) for s in preset.model.output_shape[1:])
     data, runs = out / "data" / f"brain-{shape}", out / "runs"
@@ -89,8 +96,8 @@ def demo(
     _run(["evaluate", str(run3d), "--data", str(data), "-n", str(samples), "--metrics", "fid,mmd,ms_ssim,psnr",
           "--bootstrap", "50", "-o", str(out / "evaluation")])  # fmt: skip
     last = list_checkpoints(run3d)[-1]
-    tools = _tools_leg(out, run3d, data, proj_steps) if proj_steps > 0 else []
-    hagan = _hagan_leg(out, subjects, kimg_hagan, seed) if kimg_hagan > 0 else []
+    tools = _tools_leg(_run, out, run3d, data, proj_steps) if proj_steps > 0 else []
+    hagan = _hagan_leg(_run, out, subjects, kimg_hagan, seed) if kimg_hagan > 0 else []
     typer.secho("\nDemo finished. Outputs:", bold=True, fg="green")
     for label, path in [
         ("prepared dataset", data),
@@ -106,7 +113,7 @@ def demo(
     typer.echo(f"  TensorBoard: tensorboard --logdir {runs}")
 
 
-def _tools_leg(out: Path, run: Path, data: Path, steps: int) -> list[tuple[str, Path]]:
+def _tools_leg(_run: _Steps, out: Path, run: Path, data: Path, steps: int) -> list[tuple[str, Path]]:
     """3D-StyleGAN's tools (Hong et al. 2021) on the 3D run: project a held-out (val) volume, mix its styles
     with seeds, walk between two seeds."""
     proj, grid, walk = out / "projection", out / "mixing", out / "interpolation"
@@ -121,7 +128,7 @@ def _tools_leg(out: Path, run: Path, data: Path, steps: int) -> list[tuple[str, 
             ("style-mixing grids (grid_*.png)", grid), ("latent walk (walk.gif)", walk)]  # fmt: skip
 
 
-def _hagan_leg(out: Path, subjects: int, kimg: float, seed: int) -> list[tuple[str, Path]]:
+def _hagan_leg(_run: _Steps, out: Path, subjects: int, kimg: float, seed: int) -> list[tuple[str, Path]]:
     """HA-GAN (Sun et al. 2022) at 32³: train, sample full volumes, encode one raw scan."""
     data, raw, runs = out / "data" / "brain-32x32x32", out / "data" / "raw-32", out / "runs"
     if not (data / "dataset.json").is_file():
