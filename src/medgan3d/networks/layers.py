@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -51,13 +52,36 @@ def bias_act(x: Tensor, bias: Tensor | None, activation: str, gain: float = 1.0)
 # --------------------------------------------------------------------------------------------------
 
 
-def _axis_kernel(x: Tensor, spatial_dims: int, axis: int, gain: float) -> Tensor:
-    """Depthwise kernel ``[C, 1, 1.., 4, ..1]`` holding the normalised 1D FIR filter along one spatial axis."""
-    taps = torch.tensor(FIR_TAPS, dtype=x.dtype, device=x.device)
-    taps = taps / taps.sum() * gain
-    shape = [1] * spatial_dims
-    shape[axis] = len(FIR_TAPS)
-    return taps.reshape(1, 1, *shape).expand(x.shape[1], 1, *shape)
+@dataclass(frozen=True)
+class _Pass:
+    """One separable FIR pass along ``axis``: a depthwise (transposed) convolution with the 4 taps × ``gain``.
+
+    With ``grad_of`` = (shape, strides) of the input it was run on, the pass is the gradient of that pass
+    with respect to its input, i.e. its adjoint (computed by aten's convolution backward, the very kernel
+    autograd would pick); the adjoint of an adjoint is the pass itself.
+    """
+
+    axis: int
+    transposed: bool
+    stride: int
+    pad: int
+    gain: float
+    grad_of: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+
+
+_TAPS: dict[tuple[torch.device, torch.dtype, float], Tensor] = {}
+
+
+def _fir_taps(device: torch.device, dtype: torch.dtype, gain: float) -> Tensor:
+    """The normalised 1D filter times ``gain``, made once per (device, dtype, gain): no copy or sync per call."""
+    key = (device, dtype, gain)
+    taps = _TAPS.get(key)
+    if taps is None:
+        with torch.inference_mode(False), torch.no_grad():
+            taps = torch.tensor(FIR_TAPS, dtype=dtype)
+            taps = (taps / taps.sum() * gain).to(device)
+        _TAPS[key] = taps
+    return taps
 
 
 def _axis_tuple(spatial_dims: int, axis: int, on: int, off: int) -> tuple[int, ...]:
@@ -70,17 +94,59 @@ def channels_last(x: Tensor) -> Tensor:
     return x.contiguous(memory_format=fmt) if fmt is not None else x
 
 
-def _fir_passes(
-    x: Tensor, spatial_dims: int, axis_gain: float, stride: int, pad: int, up: bool = False
+def _run_pass(x: Tensor, p: _Pass) -> Tensor:
+    nd, channels = x.ndim - 2, x.shape[1]
+    shape = _axis_tuple(nd, p.axis, len(FIR_TAPS), 1)
+    kernel = _fir_taps(x.device, x.dtype, p.gain).reshape(1, 1, *shape).expand(channels, 1, *shape)
+    stride, pad = _axis_tuple(nd, p.axis, p.stride, 1), _axis_tuple(nd, p.axis, p.pad, 0)
+    if p.grad_of is not None:
+        # the forward input's shape and layout: the backward picks its kernel and output layout from them
+        like = torch.empty_strided(*p.grad_of, dtype=x.dtype, device=x.device)
+        mask = [True, False, False]
+        return torch.ops.aten.convolution_backward(x, like, kernel, None, stride, pad, (1,) * nd, p.transposed,
+                                                   (0,) * nd, channels, mask)[0]  # fmt: skip
+    if p.transposed:
+        return conv_transpose_fn(nd)(x, kernel, stride=stride, padding=pad, groups=channels)
+    return conv_fn(nd)(x, kernel, stride=stride, padding=pad, groups=channels)
+
+
+class _FIR(torch.autograd.Function):
+    """A linear FIR resampling operator: nothing saved for backward, whose backward is its adjoint.
+
+    The backward runs the adjoint passes in reverse order through this same Function, so gradients of every
+    order are FIR passes too (R1 and path-length regularisation differentiate through them twice) instead
+    of aten's double backward of a depthwise (groups = channels) convolution, which loops over the groups.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor, passes: tuple[_Pass, ...]) -> Tensor:
+        adjoint = []
+        for p in passes:
+            adjoint.append(
+                replace(p, grad_of=None) if p.grad_of else replace(p, grad_of=(x.shape, x.stride()))
+            )
+            x = _run_pass(x, p)
+        ctx.adjoint = tuple(reversed(adjoint))  # type: ignore[attr-defined]
+        return x
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor, None]:
+        return _FIR.apply(grad, ctx.adjoint), None  # type: ignore[attr-defined]
+
+
+def fir_resample(
+    x: Tensor, spatial_dims: int, stride: int, pad: int, gain: float, up: bool = False
 ) -> Tensor:
-    """One depthwise pass of the 1D FIR filter per spatial axis (separable), in channels-last layout."""
-    conv = conv_transpose_fn(spatial_dims) if up else conv_fn(spatial_dims)
-    x = channels_last(x)
-    for axis in range(spatial_dims):
-        kernel = _axis_kernel(x, spatial_dims, axis, gain=axis_gain)
-        x = conv(x, kernel, stride=_axis_tuple(spatial_dims, axis, stride, 1),
-                 padding=_axis_tuple(spatial_dims, axis, pad, 0), groups=x.shape[1])  # fmt: skip
-    return x
+    """The separable [1, 3, 3, 1] filter (total gain ``gain``) along every spatial axis, as one linear op.
+
+    ``up=False``: pad by ``pad`` zeros, filter, keep every ``stride``-th sample. ``up=True``: insert
+    ``stride − 1`` zeros between samples, filter, crop ``pad`` from each side (a transposed convolution).
+    """
+    axis_gain = gain ** (1.0 / spatial_dims)
+    passes = tuple(_Pass(axis, up, stride, pad, axis_gain) for axis in range(spatial_dims))
+    # Channels-last outside the Function: oneDNN's depthwise passes run ~2x faster in it, and gradients keep
+    # the layout autograd hands them (the rounding of a plain depthwise convolution's backward, bit for bit).
+    return _FIR.apply(channels_last(x), passes)
 
 
 def upsample_fir(x: Tensor, spatial_dims: int) -> Tensor:
@@ -92,17 +158,17 @@ def upsample_fir(x: Tensor, spatial_dims: int) -> Tensor:
     ``upfirdn_3d.upsample_3d``) keeps StyleGAN2's 2D gain ``factor**2 = 4`` in 3D, which halves every
     up-sampled signal; weights trained with it need their up-sampling gain matched before a parity check.
     """
-    return _fir_passes(x, spatial_dims, axis_gain=2.0, stride=2, pad=1, up=True)
+    return fir_resample(x, spatial_dims, stride=2, pad=1, gain=2.0**spatial_dims, up=True)
 
 
 def downsample_fir(x: Tensor, spatial_dims: int) -> Tensor:
     """×2 downsampling of every spatial dim: FIR low-pass (gain 1) then keep every other sample."""
-    return _fir_passes(x, spatial_dims, axis_gain=1.0, stride=2, pad=1)
+    return fir_resample(x, spatial_dims, stride=2, pad=1, gain=1.0)
 
 
 def blur_fir(x: Tensor, spatial_dims: int, pad: int, gain: float = 1.0) -> Tensor:
     """FIR low-pass of every spatial dim with ``pad`` zeros on each side (output grows by ``2*pad - 3``)."""
-    return _fir_passes(x, spatial_dims, axis_gain=gain ** (1.0 / spatial_dims), stride=1, pad=pad)
+    return fir_resample(x, spatial_dims, stride=1, pad=pad, gain=gain)
 
 
 # --------------------------------------------------------------------------------------------------
