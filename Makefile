@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 # pip would resolve a multi-GB CUDA build.
 PIP_INSTALL := $(BIN)/pip install --quiet -c constraints.txt
 
-.PHONY: venv demo test test-all lint format bench clean fast-malloc
+.PHONY: venv demo test test-all lint format bench clean fast-malloc browser
 
 venv: $(STAMP)
 
@@ -18,6 +18,16 @@ fast-malloc:
 	  && (timeout 300 apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1 \
 	      || (timeout 300 apt-get update -qq >/dev/null 2>&1 && timeout 300 apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1)); } \
 	  || echo "note: libtcmalloc-minimal4 not installed; training uses glibc malloc (slower)"
+
+# Optional: Debian's Chromium for the viewer's browser test (tests/test_viewer.py, driven by Playwright for Python;
+# skipped with its reason where there is no Chromium). Installed only where we are root with apt-get (containers,
+# CI; .ci/run calls it); elsewhere: `sudo apt-get install chromium`. Never fails the build.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq chromium >/dev/null 2>&1 \
+	      || (timeout 300 apt-get update -qq >/dev/null 2>&1 \
+	          && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq chromium >/dev/null 2>&1)); } \
+	  || echo "note: chromium not installed; the viewer's browser test will be skipped"
 
 $(STAMP): pyproject.toml constraints.txt | fast-malloc
 	$(PY) -m venv $(VENV)

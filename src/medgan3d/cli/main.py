@@ -21,6 +21,7 @@ from medgan3d.cli import latent as latent_cmd
 from medgan3d.cli import pretrain as pretrain_cmd
 from medgan3d.cli import project as project_cmd
 from medgan3d.cli import train as train_cmd
+from medgan3d.cli import view as view_cmd
 from medgan3d.cli.handler import report
 from medgan3d.errors import EXIT_USAGE
 
@@ -50,6 +51,7 @@ app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("project")(project_cmd.project)
 app.command("mix")(latent_cmd.mix)
 app.command("interpolate")(latent_cmd.interpolate)
+app.command("view")(view_cmd.view)
 
 
 def run(argv: Sequence[str]) -> int:

@@ -182,7 +182,27 @@ def _warnings(result: dict) -> str:
     return f"<div class='warn'><b>Too few samples:</b><ul>{items}</ul></div>" if items else ""
 
 
-def _page(result: dict, figures: dict[str, str]) -> str:
+def viewer_html(art: EvalArtifacts, result: dict, count: int = 4) -> str:
+    """The interactive viewer of the report: the first ``count`` generated and real volumes side by side, in the
+    data's units and spacing (:mod:`medgan3d.viewer`); empty for 2D images."""
+    from medgan3d.viewer import fragment, model_group, payload
+
+    if art.fake.ndim != 5 or count <= 0:
+        return ""
+    prov = result["provenance"]
+    window = IntensityWindow.of_intensity(prov.get("data_units"))
+    spacing = prov.get("spacing")
+    groups = [model_group(name, vols[:count], window, spacing) for name, vols in
+              (("generated", art.fake), ("real", art.real))]  # fmt: skip
+    data = payload(groups, (window.lo, window.hi), unit=window.unit,
+                   title=f"generated and real volumes ({window.describe()})")  # fmt: skip
+    return (
+        "<h2>Explore the volumes</h2><p>Scroll a plane with the mouse wheel or its slider, click a plane to move "
+        "the other two there, and set the grey-scale window with the two window sliders.</p>" + fragment(data)
+    )
+
+
+def _page(result: dict, figures: dict[str, str], viewer: str = "") -> str:
     prov = result["provenance"]
     ext = "; ".join(f"{k}: {v['extractor']} ({v['weights']})" for k, v in prov["extractors"].items())
     imgs = "".join(
@@ -206,6 +226,7 @@ model intensities [-1, 1] ({html.escape(units)}); {prov["slices"]} slices. Extra
 <p>{INTERVAL_NOTE}</p>
 <p>Scores from a random extractor rank models on this machine only; they are not comparable to published FIDs.</p>
 {imgs}
+{viewer}
 <h2>Details</h2>{_kv_table(result["details"])}
 <h2>Provenance</h2>{_kv_table(prov)}</body></html>
 """
@@ -233,9 +254,15 @@ def _grids(art: EvalArtifacts, result: dict, out: Path, grid_rows: int) -> dict[
 
 
 def write_report(
-    result: dict, art: EvalArtifacts, out_dir: str | os.PathLike, grid_rows: int = 6, seed: int = 0
+    result: dict,
+    art: EvalArtifacts,
+    out_dir: str | os.PathLike,
+    grid_rows: int = 6,
+    seed: int = 0,
+    viewer_volumes: int = 4,
 ) -> Path:
-    """Write metrics.json, the figures and ``report.html`` into ``out_dir``; return the HTML path."""
+    """Write metrics.json, the figures and ``report.html`` into ``out_dir``; return the HTML path.
+    ``viewer_volumes``: generated and real volumes each in the page's interactive viewer (0: none)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(
@@ -251,5 +278,6 @@ def write_report(
         save_fid_bars(result, out / "fid.png")
         figures["FID per view"] = "fid.png"
     page = out / "report.html"
-    atomic_write(page, lambda p: p.write_text(_page(result, figures), encoding="utf-8"))
+    atomic_write(page, lambda p: p.write_text(_page(result, figures, viewer_html(art, result, viewer_volumes)),
+                                        encoding="utf-8"))  # fmt: skip
     return page
