@@ -36,10 +36,10 @@ def demo(
     ctx: typer.Context,
     out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Folder for everything the demo writes."),
     config: str = typer.Option("tiny", "--config", "-c", help="3D preset (its 2D twin is pretrained)."),
-    subjects: int = typer.Option(48, "--subjects", help="Brain phantom subjects to generate."),
+    subjects: int = typer.Option(48, "-n", "--num", min=4, help="Brain phantom subjects to generate."),
     kimg_2d: float = typer.Option(4.0, "--kimg-2d", help="2D pretraining length (thousands of slices)."),
     kimg_3d: float = typer.Option(6.0, "--kimg-3d", help="3D training length (thousands of volumes)."),
-    samples: int = typer.Option(32, "--samples", help="Volumes generated for the evaluation."),
+    samples: int = typer.Option(32, "--num-eval", min=2, help="Volumes generated for the evaluation."),
     kimg_hagan: float = typer.Option(0.2, "--kimg-hagan", min=0.0, help="HA-GAN leg length (0: skip it)."),
     proj_steps: int = typer.Option(
         1000,
@@ -47,13 +47,17 @@ def demo(
         min=0,
         help="Steps projecting a held-out volume (0: skip project/mix/interpolate).",
     ),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the phantoms, the runs and the evaluation."),
+    old_subjects: int | None = typer.Option(None, "--subjects", hidden=True, help="Old name of --num."),
+    old_samples: int | None = typer.Option(None, "--samples", hidden=True, help="Old name of --num-eval."),
 ) -> None:
     """Run the whole pipeline on an embedded dataset and print where the outputs are."""
     from medgan3d.config import load_preset
     from medgan3d.training.checkpoint import list_checkpoints
 
     _run = _Steps(ctx)
+    subjects = subjects if old_subjects is None else old_subjects
+    samples = samples if old_samples is None else old_samples
     preset = load_preset(config)
     shape = "x".join(str(s) for s in preset.model.output_shape[1:])
     data, runs = out / "data" / f"brain-{shape}", out / "runs"

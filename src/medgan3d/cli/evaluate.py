@@ -85,20 +85,34 @@ def _metrics_2d(names: tuple[str, ...]) -> tuple[str, ...]:
 def evaluate(
     run: Path | None = typer.Argument(None, help="Run folder, checkpoint, or saved generator directory."),
     data: Path = typer.Option(..., "--data", "-d", help="Prepared dataset folder (medgan3d prepare)."),
-    fake: Path | None = typer.Option(None, "--fake", help="Folder of generated volumes (NIfTI/npy/...)."),
+    fake: Path | None = typer.Option(
+        None,
+        "--fake",
+        help="Folder of generated volumes (NIfTI/npy/...) to score instead of RUN_OR_CKPT (default: none).",
+    ),
     metrics: str = typer.Option("fid,fid_3d,kid,mmd,ms_ssim,psnr", "--metrics", "-m", help="Comma list."),
     num: int = typer.Option(64, "-n", "--num", min=2, help="Volumes to sample from the generator."),
     out: Path = typer.Option(Path("eval-out"), "-o", "--out", help="Folder for metrics.json and the report."),
     extractor_2d: str = typer.Option("auto", help="inception | random-2d | auto (inception if cached)."),
     extractor_3d: str = typer.Option("auto", help="medicalnet[-r10|-r18|-r34|-r50] | random-3d | auto."),
-    weights_2d: str | None = typer.Option(None, help="Weights file for the 2D extractor, or 'random'."),
-    weights_3d: str | None = typer.Option(None, help="Weights file for the 3D extractor, or 'random'."),
-    download: bool = typer.Option(False, "--download", help="Allow downloading the FID Inception weights."),
-    all_slices: bool = typer.Option(False, "--all-slices", help="Slice FID on every slice, not the centre."),
+    weights_2d: str | None = typer.Option(
+        None, help="Weights file for the 2D extractor, or 'random' (default: the cached FID Inception)."
+    ),
+    weights_3d: str | None = typer.Option(
+        None, help="Weights file for the 3D extractor, or 'random' (default: the cached MedicalNet)."
+    ),
+    download: bool = typer.Option(
+        False, "--download/--no-download", help="Allow downloading the FID Inception weights."
+    ),
+    all_slices: bool = typer.Option(
+        False, "--all-slices/--no-all-slices", help="Slice FID on every slice, not the centre."
+    ),
     split: str = typer.Option("all", help="Real set: all | train | val."),
-    num_real: int | None = typer.Option(None, help="Use a seeded subset of this many real volumes."),
+    num_real: int | None = typer.Option(
+        None, help="Use a seeded subset of this many real volumes (default: all of --split)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed for latents, pairs, subsets and bootstrap."),
-    trunc: float = typer.Option(1.0, "--trunc", help="Truncation psi when sampling a generator."),
+    trunc: float = typer.Option(1.0, "--trunc", "--psi", help="Truncation psi when sampling a generator."),
     fake_mode: str = typer.Option(
         "auto", help="auto | model ([-1,1] at dataset shape) | preset (scanner units)."
     ),
@@ -114,7 +128,7 @@ def evaluate(
     classifier: Path | None = typer.Option(
         None,
         help="3D classifier folder (save_pretrained) for the Inception Score 'is' (adds it to --metrics);"
-        " without it 'is' uses a seeded random classifier, a smoke test only.",
+        " without it (default) 'is' uses a seeded random classifier, a smoke test only.",
     ),
 ) -> None:
     """Score generated volumes against a prepared dataset; write metrics.json and an HTML report."""

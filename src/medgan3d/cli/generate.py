@@ -32,12 +32,25 @@ def generate(
     source: Path = typer.Argument(
         ..., help="Run folder (latest checkpoint), checkpoint, or saved generator."
     ),
-    n: int = typer.Option(8, "-n", min=1, help="Number of volumes (seeds 0..n-1) unless --seeds is given."),
-    seeds: str | None = typer.Option(None, "--seeds", help="e.g. 0-9,42"),
-    trunc: float = typer.Option(1.0, "--trunc", help="Truncation ψ (1 = none)."),
+    n: int = typer.Option(
+        8, "-n", "--num", min=1, help="Number of volumes (seeds 0..n-1) unless --seeds is given."
+    ),
+    seeds: str | None = typer.Option(
+        None, "--seeds", help="Seeds and ranges, e.g. 0-9,42 (default: 0..n-1)."
+    ),
+    trunc: float = typer.Option(
+        1.0, "--trunc", "--psi", help="Truncation ψ towards the mean latent (1 = none)."
+    ),
     out: Path = typer.Option(Path("samples"), "--out", "-o", help="Output folder."),
-    data: Path | None = typer.Option(None, "--data", help="Dataset whose manifest maps intensities back."),
-    raw: bool = typer.Option(False, "--raw", help="Keep model intensities [-1, 1] instead of data units."),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        "-d",
+        help="Dataset whose manifest maps intensities back (default: the copy of its manifest the run keeps).",
+    ),
+    raw: bool = typer.Option(
+        False, "--raw/--no-raw", help="Keep model intensities [-1, 1] instead of data units."
+    ),
     clip: bool = typer.Option(
         True,
         "--clip/--no-clip",

@@ -28,7 +28,7 @@ def inflate(
         "-s",
         help="none | inflate-1 | inflate-2 | inflate-3 | inflate-asc | inflate-nwi (Eq. 3–7).",
     ),
-    parts: str = typer.Option("GD", "--parts", "-p", help="What to inflate: G (G and G_ema) | D | GD."),
+    parts: str = typer.Option("GD", "--parts", help="What to inflate: G (G and G_ema) | D | GD."),
     out: Path = typer.Option(..., "-o", "--out", help="Output 3D checkpoint directory (must not exist)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the fresh 3D init and of the N(0, init-std) draws."),
     init_std: float = typer.Option(

@@ -14,7 +14,7 @@ def info(
     config: str = typer.Option(
         ..., "--config", "-c", help="Preset name (e.g. coca-ss, coca-ss-2d) or YAML path."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    as_json: bool = typer.Option(False, "--json/--no-json", help="Print one JSON object instead of tables."),
 ) -> None:
     """Parameters per module and for G, D and total; output shape; number of w vectors; forward GFLOPs."""
     from medgan3d.config import load_preset

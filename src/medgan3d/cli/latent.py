@@ -29,7 +29,7 @@ def _checks(out: Path, data: Path | None, device: str, psi: float) -> None:
     if data is not None:
         check_prepared(data)
     if not -10.0 <= psi <= 10.0:
-        raise UsageError(f"--psi {psi}: expected a truncation factor, usually in [0, 1]")
+        raise UsageError(f"--trunc {psi}: expected a truncation factor, usually in [0, 1]")
 
 
 @command
@@ -41,13 +41,18 @@ def mix(
     cols: str = typer.Option(..., "--cols", help="Latents whose --styles layers replace the rows'."),
     styles: str = typer.Option("coarse", "--styles", help=STYLES_HELP),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
-    psi: float = typer.Option(1.0, "--psi", "--trunc", help="Truncation ψ of the seeds towards w_avg."),
+    psi: float = typer.Option(1.0, "--trunc", "--psi", help="Truncation ψ of the seeds towards w_avg."),
     noise: str = typer.Option(
         "const",
         "--noise",
         help="const (the generator's stored maps) | none | latent (a projected row's maps).",
     ),
-    data: Path | None = typer.Option(None, "--data", help="Prepared dataset for geometry and units."),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        "-d",
+        help="Prepared dataset for geometry and units (default: the copy of its manifest the run keeps).",
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
 ) -> None:
     """Style-mixing grid: rows give the base ws, columns replace a band of layers; NIfTI per cell, 3 PNG grids."""
@@ -72,10 +77,15 @@ def interpolate(
     steps: int = typer.Option(8, "--steps", min=2, help="Frames per segment, both ends included."),
     styles: str = typer.Option("all", "--styles", help=STYLES_HELP),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
-    psi: float = typer.Option(1.0, "--psi", "--trunc", help="Truncation ψ of the seeds towards w_avg."),
+    psi: float = typer.Option(1.0, "--trunc", "--psi", help="Truncation ψ of the seeds towards w_avg."),
     noise: str = typer.Option("const", "--noise", help="const (the generator's stored maps) | none."),
     frame_ms: int = typer.Option(150, "--frame-ms", min=10, help="GIF frame duration in milliseconds."),
-    data: Path | None = typer.Option(None, "--data", help="Prepared dataset for geometry and units."),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        "-d",
+        help="Prepared dataset for geometry and units (default: the copy of its manifest the run keeps).",
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
 ) -> None:
     """Linear walk in W (optionally only some layers): a NIfTI per frame and walk.gif of the centre slices."""

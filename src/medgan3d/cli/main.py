@@ -23,6 +23,7 @@ from medgan3d.cli import project as project_cmd
 from medgan3d.cli import train as train_cmd
 from medgan3d.cli import view as view_cmd
 from medgan3d.cli.handler import report
+from medgan3d.cli.options import Command, Group
 from medgan3d.errors import EXIT_USAGE
 
 EPILOG = (
@@ -39,19 +40,24 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=Group,
 )
-app.command("info")(info.info)
-app.command("demo")(demo.demo)
-app.command("prepare")(prepare.prepare)
-app.command("train")(train_cmd.train)
-app.command("pretrain")(pretrain_cmd.pretrain)
-app.command("generate")(generate_cmd.generate)
-app.command("inflate")(inflate_cmd.inflate)
-app.command("evaluate")(evaluate_cmd.evaluate)
-app.command("project")(project_cmd.project)
-app.command("mix")(latent_cmd.mix)
-app.command("interpolate")(latent_cmd.interpolate)
-app.command("view")(view_cmd.view)
+COMMANDS = {
+    "info": info.info,
+    "demo": demo.demo,
+    "prepare": prepare.prepare,
+    "train": train_cmd.train,
+    "pretrain": pretrain_cmd.pretrain,
+    "generate": generate_cmd.generate,
+    "inflate": inflate_cmd.inflate,
+    "evaluate": evaluate_cmd.evaluate,
+    "project": project_cmd.project,
+    "mix": latent_cmd.mix,
+    "interpolate": latent_cmd.interpolate,
+    "view": view_cmd.view,
+}
+for _name, _fn in COMMANDS.items():
+    app.command(_name, cls=Command)(_fn)
 
 
 def run(argv: Sequence[str]) -> int:

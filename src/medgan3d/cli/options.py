@@ -8,9 +8,10 @@ and of ``pretrain``) are declared where they are used.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 # -- training runs (train, pretrain) ----------------------------------------------------------------------
 Batch = Annotated[
@@ -19,11 +20,12 @@ Batch = Annotated[
 BatchGpu = Annotated[
     int | None, typer.Option("--batch-gpu", help="Micro-batch per process (default: the preset's).")
 ]
-Runs = Annotated[Path, typer.Option("--out", help="Parent folder of run folders.")]
+Runs = Annotated[Path, typer.Option("--out", "-o", help="Parent folder of run folders.")]
 Resume = Annotated[
     Path | None,
     typer.Option(
-        "--resume", help="Run folder or checkpoint to continue (with its saved settings; give --kimg)."
+        "--resume",
+        help="Run folder or checkpoint to continue with its saved settings; give --kimg (default: a new run).",
     ),
 ]
 TrainSeed = Annotated[
@@ -46,3 +48,30 @@ Desc = Annotated[str | None, typer.Option("--desc", help="Run folder suffix (def
 TrainDevice = Annotated[
     str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: cuda if available).")
 ]
+
+
+# -- how options render ------------------------------------------------------------------------------------
+def _no_placeholder(param: Any) -> Any:
+    """A flag takes no value: show no type placeholder for it (typer's rich help writes ``<bool>``)."""
+    if param is not None and getattr(param, "is_flag", False) and param.metavar is None:
+        param.metavar = ""
+    return param
+
+
+class Command(TyperCommand):
+    """A command whose flags, ``--help`` included, render as ``--flag/--no-flag`` without a value."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            _no_placeholder(param)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _no_placeholder(super().get_help_option(ctx))
+
+
+class Group(TyperGroup):
+    """The app: its ``--help`` renders without a value placeholder too."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _no_placeholder(super().get_help_option(ctx))

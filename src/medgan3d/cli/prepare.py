@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 PHANTOMS = {"brain-phantom": "adni", "heart-phantom": "coca"}  # the preprocessing preset each one uses
 FOLDER_ONLY = {"--preset", "--strict", "--window", "--spacing", "--antialias"}
-PHANTOM_ONLY = {"-n", "--inplane", "--raw-dir"}
+PHANTOM_ONLY = {"--num", "--inplane", "--raw-dir"}
 
 
 def _triple(text: str | None, flag: str, cast=int) -> tuple | None:
@@ -67,13 +67,29 @@ def prepare(
         help="coca | adni | hagan-ct | hagan-mri | brain-t1-2mm | brain-t1-1mm | generic.",
     ),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Worker processes."),
-    strict: bool = typer.Option(False, "--strict", help="Stop at the first bad file; leave no output."),
-    shape: str | None = typer.Option(None, "--shape", help="Target D x H x W, e.g. 32x64x64 or 64."),
-    window: str | None = typer.Option(None, "--window", help="Intensity window LO,HI (e.g. HU -250,650)."),
-    spacing: str | None = typer.Option(None, "--spacing", help="Resample first to this spacing (generic)."),
-    crop: str | None = typer.Option(None, "--crop", help="Depth window: center | random (seeded)."),
+    strict: bool = typer.Option(
+        False,
+        "--strict/--no-strict",
+        help="Stop at the first bad file and leave no output (default: skip it, say why).",
+    ),
+    shape: str | None = typer.Option(
+        None,
+        "--shape",
+        help="Target D x H x W, e.g. 32x64x64 or 64 (default: the preset's; phantoms 16³, train's default preset).",
+    ),
+    window: str | None = typer.Option(
+        None, "--window", help="Intensity window LO,HI, e.g. HU -250,650 (default: the preset's)."
+    ),
+    spacing: str | None = typer.Option(
+        None,
+        "--spacing",
+        help="Resample first to this spacing in mm, e.g. 2 or 1x1x2 (generic; default: the preset's).",
+    ),
+    crop: str | None = typer.Option(
+        None, "--crop", help="Depth window: center | random (seeded) (default: the preset's)."
+    ),
     antialias: bool | None = typer.Option(
-        None, "--antialias/--no-antialias", help="Blur before downsampling."
+        None, "--antialias/--no-antialias", help="Blur before downsampling (default: the preset's)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed for random crops, the phantoms and the split."),
     dtype: str = typer.Option("float16", "--dtype", help="Cache dtype: float16 | float32."),
@@ -86,11 +102,17 @@ def prepare(
         min=1,
         help="Skip, unread, a scan whose header claims more voxels (default 512 Mi: 2 GiB as float32).",
     ),
-    n: int = typer.Option(32, "-n", help="Phantom subjects (brain-phantom / heart-phantom only)."),
+    n: int = typer.Option(
+        32, "-n", "--num", min=1, help="Phantom subjects (brain-phantom / heart-phantom only)."
+    ),
     inplane: int = typer.Option(128, "--inplane", help="Raw in-plane pixels of heart-phantom scans."),
-    raw_dir: Path | None = typer.Option(None, "--raw-dir", help="Keep the raw phantom scans here."),
+    raw_dir: Path | None = typer.Option(
+        None, "--raw-dir", help="Also keep the raw phantom scans (NIfTI) here (default: not kept)."
+    ),
     all_slices: bool = typer.Option(
-        False, "--all-slices", help="Also keep every axial slice (slices.npy) for 2D pretraining (coca)."
+        False,
+        "--all-slices/--no-all-slices",
+        help="Also keep every axial slice (slices.npy) for 2D pretraining (coca).",
     ),
 ) -> None:
     """Read, preprocess (paper presets) and cache volumes; report.json says what was skipped and why."""

@@ -18,7 +18,9 @@ PRETRAIN_KIMG = 25000.0
 @command
 def pretrain(
     ctx: typer.Context,
-    data: Path = typer.Option(..., "--data", help="Prepared dataset folder; its axial slices are used."),
+    data: Path = typer.Option(
+        ..., "--data", "-d", help="Prepared dataset folder; its axial slices are used."
+    ),
     config: str = typer.Option("tiny", "--config", "-c", help="3D preset whose 2D twin is trained."),
     kimg: float | None = typer.Option(
         None,

@@ -39,10 +39,15 @@ def project(
     data: Path | None = typer.Option(
         None,
         "--data",
-        help="Prepared dataset: its preprocessing for the scans, or its volumes without scans.",
+        "-d",
+        help="Prepared dataset: its preprocessing for the scans, or its volumes without scans (default: none).",
     ),
-    split: str | None = typer.Option(None, "--split", help="Only this split of --data (train or val)."),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="At most N volumes of --data."),
+    split: str | None = typer.Option(
+        None, "--split", help="Only this split of --data: train or val (default: both)."
+    ),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="At most N volumes of --data (default: all)."
+    ),
     space: str = typer.Option(
         "w", "--space", help="StyleGAN2: w (one w for all layers) or w+ (one per layer)."
     ),
@@ -61,7 +66,7 @@ def project(
         help="StyleGAN2 noise regulariser weight (default 1e5; 0 with 3dstylegan).",
     ),
     lr: float | None = typer.Option(
-        None, "--lr", help="StyleGAN2 peak learning rate (0.1; 0.3 with 3dstylegan)."
+        None, "--lr", help="StyleGAN2 peak learning rate (default 0.1; 0.3 with 3dstylegan)."
     ),
     snapshots: int = typer.Option(
         10, "--snapshots", min=0, help="StyleGAN2: centre-slice PNGs over the steps."
@@ -72,7 +77,9 @@ def project(
     chunk_depth: int = typer.Option(
         8, "--chunk-depth", min=0, help="HA-GAN: latent slices per decoding slab (0: all)."
     ),
-    features: bool = typer.Option(False, "--features", help="HA-GAN: write z of every volume of --data."),
+    features: bool = typer.Option(
+        False, "--features/--no-features", help="HA-GAN: write z of every volume of --data."
+    ),
     seed: int = typer.Option(
         0, "--seed", help="Seed of the initial noise maps and w-noise (HA-GAN: of crops)."
     ),

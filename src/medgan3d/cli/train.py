@@ -76,9 +76,18 @@ class Inflation:
 @command
 def train(
     ctx: typer.Context,
-    data: Path | None = typer.Option(None, "--data", help="Prepared dataset folder (medgan3d prepare)."),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        "-d",
+        help="Prepared dataset folder (medgan3d prepare); no default: required unless --resume.",
+    ),
     config: str = typer.Option("tiny", "--config", "-c", help="Preset name or YAML path."),
-    kimg: float | None = typer.Option(None, "--kimg", help="Total training length in thousands of images."),
+    kimg: float | None = typer.Option(
+        None,
+        "--kimg",
+        help="Total training length in thousands of images (default: the preset's, e.g. tiny 6, paper presets 5000).",
+    ),
     batch: opt.Batch = None,
     batch_gpu: opt.BatchGpu = None,
     out: opt.Runs = Path("runs"),
@@ -93,11 +102,18 @@ def train(
     gamma: float | None = typer.Option(None, "--gamma", help="StyleGAN2 only: R1 weight γ (default 0.0512)."),
     tick: opt.Tick = None,
     snap: opt.Snap = None,
-    metrics: str | None = typer.Option(None, "--metrics", help="Comma-separated metrics at snapshots."),
+    metrics: str | None = typer.Option(
+        None,
+        "--metrics",
+        "-m",
+        help="Comma-separated metrics at snapshots, e.g. fid,mmd (default: the preset's, usually none).",
+    ),
     flip: opt.Flip = None,
     desc: opt.Desc = None,
     device: opt.TrainDevice = None,
-    init_from: Path | None = typer.Option(None, "--init-from", help="2D run/checkpoint to inflate from."),
+    init_from: Path | None = typer.Option(
+        None, "--init-from", help="2D run/checkpoint to inflate from (default: none, a fresh init)."
+    ),
     inflate: str = typer.Option(
         "inflate-1", "--inflate", help="none|inflate-1|-2|-3|-asc|-nwi (Liu et al., arXiv 2208.03934 §3.2)."
     ),

@@ -38,7 +38,7 @@ def view(
     out: Path = typer.Option(Path("view.html"), "-o", "--out", help="HTML file to write."),
     num: int = typer.Option(8, "-n", "--num", min=1, help="Volumes per pane (seeds SEED.. for a run)."),
     seed: int = typer.Option(0, "--seed", help="First seed of a run's generated volumes."),
-    psi: float = typer.Option(1.0, "--psi", "--trunc", help="Truncation ψ of a run's generated volumes."),
+    psi: float = typer.Option(1.0, "--trunc", "--psi", help="Truncation ψ of a run's generated volumes."),
     window: str = typer.Option(
         "",
         "--window",
