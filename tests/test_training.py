@@ -61,7 +61,7 @@ def test_r1_known_answer_over_all_axes() -> None:
     loss, stats = d_r1(D, real, cfg, NO_AUTOCAST, rounds=2)  # type: ignore[arg-type]
     expected = 0.5 / 2 * D.w.detach().square().sum() * 16 / 2
     torch.testing.assert_close(loss.detach(), expected)
-    torch.testing.assert_close(torch.tensor(stats["loss/r1_penalty"]), D.w.detach().square().sum())
+    torch.testing.assert_close(torch.as_tensor(stats["loss/r1_penalty"]), D.w.detach().square().sum())
 
 
 def test_lazy_regularisation_optimizer_correction() -> None:

@@ -41,10 +41,15 @@ class Phase:
 class PhaseResult:
     """One micro-batch's contribution: its loss (already divided by the number of micro-batches), scalar
     stats (averaged over micro-batches by the loop), and ``side`` tensors that the loop averages over
-    micro-batches and ranks and hands to :meth:`Family.after_phase` when the step was finite."""
+    micro-batches and ranks and hands to :meth:`Family.after_phase`.
+
+    Stats are detached 0-dim tensors (or floats): the loop reads them on the host once per tick, never per
+    iteration. ``loss`` may be only the last part of the micro-batch's loss if the loss function ran
+    ``backward()`` on the other parts itself (to free a graph early); the loop sums the parts' gradients
+    exactly as one backward of their sum would."""
 
     loss: Tensor
-    stats: dict[str, float]
+    stats: dict[str, Tensor | float]
     side: dict[str, Tensor] = field(default_factory=dict)
 
 
@@ -92,16 +97,19 @@ class Family:
     def before_phase(self, phase: Phase, nets: Networks) -> None:
         """Called once per phase before its micro-batches."""
 
-    def after_phase(
-        self, phase: Phase, nets: Networks, side: dict[str, Tensor], state: Any, cfg: Any
-    ) -> None:
-        """Called once per phase after a finite step, with ``side`` averaged over micro-batches and ranks."""
+    def after_phase(self, phase: Phase, nets: Networks, side: dict[str, Tensor], state: Any, cfg: Any,
+                    finite: Tensor) -> None:  # fmt: skip
+        """Called once per phase after its (guarded) step, with ``side`` averaged over micro-batches and
+        ranks. ``finite`` is the device flag of the step: updates here must leave everything as it was when
+        it is false (``torch.where``; :func:`medgan3d.training.optim.guarded_step` for extra optimizer
+        steps), without reading it on the host."""
 
     def end_iteration(self, nets: Networks, state: Any, cfg: Any) -> None:
         """Called after every iteration, once the image counter has advanced (e.g. EMA)."""
 
     def initial_extra_state(self) -> dict[str, float]:
-        """Family scalars kept in the training state (checkpointed, logged per tick)."""
+        """Family scalars kept in the training state (checkpointed, logged per tick); the family may
+        replace them by 0-dim device tensors during the run (read at ticks and checkpoints)."""
         return {}
 
     def phase(self, name: str, trains: tuple[str, ...]) -> Phase:

@@ -19,7 +19,7 @@ import json
 import os
 import signal
 import time
-from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from medgan3d.training import checkpoint as ckpt
 from medgan3d.training import runfolder
 from medgan3d.training.family import Family, MicroBatch, Networks, Phase, family_for
 from medgan3d.training.observe import RunLogger, dataset_window, generated_volumes, new_run_dir, save_grid
+from medgan3d.training.optim import guarded_step
 
 
 class TrainingError(MedganError, RuntimeError):
@@ -167,6 +168,7 @@ def setup_distributed(device: str | None = None) -> Dist:
     dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(dev)
+        torch.backends.cudnn.benchmark = True  # shapes are fixed for a whole run: autotune each conv once
     owns_group = world > 1 and not dist.is_initialized()
     if owns_group:
         dist.init_process_group("nccl" if use_cuda else "gloo")
@@ -215,19 +217,21 @@ def seed_micro(seed: int, step: int, phase: int, micro: int) -> None:
     torch.manual_seed(((seed * 1_000_003 + step) * 8 + phase) * 65_537 + micro)
 
 
-def reduce_grads(module: nn.Module, d: Dist) -> bool:
-    """Average gradients over ranks; return whether they are all finite (the same answer on every rank)."""
-    params = list(module.parameters())
-    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
-    all_reduce_mean(flat, d)
-    finite = bool(torch.isfinite(flat).all())
-    offset = 0
-    for p in params:
-        n = p.numel()
-        if p.grad is not None:
-            p.grad.copy_(flat[offset : offset + n].view_as(p))
-        offset += n
-    return finite
+def reduce_grads(module: nn.Module, d: Dist) -> Tensor:
+    """Average gradients over ranks (one all-reduce of a flat copy; none in one process) and return a 0-dim
+    device bool: all of them finite (the same answer on every rank). Nothing is read on the host."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if d.world > 1:
+        params = list(module.parameters())
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
+        all_reduce_mean(flat, d)
+        pieces = zip(flat.split([p.numel() for p in params]), params, strict=True)
+        torch._foreach_copy_(grads, [v.view_as(p) for v, p in pieces if p.grad is not None])
+        return torch.isfinite(flat).all()
+    found = torch.zeros((), device=d.device)
+    if grads:  # one fused pass over every gradient (mixed precision's check; ×1 leaves them bit-identical)
+        torch._amp_foreach_non_finite_check_and_unscale_(grads, found, torch.ones((), device=d.device))
+    return found == 0
 
 
 @dataclass
@@ -241,7 +245,7 @@ class TrainState:
     bad_consecutive: int = 0
     bad_total: int = 0
     elapsed_s: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)  # the family's scalars (StyleGAN2: pl_mean)
+    extra: dict[str, Any] = field(default_factory=dict)  # family scalars (pl_mean): floats or 0-dim tensors
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainState:
@@ -278,7 +282,10 @@ class RealBatches:
         bg = self.cfg.batch_gpu
         start = position + (self.d.rank * self.rounds + r) * bg
         idx = sample_indices(start, bg, self.n, self.cfg.seed)
-        return torch.stack([self.dataset[i] for i in idx]).to(self.d.device)
+        batch = torch.stack([self.dataset[i] for i in idx])
+        if self.d.device.type != "cuda":
+            return batch.to(self.d.device)
+        return batch.pin_memory().to(self.d.device, non_blocking=True)  # the host does not wait for the copy
 
 
 # --------------------------------------------------------------------------------------------------
@@ -291,64 +298,127 @@ def _set_trainable(nets: Networks, trains: tuple[str, ...]) -> None:
         nets.modules[name].requires_grad_(name in trains)
 
 
+Stat = Tensor | float  # a device tensor until the tick reads the iteration's stats (once per tick)
+
+
+def _stat(value: Tensor | float, rounds: int) -> Stat:
+    """One micro-batch's share of a stat: float64 on the device, so that summing the micro-batches there
+    gives the same number as summing the Python floats of ``.item()`` would."""
+    if isinstance(value, Tensor):
+        return value.detach().to(torch.float64) / rounds
+    return float(value) / rounds
+
+
 def run_phase(family: Family, phase: Phase, nets: Networks, reals: RealBatches, state: TrainState,
-              cfg: TrainConfig, d: Dist, rounds: int, context: Any = None) -> dict[str, float]:  # fmt: skip
-    """Accumulate one phase over this rank's micro-batches, average over ranks, step (if finite)."""
+              cfg: TrainConfig, d: Dist, rounds: int, context: Any = None) -> dict[str, Stat]:  # fmt: skip
+    """Accumulate one phase over this rank's micro-batches, average over ranks, step (if finite).
+
+    Nothing is read on the host: the stats stay device tensors, and whether the gradients are finite is a
+    device flag that :func:`~medgan3d.training.optim.guarded_step` and the family's ``after_phase`` obey;
+    it is returned as the stat ``skipped_nonfinite`` (1.0 where the step was skipped)."""
     _set_trainable(nets, phase.trains)
     for name in phase.trains:
         nets.optimizers[name].zero_grad(set_to_none=True)
     autocast = torch.autocast(d.device.type, dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext()
     family.before_phase(phase, nets)
-    stats: dict[str, float] = defaultdict(float)
+    stats: dict[str, Stat] = {}
     side: dict[str, Tensor] = {}
+    params = [p for name in phase.trains for p in nets.modules[name].parameters()]
     for r in range(rounds):
         seed_micro(cfg.seed, state.batch_idx, phase.index, d.rank * rounds + r)
         mb = MicroBatch(cfg.batch_gpu, rounds, d.device, autocast, functools.partial(reals.micro, state.cur_nimg, r),
                         state.batch_idx, context)  # fmt: skip
-        result = family.loss(phase, nets, mb, state, cfg)
-        result.loss.backward()
+        with accumulated_grads(params):
+            result = family.loss(phase, nets, mb, state, cfg)
+            result.loss.backward()
         for k, v in result.stats.items():
-            stats[k] += v / rounds
+            share = _stat(v, rounds)
+            stats[k] = stats[k] + share if k in stats else share
         for k, v in result.side.items():
             side[k] = (side[k] if k in side else torch.zeros_like(v)) + v / rounds
-    finite = all([reduce_grads(nets.modules[name], d) for name in phase.trains])
-    if finite:
-        for name in phase.trains:
-            nets.optimizers[name].step()
-        for v in side.values():
-            all_reduce_mean(v, d)
-        family.after_phase(phase, nets, side, state, cfg)
-    else:
-        for name in phase.trains:
-            nets.optimizers[name].zero_grad(set_to_none=True)
-        state.bad_total += 1
-        stats["skipped_nonfinite"] = 1.0
+    flags = [reduce_grads(nets.modules[name], d) for name in phase.trains]
+    finite = functools.reduce(torch.logical_and, flags)
+    for name in phase.trains:
+        guarded_step(nets.optimizers[name], finite)
+    for v in side.values():
+        all_reduce_mean(v, d)
+    family.after_phase(phase, nets, side, state, cfg, finite)
+    stats["skipped_nonfinite"] = (~finite).to(torch.float64)
     _set_trainable(nets, ())
-    return dict(stats)
+    return stats
+
+
+@contextlib.contextmanager
+def accumulated_grads(params: list[Tensor]) -> Iterator[None]:
+    """Gradients of the backward passes inside are added to the ones before as ONE sum per micro-batch.
+
+    A loss function may backpropagate parts of its loss itself (StyleGAN2's Dmain runs D(fake)'s backward
+    before D(real)'s forward, so only one graph is alive); summed into ``.grad`` one by one the parts would
+    round differently from one backward of their sum. Setting the earlier gradients aside and adding them
+    back afterwards gives ``earlier + (part₁ + part₂)``, bit-identical to the single backward."""
+    earlier = [p.grad for p in params]
+    for p in params:
+        p.grad = None
+    try:
+        yield
+    finally:
+        pending = []
+        for e, p in zip(earlier, params, strict=True):
+            if e is not None and p.grad is None:
+                p.grad = e
+            elif e is not None:
+                pending.append((e, p))
+        if pending:  # e += g as AccumulateGrad does, as one foreach op
+            torch._foreach_add_([e for e, _ in pending], [p.grad for _, p in pending])
+            for e, p in pending:
+                p.grad = e
 
 
 def train_step(family: Family, nets: Networks, reals: RealBatches, state: TrainState, cfg: TrainConfig,
-               d: Dist, rounds: int) -> dict[str, float]:  # fmt: skip
-    """One iteration (all phases of the family) + its end-of-iteration update; advances the image counter."""
-    stats: dict[str, float] = {}
-    skipped = []
+               d: Dist, rounds: int) -> dict[str, Stat]:  # fmt: skip
+    """One iteration (all phases of the family) + its end-of-iteration update; advances the image counter.
+
+    Returns the iteration's stats as device tensors, with the non-finite flag of every phase under
+    ``skipped/<phase>``; :func:`settle_rows` reads them at the tick and applies the streak rule."""
+    stats: dict[str, Stat] = {}
+    flags: dict[str, Stat] = {}
     context = family.begin_iteration(state.batch_idx, nets, cfg)
     for phase in family.phases(state.batch_idx, cfg):
         phase_stats = run_phase(family, phase, nets, reals, state, cfg, d, rounds, context)
-        if phase_stats.pop("skipped_nonfinite", 0):
-            skipped.append(phase.name)
+        flags[f"{SKIPPED}{phase.name}"] = phase_stats.pop("skipped_nonfinite")
         stats |= phase_stats
-    state.bad_consecutive = state.bad_consecutive + 1 if skipped else 0
-    if state.bad_consecutive > cfg.max_bad_steps:
-        raise TrainingError(
-            f"{state.bad_consecutive} iterations in a row had non-finite losses or gradients "
-            f"(last: {', '.join(skipped)} at kimg {state.cur_nimg / 1000:.2f}); stopping"
-        )
-    stats["skipped_phases"] = float(len(skipped))
+    stats |= flags
+    stats[KIMG] = state.cur_nimg / 1000
     state.cur_nimg += cfg.batch
     state.batch_idx += 1
     family.end_iteration(nets, state, cfg)
     return stats
+
+
+SKIPPED, KIMG = "skipped/", "_kimg"  # keys of train_step's rows that settle_rows consumes
+
+
+def settle_rows(rows: list[dict[str, Stat]], state: TrainState, cfg: TrainConfig) -> list[dict[str, float]]:
+    """The rows of a tick as floats (one device read for all of them), with the skip counters applied
+    iteration by iteration: a phase whose step was skipped counts in ``bad_total`` and ``skipped_phases``;
+    more than ``max_bad_steps`` iterations in a row with one stop the run (:class:`TrainingError`)."""
+    tensors = [v for row in rows for v in row.values() if isinstance(v, Tensor)]
+    values = iter(torch.stack(tensors).tolist() if tensors else [])
+    out = []
+    for row in rows:
+        plain = {k: next(values) if isinstance(v, Tensor) else v for k, v in row.items()}
+        kimg = plain.pop(KIMG, state.cur_nimg / 1000)
+        skipped = [k[len(SKIPPED) :] for k in list(plain) if k.startswith(SKIPPED) and plain.pop(k)]
+        state.bad_total += len(skipped)
+        state.bad_consecutive = state.bad_consecutive + 1 if skipped else 0
+        if state.bad_consecutive > cfg.max_bad_steps:
+            raise TrainingError(
+                f"{state.bad_consecutive} iterations in a row had non-finite losses or gradients "
+                f"(last: {', '.join(skipped)} at kimg {kimg:.2f}); stopping"
+            )
+        plain["skipped_phases"] = float(len(skipped))
+        out.append(plain)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -378,6 +448,11 @@ class StopFlag:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def host_extra(state: TrainState) -> dict[str, float]:
+    """The family's scalars as Python floats (a family may keep them as device tensors between ticks)."""
+    return {k: float(v) for k, v in state.extra.items()}
 
 
 def mean_stats(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -454,9 +529,11 @@ def _write_run_files(run_dir: Path, config: dict[str, Any], data: Path) -> None:
 
 
 def _stop_requested(flag: StopFlag, d: Dist) -> bool:
+    """Whether any rank got a stop signal; one all-reduce (and host read) per iteration only under DDP."""
+    if d.world == 1:
+        return flag.requested
     t = torch.tensor([1.0 if flag.requested else 0.0], device=d.device)
-    if d.world > 1:
-        dist.all_reduce(t)
+    dist.all_reduce(t)
     return bool(t.item() > 0)
 
 
@@ -492,7 +569,8 @@ def _observe(family: Family, nets: Networks, state: TrainState, cfg: TrainConfig
 def _save(nets: Networks, state: TrainState, cfg: TrainConfig, run_dir: Path, config: dict[str, Any]) -> Path:
     """A checkpoint of the current state; pruning keeps the last ``keep_last``. Every checkpoint the loop
     writes was written with no bad streak (``_tick``), so the newest one is always the last good one."""
-    payload = {"state": dataclasses.asdict(state), "config": config}
+    saved = dataclasses.replace(state, extra=host_extra(state))
+    payload = {"state": dataclasses.asdict(saved), "config": config}
     tensors = {"rng.torch": torch.get_rng_state()}
     return ckpt.save_checkpoint(run_dir, state.cur_nimg, nets.modules, nets.optimizers, payload, tensors,
                                 cfg.keep_last)  # fmt: skip
@@ -623,10 +701,14 @@ def _train(
 
 
 def _loop(run: Run) -> None:
-    """Iterations until ``cfg.kimg``; a tick every ``tick_kimg``, a snapshot every ``snapshot_ticks`` ticks."""
+    """Iterations until ``cfg.kimg``; a tick every ``tick_kimg``, a snapshot every ``snapshot_ticks`` ticks.
+
+    Between ticks nothing is read from the device (one process): the iterations' stats and non-finite flags
+    are read, and the skip rule applied, once per tick (:func:`settle_rows`)."""
     state, cfg, d, logger = run.state, run.cfg, run.d, run.logger
     total = int(cfg.kimg * 1000)
-    rows: list[dict[str, float]] = []
+    rows: list[dict[str, Stat]] = []
+    losses = ""
     tick_time = time.perf_counter()
     try:
         with StopFlag() as stop:
@@ -639,13 +721,11 @@ def _loop(run: Run) -> None:
                 spk = (time.perf_counter() - tick_time) / max(
                     (state.cur_nimg - state.tick_start_nimg) / 1000, 1e-9
                 )
-                info = (
-                    f"{spk:.1f} s/kimg · G {rows[-1].get('loss/G', 0):.3f} D {rows[-1].get('loss/D', 0):.3f}"
-                )
-                logger.step(state.cur_nimg / 1000, info)
+                logger.step(state.cur_nimg / 1000, f"{spk:.1f} s/kimg{losses}")
                 if done or stopping or state.cur_nimg >= state.tick_start_nimg + cfg.tick_kimg * 1000:
-                    _tick(run, rows, tick_time, snapshot=done or stopping)
+                    record = _tick(run, rows, tick_time, snapshot=done or stopping)
                     rows, tick_time = [], time.perf_counter()
+                    losses = "".join(f" · {k[5:]} {record[k]:.3f}" for k in LOSSES_SHOWN if k in record)
                 if stopping:
                     raise _stopped(run, stop.signum)
             if state.bad_consecutive:  # the final state was not saved: not a completed run
@@ -658,17 +738,22 @@ def _loop(run: Run) -> None:
         raise TrainingError(f"{exc}; {where}") from exc
 
 
-def _tick(run: Run, rows: list[dict[str, float]], tick_time: float, snapshot: bool) -> None:
+LOSSES_SHOWN = ("loss/G", "loss/D")  # on the progress line, from the last tick
+
+
+def _tick(run: Run, rows: list[dict[str, Stat]], tick_time: float, snapshot: bool) -> dict[str, Any]:
     """One stats row (stats.jsonl, TensorBoard, console); on snapshot ticks the PNG grid, metrics and a
     checkpoint, in that order, so that a kill between them leaves rows that resume cuts back. No checkpoint
-    is written during a streak of skipped (non-finite) iterations: resuming from it would stop at once."""
+    is written during a streak of skipped (non-finite) iterations: resuming from it would stop at once.
+    Returns the row."""
     state, cfg, logger = run.state, run.cfg, run.logger
+    plain = settle_rows(rows, state, cfg)  # the tick's one read of the device; raises on a long bad streak
     now = time.perf_counter()
     kimg = state.cur_nimg / 1000
     state.elapsed_s += now - tick_time
     record: dict[str, Any] = {"tick": state.tick, "kimg": kimg,
                               "sec_per_kimg": (now - tick_time) / ((state.cur_nimg - state.tick_start_nimg) / 1000),
-                              "skipped_total": state.bad_total} | state.extra | mean_stats(rows)  # fmt: skip
+                              "skipped_total": state.bad_total} | host_extra(state) | mean_stats(plain)  # fmt: skip
     state.tick += 1
     state.tick_start_nimg = state.cur_nimg
     snap = run.run_dir is not None and (snapshot or state.tick % cfg.snapshot_ticks == 0)
@@ -684,6 +769,7 @@ def _tick(run: Run, rows: list[dict[str, float]], tick_time: float, snapshot: bo
         assert run.run_dir is not None
         run.last_good = _save(run.nets, state, cfg, run.run_dir, run.config)
         logger.print(f"checkpoint {run.last_good}")
+    return record
 
 
 def _stopped(run: Run, signum: int) -> TrainingStopped:

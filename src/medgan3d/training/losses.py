@@ -49,16 +49,16 @@ def map_with_mixing(G: Generator, z: Tensor, prob: float) -> Tensor:
 
 
 def g_main(G: Generator, D: Discriminator, z: Tensor, cfg: LossConfig, autocast: AbstractContextManager,
-           rounds: int) -> tuple[Tensor, dict[str, float]]:  # fmt: skip
+           rounds: int) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
     with autocast:
         img = G.synthesis(map_with_mixing(G, z, cfg.style_mixing))
         logits = D(img).float()
     loss = F.softplus(-logits).mean()
-    return loss / rounds, {"loss/G": loss.item(), "scores/fake": logits.mean().item()}
+    return loss / rounds, {"loss/G": loss.detach(), "scores/fake": logits.detach().mean()}
 
 
 def g_pl(G: Generator, z: Tensor, pl_mean: Tensor, cfg: LossConfig, autocast: AbstractContextManager,
-         rounds: int) -> tuple[Tensor, dict[str, float], Tensor]:  # fmt: skip
+         rounds: int) -> tuple[Tensor, dict[str, Tensor], Tensor]:  # fmt: skip
     """Path-length penalty against the current ``pl_mean``; also returns this micro-batch's mean length
     (the loop updates ``pl_mean`` once per phase with the mean over the global batch)."""
     n = max(z.shape[0] // cfg.pl_batch_shrink, 1)
@@ -71,12 +71,12 @@ def g_pl(G: Generator, z: Tensor, pl_mean: Tensor, cfg: LossConfig, autocast: Ab
     lengths = grads.float().square().sum(2).mean(1).sqrt()
     penalty = (lengths - pl_mean).square().mean()
     loss = penalty * cfg.pl_weight * cfg.pl_interval
-    stats = {"loss/pl_penalty": penalty.item(), "pl_length": lengths.mean().item()}
+    stats = {"loss/pl_penalty": penalty.detach(), "pl_length": lengths.detach().mean()}
     return loss / rounds, stats, lengths.detach().mean()
 
 
 def d_main(G: Generator, D: Discriminator, z: Tensor, real: Tensor, cfg: LossConfig,
-           autocast: AbstractContextManager, rounds: int) -> tuple[Tensor, dict[str, float], Tensor]:  # fmt: skip
+           autocast: AbstractContextManager, rounds: int) -> tuple[Tensor, dict[str, Tensor], Tensor]:  # fmt: skip
     """Returns the loss, stats and the micro-batch's mean w (the loop updates ``w_avg`` from it)."""
     with torch.no_grad(), autocast:
         ws = map_with_mixing(G, z, cfg.style_mixing)
@@ -85,16 +85,16 @@ def d_main(G: Generator, D: Discriminator, z: Tensor, real: Tensor, cfg: LossCon
         fake_logits = D(fake).float()
         real_logits = D(real).float()
     loss = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
-    stats = {"loss/D": loss.item(), "scores/real": real_logits.mean().item()}
+    stats = {"loss/D": loss.detach(), "scores/real": real_logits.detach().mean()}
     return loss / rounds, stats, ws[:, 0].float().mean(0)
 
 
 def d_r1(D: Discriminator, real: Tensor, cfg: LossConfig, autocast: AbstractContextManager,
-         rounds: int) -> tuple[Tensor, dict[str, float]]:  # fmt: skip
+         rounds: int) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
     real = real.detach().requires_grad_(True)
     with autocast:
         logits = D(real).float()
     (grads,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
     penalty = grads.float().square().flatten(1).sum(1)  # over C and every spatial axis
     loss = penalty.mean() * (cfg.r1_gamma / 2) * cfg.r1_interval
-    return loss / rounds, {"loss/r1_penalty": penalty.mean().item()}
+    return loss / rounds, {"loss/r1_penalty": penalty.detach().mean()}

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medgan3d.training.family import Family, MicroBatch, Networks, Phase, PhaseResult, register
+from medgan3d.training.optim import adam, guarded_step
 
 REFERENCE_BETAS = (0.9, 0.999)  # Adam's defaults, used by every reference notebook (spec Q4)
 GP_NORMS = ("sample", "voxel")
@@ -286,7 +287,7 @@ class BaselineFamily(Family):
         nets = {k: v.to(device).train() for k, v in model.build_networks().items()}
         lr = cfg.lr if cfg.lr is not None else cfg.loss.lr
         betas = cfg.betas if cfg.betas is not None else cfg.loss.betas
-        opts = {k: torch.optim.Adam(v.parameters(), lr=lr, betas=betas, eps=cfg.eps) for k, v in nets.items()}
+        opts = {k: adam(v.parameters(), device, lr=lr, betas=betas, eps=cfg.eps) for k, v in nets.items()}
         return Networks(nets, opts)
 
     def loss(self, phase: Phase, nets: Networks, mb: MicroBatch, state: Any, cfg: Any) -> PhaseResult:
@@ -327,15 +328,15 @@ class WGANGP(BaselineFamily):
             real_score, fake_score = score(D, real), score(D, fake)
             gp = gradient_penalty(D, real, fake, loss.gp_weight, per_sample=loss.gp_norm == "sample")
         total = fake_score.mean() - real_score.mean() + gp
-        stats = {"loss/D": total.item(), "loss/gp": gp.item(), "scores/real": real_score.mean().item(),
-                 "scores/fake": fake_score.mean().item()}  # fmt: skip
+        stats = {"loss/D": total.detach(), "loss/gp": gp.detach(), "scores/real": real_score.detach().mean(),
+                 "scores/fake": fake_score.detach().mean()}  # fmt: skip
         return total, stats
 
     def _loss_G(self, nets: dict[str, nn.Module], mb: MicroBatch, loss: WGANGPLoss) -> tuple[Tensor, dict]:
         z = self._z(nets, mb)
         with mb.autocast:
             total = -score(nets["D"], nets["G"](z)).mean()
-        return total, {"loss/G": total.item()}
+        return total, {"loss/G": total.detach()}
 
 
 # ---------------------------------------------------------------------------------------------- VAE-GAN
@@ -389,8 +390,8 @@ class VAEGAN(BaselineFamily):
                 x_rec, x_rand = G(E(real, eps)[2]), G(z_p)
             logits = [D(v).float() for v in (real, x_rec, x_rand)]
         total = sum(bce(t, y, loss.stable_bce) for t, y in zip(logits, (1.0, 0.0, 0.0), strict=True))
-        stats = {"loss/D": total.item(), "scores/real": logits[0].mean().item(),
-                 "scores/fake": logits[2].mean().item()}  # fmt: skip
+        stats = {"loss/D": total.detach(), "scores/real": logits[0].detach().mean(),
+                 "scores/fake": logits[2].detach().mean()}  # fmt: skip
         return total, stats
 
     def _loss_GE(self, nets: dict[str, nn.Module], mb: MicroBatch, loss: VAEGANLoss,
@@ -415,8 +416,8 @@ class VAEGAN(BaselineFamily):
         loss_G = loss.gamma * rec + adversarial
         loss_E = loss.kl_weight * kl + loss.beta * rec
         total = surrogate({"G": (loss_G / mb.rounds, G), "E": (loss_E / mb.rounds, E)})
-        stats = {"loss/G": loss_G.item(), "loss/E": loss_E.item(), "loss/rec": rec.item(),
-                 "loss/kl": kl.item()}  # fmt: skip
+        stats = {"loss/G": loss_G.detach(), "loss/E": loss_E.detach(), "loss/rec": rec.detach(),
+                 "loss/kl": kl.detach()}  # fmt: skip
         return PhaseResult(total, stats)
 
 
@@ -435,11 +436,10 @@ class AlphaFamily(BaselineFamily):
             return [eg, d, cd]
         return [eg] if step % 2 == 0 else [d, cd]
 
-    def after_phase(
-        self, phase: Phase, nets: Networks, side: dict[str, Tensor], state: Any, cfg: Any
-    ) -> None:
-        if phase.name == "EG" and cfg.loss.g_double_step:
-            nets.optimizers["G"].step()  # the reference's second step on the same gradient (spec Q5)
+    def after_phase(self, phase: Phase, nets: Networks, side: dict[str, Tensor], state: Any, cfg: Any,
+                    finite: Tensor) -> None:  # fmt: skip
+        if phase.name == "EG" and cfg.loss.g_double_step:  # the reference's second step on one gradient (Q5)
+            guarded_step(nets.optimizers["G"], finite)
 
     def _forward(
         self, nets: dict[str, nn.Module], mb: MicroBatch
@@ -464,8 +464,8 @@ class AlphaGAN(AlphaFamily):
             code = b(nets["CD"](z_e).float(), 1.0)
             image = b(nets["D"](x_rec).float(), 1.0) + b(nets["D"](x_rand).float(), 1.0)
         total = loss.rec_weight * rec + loss.code_weight * code + image
-        return total, {"loss/EG": total.item(), "loss/rec": rec.item(), "loss/G": image.item(),
-                       "loss/code": code.item()}  # fmt: skip
+        return total, {"loss/EG": total.detach(), "loss/rec": rec.detach(), "loss/G": image.detach(),
+                       "loss/code": code.detach()}  # fmt: skip
 
     def _loss_D(self, nets: dict[str, nn.Module], mb: MicroBatch, loss: AlphaGANLoss) -> tuple[Tensor, dict]:
         D = nets["D"]
@@ -475,8 +475,8 @@ class AlphaGAN(AlphaFamily):
             real_logits, rec_logits, rand_logits = (D(v).float() for v in (real, x_rec, x_rand))
         b = functools.partial(bce, stable=loss.stable_bce)
         total = loss.real_weight * b(real_logits, 1.0) + b(rec_logits, 0.0) + b(rand_logits, 0.0)
-        return total, {"loss/D": total.item(), "scores/real": real_logits.mean().item(),
-                       "scores/fake": rand_logits.mean().item()}  # fmt: skip
+        return total, {"loss/D": total.detach(), "scores/real": real_logits.detach().mean(),
+                       "scores/fake": rand_logits.detach().mean()}  # fmt: skip
 
     def _loss_CD(self, nets: dict[str, nn.Module], mb: MicroBatch, loss: AlphaGANLoss) -> tuple[Tensor, dict]:
         z_p = self._z(nets, mb)
@@ -486,7 +486,7 @@ class AlphaGAN(AlphaFamily):
                 z_e = nets["E"](real).float()
             b = functools.partial(bce, stable=loss.stable_bce)
             total = b(nets["CD"](z_e).float(), 0.0) + b(nets["CD"](z_p).float(), 1.0)
-        return total, {"loss/CD": total.item()}
+        return total, {"loss/CD": total.detach()}
 
 
 @register
@@ -504,8 +504,8 @@ class AlphaWGANGP(AlphaFamily):
             code = -score(nets["CD"], z_e).mean()
             image = -score(nets["D"], x_rec).mean() - score(nets["D"], x_rand).mean()
         total = loss.rec_weight * rec + loss.code_weight * code + image
-        return total, {"loss/EG": total.item(), "loss/rec": rec.item(), "loss/G": image.item(),
-                       "loss/code": code.item()}  # fmt: skip
+        return total, {"loss/EG": total.detach(), "loss/rec": rec.detach(), "loss/G": image.detach(),
+                       "loss/code": code.detach()}  # fmt: skip
 
     def _loss_D(
         self, nets: dict[str, nn.Module], mb: MicroBatch, loss: AlphaWGANGPLoss
@@ -519,8 +519,8 @@ class AlphaWGANGP(AlphaFamily):
                 D, real, x_rec, loss.gp_weight, eps=self.GP_EPS
             )
         total = -loss.real_weight * real_s.mean() + rec_s.mean() + rand_s.mean() + gp
-        return total, {"loss/D": total.item(), "loss/gp": gp.item(), "scores/real": real_s.mean().item(),
-                       "scores/fake": rand_s.mean().item()}  # fmt: skip
+        return total, {"loss/D": total.detach(), "loss/gp": gp.detach(), "scores/real": real_s.detach().mean(),
+                       "scores/fake": rand_s.detach().mean()}  # fmt: skip
 
     def _loss_CD(
         self, nets: dict[str, nn.Module], mb: MicroBatch, loss: AlphaWGANGPLoss
@@ -534,4 +534,4 @@ class AlphaWGANGP(AlphaFamily):
             encoded = score(CD, z_e).mean() if loss.cd_sees_encoded else torch.zeros((), device=mb.device)
             gp = gradient_penalty(CD, z_e, z_p, loss.code_gp_weight, eps=self.GP_EPS)
             total = encoded - score(CD, z_p).mean() + gp
-        return total, {"loss/CD": total.item(), "loss/code_gp": gp.item()}
+        return total, {"loss/CD": total.detach(), "loss/code_gp": gp.detach()}

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from medgan3d.training.family import Family, MicroBatch, Networks, Phase, PhaseResult, register
+from medgan3d.training.optim import adam
 
 SELECTIONS = ("random", "deterministic")
 DOWNSAMPLES = ("nearest", "area")
@@ -123,7 +124,7 @@ class HAGAN(Family):
         )  # --lr sets G's; the others keep their ratio
         betas = cfg.betas if cfg.betas is not None else loss.betas
         lrs = {"G": loss.lr_g, "D": loss.lr_d, "E_H": loss.lr_e, "E_G": loss.lr_e}
-        opts = {k: torch.optim.Adam(nets[k].parameters(), lr=lr * scale, betas=betas, eps=cfg.eps)
+        opts = {k: adam(nets[k].parameters(), device, lr=lr * scale, betas=betas, eps=cfg.eps)
                 for k, lr in lrs.items()}  # fmt: skip
         return Networks(nets, opts)
 
@@ -163,8 +164,8 @@ class HAGAN(Family):
             real_logits = self._score(D, real_sub, real_low, crop, loss)
             fake_logits = self._score(D, fake_sub, fake_low, crop, loss)
         total = bce(real_logits, 1.0) + bce(fake_logits, 0.0)
-        stats = {"loss/D": total.item(), "scores/real": real_logits.mean().item(),
-                 "scores/fake": fake_logits.mean().item()}  # fmt: skip
+        stats = {"loss/D": total.detach(), "scores/real": real_logits.detach().mean(),
+                 "scores/fake": fake_logits.detach().mean()}  # fmt: skip
         return PhaseResult(total / mb.rounds, stats)
 
     def _loss_G(self, nets: Networks, mb: MicroBatch, loss: HAGANLoss) -> PhaseResult:
@@ -173,7 +174,7 @@ class HAGAN(Family):
         with mb.autocast:
             logits = self._score(D, *self._fake(G, z, crop, loss), crop, loss)
         total = bce(logits, 1.0)
-        return PhaseResult(total / mb.rounds, {"loss/G": total.item()})
+        return PhaseResult(total / mb.rounds, {"loss/G": total.detach()})
 
     def _loss_E_H(self, nets: Networks, mb: MicroBatch, loss: HAGANLoss) -> PhaseResult:
         G, E_H, crop = nets.modules["G"], nets.modules["E_H"], mb.context
@@ -181,7 +182,7 @@ class HAGAN(Family):
         with mb.autocast:
             rec = G.high(E_H(real_sub)).float()
         total = F.l1_loss(rec, real_sub)
-        return PhaseResult(total / mb.rounds, {"loss/E_H": total.item()})
+        return PhaseResult(total / mb.rounds, {"loss/E_H": total.detach()})
 
     def _loss_E_G(self, nets: Networks, mb: MicroBatch, loss: HAGANLoss) -> PhaseResult:
         from medgan3d.networks.hagan import training_latent_features
@@ -196,4 +197,4 @@ class HAGAN(Family):
             total = F.l1_loss(rec_sub.float(), real_sub)
             if rec_low is not None:
                 total = (total + F.l1_loss(rec_low.float(), real_low)) / 2
-        return PhaseResult(total / mb.rounds, {"loss/E_G": total.item()})
+        return PhaseResult(total / mb.rounds, {"loss/E_G": total.detach()})

@@ -18,6 +18,7 @@ from medgan3d.networks import Generator
 from medgan3d.training import losses
 from medgan3d.training.family import Family, MicroBatch, Networks, Phase, PhaseResult, register
 from medgan3d.training.losses import LossConfig
+from medgan3d.training.optim import adam
 
 DEFAULT_BETAS = (0.0, 0.99)
 
@@ -26,7 +27,8 @@ def make_optimizer(module: nn.Module, lr: float, betas: tuple[float, float], eps
                    ) -> torch.optim.Adam:  # fmt: skip
     """Adam with the lazy-regularisation correction: lr·r and betas**r, r = k/(k+1) (StyleGAN2)."""
     r = interval / (interval + 1)
-    return torch.optim.Adam(module.parameters(), lr=lr * r, betas=(betas[0] ** r, betas[1] ** r), eps=eps)
+    device = next(module.parameters()).device
+    return adam(module.parameters(), device, lr=lr * r, betas=(betas[0] ** r, betas[1] ** r), eps=eps)
 
 
 def ema_beta(cfg: Any, cur_nimg: int) -> float:
@@ -39,11 +41,11 @@ def ema_beta(cfg: Any, cur_nimg: int) -> float:
 
 @torch.no_grad()
 def update_ema(G_ema: Generator, G: Generator, beta: float) -> None:
-    """G_ema ← lerp(G, G_ema, β); buffers (w_avg, constant noise) are copied."""
-    for p_ema, p in zip(G_ema.parameters(), G.parameters(), strict=True):
-        p_ema.copy_(p.detach().lerp(p_ema, beta))
-    for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
-        b_ema.copy_(b)
+    """G_ema ← lerp(G, G_ema, β); buffers (w_avg, constant noise) are copied. Foreach ops: a few kernels
+    for all tensors, with the same values as one ``lerp`` per tensor."""
+    ema, params = list(G_ema.parameters()), [p.detach() for p in G.parameters()]
+    torch._foreach_copy_(ema, torch._foreach_lerp(params, ema, beta))
+    torch._foreach_copy_(list(G_ema.buffers()), list(G.buffers()))
 
 
 @register
@@ -87,7 +89,7 @@ class StyleGAN2(Family):
             loss, stats = losses.g_main(G, D, z, cfg.loss, mb.autocast, mb.rounds)
             return PhaseResult(loss, stats)
         if phase.name == "Greg":
-            pl_mean = torch.tensor(state.extra["pl_mean"], device=mb.device)
+            pl_mean = _pl_mean(state, mb.device).float()
             loss, stats, length = losses.g_pl(G, z, pl_mean, cfg.loss, mb.autocast, mb.rounds)
             return PhaseResult(loss, stats, {"pl_length": length})
         if phase.name == "Dmain":
@@ -96,18 +98,28 @@ class StyleGAN2(Family):
         loss, stats = losses.d_r1(D, mb.reals(), cfg.loss, mb.autocast, mb.rounds)
         return PhaseResult(loss, stats)
 
-    def after_phase(
-        self, phase: Phase, nets: Networks, side: dict[str, Tensor], state: Any, cfg: Any
-    ) -> None:
+    def after_phase(self, phase: Phase, nets: Networks, side: dict[str, Tensor], state: Any, cfg: Any,
+                    finite: Tensor) -> None:  # fmt: skip
         if phase.name == "Dmain":
             mapping = nets.modules["G"].mapping
-            mapping.w_avg.lerp_(side["w_mean"], 1 - mapping.w_avg_beta)
+            moved = mapping.w_avg.lerp(side["w_mean"], 1 - mapping.w_avg_beta)
+            mapping.w_avg.copy_(torch.where(finite, moved, mapping.w_avg))
         elif phase.name == "Greg":
-            pl_mean = state.extra["pl_mean"]
-            state.extra["pl_mean"] = pl_mean + (float(side["pl_length"]) - pl_mean) * cfg.loss.pl_decay
+            pl_mean = _pl_mean(state, finite.device)
+            moved = pl_mean + (side["pl_length"].double() - pl_mean) * cfg.loss.pl_decay
+            state.extra["pl_mean"] = torch.where(finite, moved, pl_mean)
 
     def end_iteration(self, nets: Networks, state: Any, cfg: Any) -> None:
         update_ema(nets.modules["G_ema"], nets.modules["G"], ema_beta(cfg, state.cur_nimg))
 
     def initial_extra_state(self) -> dict[str, float]:
         return {"pl_mean": 0.0}
+
+
+def _pl_mean(state: Any, device: torch.device) -> Tensor:
+    """``pl_mean`` as a float64 device tensor (a float after resume: moved once), updated in float64 as the
+    float it was before it lived on the device, so runs keep their bits."""
+    value = state.extra["pl_mean"]
+    if not isinstance(value, Tensor):
+        value = state.extra["pl_mean"] = torch.tensor(float(value), dtype=torch.float64, device=device)
+    return value
