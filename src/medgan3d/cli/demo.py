@@ -97,7 +97,7 @@ def demo(
           "--inflate-parts", "GD", "--desc", "demo-3d"])  # fmt: skip
     run3d = _latest_run(runs, "demo-3d")
     _run(["generate", str(run3d), "-n", "8", "--trunc", "0.8", "-o", str(out / "samples")])
-    _run(["evaluate", str(run3d), "--data", str(data), "-n", str(samples), "--metrics", "fid,mmd,ms_ssim,psnr",
+    _run(["evaluate", str(run3d), "--data", str(data), "-n", str(samples), "--metrics", "fid,mmd,ms_ssim,psnr,memorisation",
           "--bootstrap", "50", "-o", str(out / "evaluation")])  # fmt: skip
     last = list_checkpoints(run3d)[-1]
     tools = _tools_leg(_run, out, run3d, data, proj_steps) if proj_steps > 0 else []

@@ -90,7 +90,12 @@ def evaluate(
         "--fake",
         help="Folder of generated volumes (NIfTI/npy/...) to score instead of RUN_OR_CKPT (default: none).",
     ),
-    metrics: str = typer.Option("fid,fid_3d,kid,mmd,ms_ssim,psnr", "--metrics", "-m", help="Comma list."),
+    metrics: str = typer.Option(
+        "fid,fid_3d,kid,mmd,ms_ssim,psnr,memorisation",
+        "--metrics",
+        "-m",
+        help="Comma list; memorisation is the copy detector, add is for the Inception Score.",
+    ),
     num: int = typer.Option(64, "-n", "--num", min=2, help="Volumes to sample from the generator."),
     out: Path = typer.Option(Path("eval-out"), "-o", "--out", help="Folder for metrics.json and the report."),
     extractor_2d: str = typer.Option("auto", help="inception | random-2d | auto (inception if cached)."),
@@ -173,6 +178,9 @@ def evaluate(
                 f"{key:>13}: {value:.4f}"
                 + (f"  95% {name} interval [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
             )
+    if "memorisation" in result:
+        mem = result["memorisation"]
+        typer.echo(f" memorisation: {mem['verdict']} — {mem['verdict_text']}")
     for line in result["warnings"]:
         warn(f"too few samples: {line}")
     typer.echo(f"metrics: {out / 'metrics.json'}")

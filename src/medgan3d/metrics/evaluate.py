@@ -10,6 +10,9 @@ Metrics (names accepted in ``metrics=``):
 - ``ms_ssim`` MS-SSIM over random pairs of generated volumes: diversity, lower = more diverse (Table 8);
              the same score over real pairs is recorded as ``ms_ssim_real`` for reference.
 - ``psnr``   PSNR of each generated volume against its nearest real volume by MSE, averaged (Table 8).
+- ``memorisation`` the copy detector of :mod:`medgan3d.metrics.memorisation`: each generated volume's
+             distance to its nearest *training* volume against the held-out (``val``) volumes' distances to
+             theirs (Mann–Whitney Z_U, exact copies, a plain verdict); recorded as ``result["memorisation"]``.
 - ``is``     Inception Score exp(E_x KL(p(y|x) || p(y))) of the generated volumes under a 3D classifier
              (Salimans et al. 2016; reported by HA-GAN); not in the default set, since without a trained
              classifier (``classifier=PATH``) it uses a seeded random one and means nothing.
@@ -43,8 +46,8 @@ import torch
 from torch import Tensor
 
 from medgan3d import __version__
-from medgan3d.data import SliceDataset, load_manifest
-from medgan3d.metrics import frechet, intervals, mmd, msssim, psnr
+from medgan3d.data import SliceDataset, load_manifest, open_volumes
+from medgan3d.metrics import frechet, intervals, memorisation, mmd, msssim, psnr
 from medgan3d.metrics.extractors import FeatureExtractor, auto_extractor, cache_dir, get_extractor
 from medgan3d.metrics.inception_score import Classifier, get_classifier, inception_score
 from medgan3d.metrics.inputs import load_real, real_indices
@@ -52,8 +55,8 @@ from medgan3d.metrics.slices import PLANES, plane_slices
 from medgan3d.modeling import atomic_write
 from medgan3d.sampling import synthesize
 
-METRICS = ("fid", "fid_3d", "kid", "mmd", "ms_ssim", "psnr", "is")
-DEFAULT_METRICS = ("fid", "fid_3d", "kid", "mmd", "ms_ssim", "psnr")
+METRICS = ("fid", "fid_3d", "kid", "mmd", "ms_ssim", "psnr", "memorisation", "is")
+DEFAULT_METRICS = ("fid", "fid_3d", "kid", "mmd", "ms_ssim", "psnr", "memorisation")
 SCORE_KEYS = ("fid_ax", "fid_sag", "fid_cor", "fid_avg", "fid_3d", "kid", "mmd", "ms_ssim", "psnr")
 SCORE_KEYS_2D = ("fid_2d",)
 CACHE_VERSION = 1
@@ -63,9 +66,10 @@ MIN_BOOTSTRAP_SAMPLES = 10  # generated volumes (or MS-SSIM pairs) below which n
 # rank <= n - 1 and the bias falls like 1/n (Chong & Forsyth, CVPR 2020), so below ~50 the value says more
 # about n than about the model. KID and MMD are unbiased (Binkowski et al., ICLR 2018) but noisy; MS-SSIM and
 # PSNR are means over volumes. Thresholds are pragmatic floors, documented in docs/evaluation.md.
-MIN_SAMPLES = {"fid": 50, "is": 50, "kid": 20, "mmd": 20, "ms_ssim": 10, "psnr": 10}
+MIN_SAMPLES = {"fid": 50, "is": 50, "kid": 20, "mmd": 20, "ms_ssim": 10, "psnr": 10, "memorisation": 10}
 _FAMILY = {"fid_ax": "fid", "fid_sag": "fid", "fid_cor": "fid", "fid_avg": "fid", "fid_3d": "fid", "fid_2d": "fid",
-           "kid": "kid", "mmd": "mmd", "ms_ssim": "ms_ssim", "psnr": "psnr", "is": "is"}  # fmt: skip
+           "kid": "kid", "mmd": "mmd", "ms_ssim": "ms_ssim", "psnr": "psnr", "is": "is",
+           "memorisation": "memorisation"}  # fmt: skip
 _PAIRED = {"fid", "kid", "mmd"}  # scores of two distributions: the real set's size matters too
 
 
@@ -289,6 +293,30 @@ def _psnr_group(real: Tensor, fake: Tensor, s: EvalSettings, result: dict) -> No
         )
 
 
+class _Rows:
+    """Rows ``indices`` of a dataset's memmap, read only when sliced (the training set may not fit in memory)."""
+
+    def __init__(self, array: np.ndarray, indices: list[int]) -> None:
+        self.array, self.indices = array, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, key: int | slice) -> np.ndarray:
+        picked = self.indices[key]
+        return self.array[np.asarray(picked)] if isinstance(key, slice) else self.array[picked]
+
+
+def _memorisation_group(root: Path, manifest: dict, fake: Tensor, result: dict) -> None:
+    """Nearest-training distances of the generated vs the held-out volumes (the copy detector)."""
+    splits = manifest.get("splits") or {}
+    train = list(splits.get("train") or range(manifest["count"]))
+    val = list(splits.get("val") or [])
+    heldout = load_real(root, val) if val else None
+    result["memorisation"] = memorisation.memorisation(fake, _Rows(open_volumes(root, manifest), train), heldout,
+                                                       train)  # fmt: skip
+
+
 def _is_group(clf: Classifier, fake: Tensor, s: EvalSettings, result: dict) -> None:
     probs = clf.probabilities(fake, s.batch_size)
     mean, std = inception_score(probs, s.is_splits)
@@ -345,6 +373,8 @@ def evaluate_volumes_with_artifacts(
         _msssim_group(real, fake, s, result)
     if "psnr" in s.metrics:
         _psnr_group(real, fake, s, result)
+    if "memorisation" in s.metrics:
+        _memorisation_group(root, manifest, fake, result)
     classifier = None
     if "is" in s.metrics:
         classifier = get_classifier(s.classifier, s.extractor_seed).to(s.device)

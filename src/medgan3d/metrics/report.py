@@ -38,8 +38,9 @@ EXPLAIN = {
     "ms_ssim": "Mean MS-SSIM over random pairs of generated volumes: how alike the samples are to each other; "
     "lower means more diverse, and it should be near the real pairs' value, not as low as possible.",
     "ms_ssim_real": "The same MS-SSIM over pairs of real volumes: the diversity the generated set should match.",
-    "psnr": "PSNR of each generated volume against its nearest real volume, averaged; higher means closer to a "
-    "real scan, and very high values can mean memorised training scans.",
+    "psnr": "PSNR of each generated volume against its nearest real volume, averaged. Not a quality score: "
+    "higher means closer to some real scan, which a copy of a training scan is too (read it with the "
+    "memorisation check below).",
     "is": "Inception Score exp(E KL(p(y|x) || p(y))) under a 3D classifier; higher means confident and varied "
     "predictions; the value depends entirely on the classifier and means nothing without a trained one.",
 }
@@ -177,6 +178,32 @@ def scored_text(prov: Mapping[str, Any]) -> str:
     return "Scored: volumes passed in memory (no checkpoint recorded)."
 
 
+def memorisation_html(result: dict) -> str:
+    """The copy detector's verdict in a sentence, and its numbers (:mod:`medgan3d.metrics.memorisation`)."""
+    mem = result.get("memorisation")
+    if not mem:
+        return ""
+    colour = {"copies": "#f8d7da", "copying": "#f8d7da", "none": "#d4edda"}.get(mem["verdict"], "#fff3cd")
+    gen = mem["generated"]
+    rows = [f"generated volumes: median {gen['median']:.4g}, min {gen['min']:.4g} ({len(mem['generated_distances'])} "
+            f"volumes, {mem['train_volumes']} training volumes)"]  # fmt: skip
+    if "heldout" in mem:
+        held = mem["heldout"]
+        rows.append(f"held-out real volumes (val split, never trained on): median {held['median']:.4g}, min "
+                    f"{held['min']:.4g} ({mem['heldout_volumes']} volumes)")  # fmt: skip
+        rows.append(f"Z_U = {mem['z_u']:.3g} (about 0: as far as unseen scans; below -3: copying); "
+                    f"{100 * mem['closer_than_any_heldout']:.0f} % of generated volumes are closer to the training "
+                    f"set than every held-out one (expected {100 * mem['closer_expected']:.0f} % without copying)")  # fmt: skip
+    if mem["exact_copies"]:
+        rows.append("exact copies: " + ", ".join(f"generated #{c['generated']} = training volume {c['train_index']}"
+                                                 for c in mem["exact_copies"]))  # fmt: skip
+    items = "".join(f"<li>{html.escape(r)}</li>" for r in rows)
+    return (f"<h2>Memorisation check</h2><div style='background:{colour};padding:4px 12px;border:1px solid #aaa'>"
+            f"<b>{html.escape(mem['verdict_text'])}</b></div><p>Distance of each volume to its nearest training "
+            f"volume (RMS voxel difference in model intensities, range 2); the generated volumes should be no closer "
+            f"than unseen real scans (Meehan et al., AISTATS 2020).</p><ul>{items}</ul>")  # fmt: skip
+
+
 def _warnings(result: dict) -> str:
     items = "".join(f"<li>{html.escape(w)}</li>" for w in result.get("warnings", []))
     return f"<div class='warn'><b>Too few samples:</b><ul>{items}</ul></div>" if items else ""
@@ -224,6 +251,7 @@ model intensities [-1, 1] ({html.escape(units)}); {prov["slices"]} slices. Extra
 {_warnings(result)}
 {_table(result)}
 <p>{INTERVAL_NOTE}</p>
+{memorisation_html(result)}
 <p>Scores from a random extractor rank models on this machine only; they are not comparable to published FIDs.</p>
 {imgs}
 {viewer}
