@@ -13,6 +13,7 @@ from medgan3d.metrics.evaluate import (
     evaluate_volumes,
     evaluate_volumes_with_artifacts,
     generate_volumes,
+    scalar_keys,
     scalars,
 )
 from medgan3d.metrics.extractors import ExtractorError, FeatureExtractor, get_extractor
@@ -45,5 +46,6 @@ __all__ = [
     "ms_ssim",
     "msssim_config",
     "random_classifier",
+    "scalar_keys",
     "scalars",
 ]

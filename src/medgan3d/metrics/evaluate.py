@@ -534,5 +534,20 @@ def evaluate_generator(
 
 
 def scalars(result: dict) -> dict[str, float]:
-    """The top-level float scores of a result (what training logs to stats.jsonl / TensorBoard)."""
-    return {k: float(v) for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    """The top-level float scores of a result and the memorisation check's Z_U (``memorisation_z_u``): what
+    training logs to stats.jsonl and TensorBoard as metric curves."""
+    out = {k: float(v) for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    z = (result.get("memorisation") or {}).get("z_u")
+    if z is not None:
+        out["memorisation_z_u"] = float(z)
+    return out
+
+
+_SCALARS = {"fid": ("fid_ax", "fid_sag", "fid_cor", "fid_avg"), "fid_3d": ("fid_3d",), "kid": ("kid",),
+            "mmd": ("mmd",), "ms_ssim": ("ms_ssim", "ms_ssim_real"), "psnr": ("psnr",),
+            "memorisation": ("memorisation_z_u",), "is": ("is",)}  # fmt: skip
+
+
+def scalar_keys(metrics: Iterable[str]) -> list[str]:
+    """The keys of :func:`scalars` that the metric names ``metrics`` give (Z_U needs held-out volumes)."""
+    return [k for m in metrics for k in _SCALARS.get(m, ())]

@@ -545,6 +545,13 @@ def _spacing(data: Path, spatial_dims: int) -> Any:
     return spacing if spatial_dims == 3 else None
 
 
+def _judged_by(cfg: TrainConfig) -> list[str]:
+    """The scalar tags a run's hparams name as its metrics: the losses and, with ``cfg.metrics``, the scores."""
+    from medgan3d.metrics import scalar_keys
+
+    return ["loss/G", "loss/D", *(f"metrics/{k}" for k in scalar_keys(cfg.metrics))]
+
+
 def _observe(family: Family, nets: Networks, state: TrainState, cfg: TrainConfig, run_dir: Path,
              record: dict[str, Any], logger: Any, spacing: Any, data: Path) -> None:  # fmt: skip
     """The snapshot's PNG grid and (with ``cfg.metrics``) scores into ``record`` and metrics.jsonl."""
@@ -689,6 +696,10 @@ def _train(
                 save_grid(reals_grid, run_dir / "reals.png", spacing, title="real training items",
                           labels=[f"real {i}" for i in range(len(reals_grid))], window=dataset_window(data))  # fmt: skip
         logger = RunLogger(run_dir if d.is_main else None, cfg.kimg, state.cur_nimg / 1000)
+        if d.is_main and resume is None:  # a resumed run's events keep the first session's
+            assert run_dir is not None
+            logger.image("reals", run_dir / "reals.png", 0.0)
+            logger.hparams(config, _judged_by(cfg))
         run = Run(family, nets, RealBatches(dataset, cfg, d, rounds), state, cfg, d, rounds,
                   run_dir if d.is_main else None, logger, spacing, data, config, last_good)  # fmt: skip
         logger.print(f"run {run_dir} · {len(dataset)} training items · batch {cfg.batch} = {d.world} × {rounds} × "

@@ -1,9 +1,11 @@
-"""What a run shows: run folders, stats.jsonl, TensorBoard scalars and images, snapshot grids, progress."""
+"""What a run shows: run folders, stats.jsonl, TensorBoard (scalars, metric curves, the real and generated grids,
+the run's hyper-parameters), snapshot grids, progress."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +94,20 @@ def save_grid(volumes: np.ndarray, path: Path, spacing: Any = None, title: str =
     return save_slice_grid(list(volumes), path, spacing=spacing, titles=labels, window=window, title=title)
 
 
+def flat_hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
+    """A nested configuration as one level of dotted keys; lists as JSON text, None left out."""
+    out: dict[str, bool | int | float | str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out |= flat_hparams(value, f"{name}.")
+        elif isinstance(value, bool | int | float | str):
+            out[name] = value
+        elif value is not None:
+            out[name] = json.dumps(value, default=str)
+    return out
+
+
 class RunLogger:
     """stats.jsonl lines, TensorBoard scalars/images and console output; inert on ranks other than 0."""
 
@@ -136,6 +152,17 @@ class RunLogger:
             f"tick {record['tick']:<4d} kimg {record['kimg']:<8.2f} s/kimg {record['sec_per_kimg']:<7.2f} "
             f"{losses} skipped {record['skipped_total']}"
         )
+
+    def hparams(self, config: Mapping[str, Any], metric_tags: Sequence[str]) -> None:
+        """The run's configuration as TensorBoard hparams (flattened: ``model.channel_base``, ``train.batch``,
+        ``preset``, ...) with the scalar tags it is judged by, in the run's own event file."""
+        if self.writer is None:
+            return
+        from torch.utils.tensorboard.summary import hparams
+
+        for summary in hparams(flat_hparams(config), {tag: 0.0 for tag in metric_tags}):
+            self.writer._get_file_writer().add_summary(summary)
+        self.writer.flush()
 
     def image(self, tag: str, png: Path, kimg: float) -> None:
         if self.writer is None:
