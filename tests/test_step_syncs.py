@@ -4,45 +4,23 @@ On CPU a device→host read is counted where every one of them passes: ``aten._l
 ``.item()``, ``float(t)``, ``bool(t)`` and ``if t:`` dispatch to), seen by a ``TorchDispatchMode``. Reads of
 tensors that live on the host in a CUDA run too are not syncs and are told apart: the optimizers' step
 counters (CPU tensors of non-fused Adam, by identity) and the decisions drawn from the CPU generator
-(style-mixing coin and cutoff, HA-GAN's crop), by the function that reads them. Where CUDA exists the same
-iterations also run under ``torch.cuda.set_sync_debug_mode("error")``.
+(style-mixing coin and cutoff, HA-GAN's crop), by the function that reads them
+(:class:`medgan3d.training.measure.DeviceReads`). Where CUDA exists the same iterations also run under
+``torch.cuda.set_sync_debug_mode("error")``.
 """
 
 from __future__ import annotations
 
-import traceback
 from typing import Any
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from medgan3d.config import load_preset
 from medgan3d.training import loop
 from medgan3d.training.family import family_for
+from medgan3d.training.measure import DeviceReads, optimizer_step_counters
 from medgan3d.training.optim import guarded_step
-
-# (file, function) of the reads of host-side RNG decisions: CPU tensors on every device
-HOST_RNG_READS = {("losses.py", "map_with_mixing"), ("hagan.py", "draw_crop")}
-
-
-class ReadCounter(TorchDispatchMode):
-    """Counts ``_local_scalar_dense`` calls, except on the tensors in ``host`` and from ``HOST_RNG_READS``."""
-
-    def __init__(self, host: set[int]) -> None:
-        super().__init__()
-        self.host, self.reads, self.host_rng = host, [], 0
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        if func is torch.ops.aten._local_scalar_dense.default and args[0].data_ptr() not in self.host:
-            frames = traceback.extract_stack()[:-1]
-            ours = [f for f in frames if "/medgan3d/" in f.filename]
-            site = (ours[-1].filename.rsplit("/", 1)[-1], ours[-1].name) if ours else ("?", "?")
-            if site in HOST_RNG_READS:
-                self.host_rng += 1
-            else:
-                self.reads.append("".join(traceback.format_list(frames[-6:])))
-        return func(*args, **(kwargs or {}))
 
 
 class RandomReals(loop.RealBatches):
@@ -65,11 +43,6 @@ def _bundle(preset: str, device: torch.device, **train: Any):  # type: ignore[no
     return family, nets, RandomReals(model.output_shape, cfg, d), state, cfg, d
 
 
-def _step_counters(nets: Any) -> set[int]:
-    return {s["step"].data_ptr() for opt in nets.optimizers.values() for s in opt.state.values()
-            if isinstance(s.get("step"), torch.Tensor) and s["step"].device.type == "cpu"}  # fmt: skip
-
-
 # every phase of each family: StyleGAN2 at iteration 16 runs Gmain, Greg, Dmain, Dreg
 FAMILIES = [("tiny", 16), ("hagan-tiny", 1), ("wgan-gp-tiny", 5), ("vae-gan-tiny", 1), ("alpha-gan-tiny", 1),
             ("alpha-wgan-gp-tiny", 1)]  # fmt: skip
@@ -81,7 +54,7 @@ def test_no_device_reads_inside_iterations(preset: str, start: int) -> None:
     rows = [loop.train_step(family, nets, reals, state, cfg, d, 2) for _ in range(2)]  # the optimizer states
     state.batch_idx = start
     names = {p.name for p in family.phases(start, cfg)}
-    with ReadCounter(_step_counters(nets)) as counter:
+    with DeviceReads(optimizer_step_counters(nets.optimizers.values())) as counter:
         for _ in range(3):
             rows.append(loop.train_step(family, nets, reals, state, cfg, d, 2))
     assert counter.reads == [], (

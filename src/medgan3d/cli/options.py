@@ -33,7 +33,10 @@ TrainSeed = Annotated[
     typer.Option("--seed", help="Seed of weights, latents and data order (default: the preset's)."),
 ]
 Bf16 = Annotated[
-    bool | None, typer.Option("--bf16/--fp32", help="bf16 autocast (CPU and CUDA) (default: the preset's).")
+    bool | None,
+    typer.Option(
+        "--bf16/--fp32", help="bf16 autocast; default: the preset's, else on for CUDA, off for CPU."
+    ),
 ]
 Tick = Annotated[float | None, typer.Option("--tick", help="kimg per progress tick (default: the preset's).")]
 Snap = Annotated[

@@ -71,7 +71,7 @@ class TrainConfig:
     snapshot_ticks: int = 50
     keep_last: int = 3
     grid: int = 6  # generated volumes in each snapshot PNG
-    bf16: bool = False
+    bf16: bool | None = None  # bf16 autocast; None: on for CUDA, off elsewhere (resolved when a run starts)
     seed: int = 0
     flip: bool = False  # random left-right flips of the reals
     max_bad_steps: int = 10  # iterations in a row with a skipped (non-finite) phase before the run stops
@@ -133,6 +133,12 @@ def resolve_loss(cfg: TrainConfig, family: Family, source: str = "<config>") -> 
         )
     data = _checked_keys(family.loss_cls, dict(loss), f"{family.name} loss", source)
     return dataclasses.replace(cfg, loss=family.loss_cls(**data))
+
+
+def resolve_precision(cfg: TrainConfig, device: torch.device) -> TrainConfig:
+    """``bf16`` left at None becomes bf16 autocast on CUDA and fp32 elsewhere; config.yaml records the result,
+    so a resumed run keeps its precision (bf16 tracks fp32: tests/test_step_memory.py)."""
+    return cfg if cfg.bf16 is not None else dataclasses.replace(cfg, bf16=device.type == "cuda")
 
 
 def train_config_from_dict(data: dict[str, Any], source: str = "<dict>", family: Family | None = None
@@ -658,7 +664,7 @@ def _train(
         cfg = dataclasses.replace(train_config_from_dict(saved["train"], source), kimg=cfg.kimg)
         data, preset, init_info = Path(saved["data"]), saved.get("preset", ""), saved.get("init")
     family = family_for(model)
-    cfg = resolve_loss(cfg, family)
+    cfg = resolve_loss(resolve_precision(cfg, d.device), family)
     check_batch_fits_model(model, cfg, d.world)
     if cfg.metrics and model.spatial_dims != 3:
         raise ValueError(

@@ -77,16 +77,23 @@ def g_pl(G: Generator, z: Tensor, pl_mean: Tensor, cfg: LossConfig, autocast: Ab
 
 def d_main(G: Generator, D: Discriminator, z: Tensor, real: Tensor, cfg: LossConfig,
            autocast: AbstractContextManager, rounds: int) -> tuple[Tensor, dict[str, Tensor], Tensor]:  # fmt: skip
-    """Returns the loss, stats and the micro-batch's mean w (the loop updates ``w_avg`` from it)."""
+    """Returns the D(real) part of the loss, stats and the micro-batch's mean w (the loop updates ``w_avg``).
+
+    The D(fake) part is backpropagated here, before D(real) runs, so that only one of the two graphs is
+    alive at a time (half of Dmain's saved activations); the loop adds both parts' gradients as one sum
+    (:func:`medgan3d.training.loop.accumulated_grads`), so they equal one backward of the whole loss."""
     with torch.no_grad(), autocast:
         ws = map_with_mixing(G, z, cfg.style_mixing)
         fake = G.synthesis(ws)
     with autocast:
         fake_logits = D(fake).float()
+    fake_loss = F.softplus(fake_logits).mean()
+    (fake_loss / rounds).backward()
+    with autocast:
         real_logits = D(real).float()
-    loss = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
-    stats = {"loss/D": loss.detach(), "scores/real": real_logits.detach().mean()}
-    return loss / rounds, stats, ws[:, 0].float().mean(0)
+    real_loss = F.softplus(-real_logits).mean()
+    stats = {"loss/D": (fake_loss + real_loss).detach(), "scores/real": real_logits.detach().mean()}
+    return real_loss / rounds, stats, ws[:, 0].float().mean(0)
 
 
 def d_r1(D: Discriminator, real: Tensor, cfg: LossConfig, autocast: AbstractContextManager,
