@@ -131,7 +131,61 @@ def test_mix_and_interpolate_mark_their_volumes_synthetic(run: Path, tmp_path: P
             and side["kimg"] == 2.0
             and side["units"] == "HU"
         )
-        assert side["clipped_to_window"] is False and side["label"]  # these tools keep the raw values
+        assert side["clipped_to_window"] is True and side["label"]  # clipped as generate clips, by default
         text = nib.load(path).header["descrip"].tobytes().decode("ascii")
         assert text.startswith(f"synthetic, medgan3d {__version__}, kimg 2")
     assert json.loads((tmp_path / "I" / "frame001.json").read_text())["label"] == "segment 0, t 0.5"
+
+
+def test_mix_and_interpolate_clip_to_the_trained_window_unless_no_clip(run: Path, tmp_path: Path) -> None:
+    from medgan3d.interpolate import interpolate
+    from medgan3d.mix import mix
+
+    for clip, tag in ((True, "c"), (False, "r")):
+        mix(run, "0", "1", "coarse", tmp_path / f"M{tag}", psi=0.8, clip=clip)
+        interpolate(run, tmp_path / f"I{tag}", seeds="0,1", steps=3, clip=clip)
+    for name in ("M{}/mix-r00-c00.nii.gz", "M{}/row00-seed0000.nii.gz", "I{}/frame001.nii.gz"):
+        clipped = np.asarray(nib.load(tmp_path / name.format("c")).dataobj)
+        raw = np.asarray(nib.load(tmp_path / name.format("r")).dataobj)
+        assert raw.min() < -250.0 or raw.max() > 650.0  # the overshooting generator leaves the window
+        assert clipped.min() >= -250.0 - 1e-3 and clipped.max() <= 650.0 + 1e-3
+        np.testing.assert_allclose(clipped, np.clip(raw, -250.0, 650.0), atol=1e-3)
+        side = json.loads(sidecar_path(tmp_path / name.format("r")).read_text(encoding="utf-8"))
+        assert side["clipped_to_window"] is False
+    assert json.loads((tmp_path / "Mc" / "mix.json").read_text())["clipped_to_window"] is True
+    assert json.loads((tmp_path / "Ir" / "interpolation.json").read_text())["clipped_to_window"] is False
+    res = runner.invoke(
+        app, ["mix", str(run), "--rows", "0", "--cols", "1", "--no-clip", "-o", str(tmp_path / "X")]
+    )
+    assert res.exit_code == 0, res.output
+    assert (
+        json.loads(sidecar_path(tmp_path / "X" / "mix-r00-c00.nii.gz").read_text())["clipped_to_window"]
+        is False
+    )
+
+
+def test_projection_reconstructions_are_marked_synthetic(run: Path, heart16: Path, tmp_path: Path) -> None:
+    from medgan3d.project import ProjectorConfig, project
+
+    cfg = ProjectorConfig(steps=2, w_avg_samples=64, snapshots=0)
+    (result,) = project(run, tmp_path / "P", data=heart16, limit=1, config=cfg)
+    folder = Path(result["folder"])
+    manifest = json.loads((heart16 / "dataset.json").read_text(encoding="utf-8"))
+    for name, noise in (
+        ("reconstruction", "the projection's noise"),
+        ("reconstruction_noise_off", "noise off"),
+    ):
+        path = folder / f"{name}.nii.gz"
+        side = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+        assert side["synthetic"] is True and side["tool"] == "project" and side["kimg"] == 2.0
+        assert side["checkpoint"] == "ckpt-000002000" and side["family"] == "stylegan2"
+        assert (
+            side["units"] == "HU" and side["window"] == [-250.0, 650.0] and side["clipped_to_window"] is False
+        )
+        assert side["projected_scan"] == result["scan"] and side["label"].endswith(noise)
+        assert side["spacing_mm"] == pytest.approx(manifest["spacing"])
+        text = nib.load(path).header["descrip"].tobytes().decode("ascii")
+        assert text.startswith(f"synthetic, medgan3d {__version__}, kimg 2") and "HU -250 to 650" in text
+    target = nib.load(folder / "target.nii.gz")  # the real scan stays unmarked
+    assert not sidecar_path(folder / "target.nii.gz").exists()
+    assert not target.header["descrip"].tobytes().decode("ascii", "replace").startswith("synthetic")

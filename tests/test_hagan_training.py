@@ -343,6 +343,17 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     for key in ("encoder", "refined"):
         assert np.isfinite(metrics[key]["psnr_db"]) and -1 <= metrics[key]["ssim"] <= 1
+    side = json.loads((out / "reconstruction.json").read_text(encoding="utf-8"))  # marked synthetic
+    assert side["synthetic"] is True and side["tool"] == "project" and side["family"] == "hagan"
+    assert (
+        side["kimg"] == 0.016
+        and side["label"].endswith("refined 2 steps")
+        and side["clipped_to_window"] is False
+    )
+    assert (
+        nib.load(out / "reconstruction.nii.gz").header["descrip"].tobytes().startswith(b"synthetic, medgan3d")
+    )
+    assert not (out / "target.json").exists()
     # the written reconstruction is the refined one: its scores, recomputed here on [-1, 1]
     from medgan3d.project import read_scan
 

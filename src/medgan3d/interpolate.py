@@ -80,8 +80,10 @@ def interpolate(
     data: str | os.PathLike[str] | None = None,
     device: str = "cpu",
     frame_ms: int = 150,
+    clip: bool = True,
 ) -> dict[str, Any]:
     """Write ``frameNNN.nii.gz`` for every frame, ``walk.gif`` and ``interpolation.json``; return the record.
+    ``clip`` (default): values clipped to the trained window, as ``generate`` writes them.
 
     The walk visits the ``seeds`` (ψ-truncated towards ``w_avg``) then the projected ``latents`` (.npz).
     """
@@ -95,7 +97,7 @@ def interpolate(
     volumes = walk_volumes(G, ends, steps, layers, noise)
     manifest = find_manifest(run, data)
     geometry = Geometry.of_dataset(manifest)
-    info = synthetic_info(run, manifest, "interpolate", clipped=False, psi=psi)
+    info = synthetic_info(run, manifest, "interpolate", clipped=clip, psi=psi)
     out = Path(out)
     names = []
     for i, (volume, (k, t, _)) in enumerate(zip(volumes, frames, strict=True)):
@@ -106,7 +108,7 @@ def interpolate(
     record = {"run": str(run), "endpoints": [{"label": e.label, "source": e.source} for e in ends],
               "layers": list(layers), "band": describe_styles(layers, G), "psi": psi, "noise": noise,
               "frames": [{"file": n, "segment": k, "t": t} for n, (k, t, _) in zip(names, frames, strict=True)],
-              "gif": "walk.gif", "unit": geometry.unit}  # fmt: skip
+              "gif": "walk.gif", "unit": geometry.unit, "clipped_to_window": clip}  # fmt: skip
     text = json.dumps(record, indent=2) + "\n"
     atomic_write(out / "interpolation.json", lambda p: p.write_text(text, encoding="utf-8"))
     return record

@@ -79,9 +79,11 @@ def mix(
     noise: str = "const",
     data: str | os.PathLike[str] | None = None,
     device: str = "cpu",
+    clip: bool = True,
 ) -> dict[str, Any]:
     """Write a style-mixing grid of a run's G_ema: ``row{i}-*.nii.gz``, ``col{j}-*.nii.gz``, ``mix-r{i}-c{j}``
     ``.nii.gz``, ``grid_{axial,coronal,sagittal}.png`` and ``mix.json``; return the record of ``mix.json``.
+    ``clip`` (default): values clipped to the trained window, as ``generate`` writes them.
 
     ``rows``/``cols``: seeds and/or ``.npz`` files of projected latents (``"0,1,a.npz"``); ψ truncates the
     seeds towards the generator's ``w_avg``. ``styles``: ``coarse|middle|fine|all|none``, ``A-B``, ``a,b``.
@@ -96,7 +98,7 @@ def mix(
     manifest = find_manifest(run, data)
     geometry = Geometry.of_dataset(manifest)
     band = describe_styles(layers, G)
-    info = synthetic_info(run, manifest, "mix", clipped=False, psi=psi)
+    info = synthetic_info(run, manifest, "mix", clipped=clip, psi=psi)
     out = Path(out)
     files: dict[str, str] = {}
     for kind, lats, vols in (("row", row_lat, grid.rows), ("col", col_lat, grid.cols)):
@@ -115,7 +117,7 @@ def mix(
     record = {"run": str(run), "styles": str(styles) if isinstance(styles, str) else list(styles),
               "layers": list(layers), "band": band, "psi": psi, "noise": noise,
               "rows": [_describe(r) for r in row_lat], "cols": [_describe(c) for c in col_lat],
-              "files": files, "grids": [p.name for p in pngs], "unit": geometry.unit,
+              "files": files, "grids": [p.name for p in pngs], "unit": geometry.unit, "clipped_to_window": clip,
               "w_layers": [_layer(w) for w in w_layers(G)]}  # fmt: skip
     text = json.dumps(record, indent=2) + "\n"
     atomic_write(out / "mix.json", lambda p: p.write_text(text, encoding="utf-8"))

@@ -16,6 +16,10 @@ import typer
 from medgan3d.cli import command
 from medgan3d.errors import UsageError
 
+CLIP_HELP = (
+    "Clip to the trained window (CT: the preset's HU window; MRI percentile presets: the dataset's median "
+    "range), the only values the model saw, as generate does; --no-clip keeps the generator's raw extrapolation."
+)
 STYLES_HELP = (
     "Layers: coarse | middle | fine (bands of the model's stages) | all | none | A-B | a,b,c (w indices)."
 )
@@ -53,6 +57,7 @@ def mix(
         "-d",
         help="Prepared dataset for geometry and units (default: the copy of its manifest the run keeps).",
     ),
+    clip: bool = typer.Option(True, "--clip/--no-clip", help=CLIP_HELP),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
 ) -> None:
     """Style-mixing grid: rows give the base ws, columns replace a band of layers; NIfTI per cell, 3 PNG grids."""
@@ -62,7 +67,7 @@ def mix(
     _checks(out, data, device, psi)
     if noise not in NOISE_MODES:
         raise UsageError(f"--noise {noise!r}: choose from {' | '.join(NOISE_MODES)}")
-    record = run_mix(run, rows, cols, styles, out, psi, noise, data, device)
+    record = run_mix(run, rows, cols, styles, out, psi, noise, data, device, clip)
     typer.echo(f"{len(record['rows'])}×{len(record['cols'])} mixes of {record['band']} -> {out} "
                f"({', '.join(record['grids'])})")  # fmt: skip
 
@@ -86,6 +91,7 @@ def interpolate(
         "-d",
         help="Prepared dataset for geometry and units (default: the copy of its manifest the run keeps).",
     ),
+    clip: bool = typer.Option(True, "--clip/--no-clip", help=CLIP_HELP),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
 ) -> None:
     """Linear walk in W (optionally only some layers): a NIfTI per frame and walk.gif of the centre slices."""
@@ -94,6 +100,6 @@ def interpolate(
     _checks(out, data, device, psi)
     if noise not in ("const", "none"):
         raise UsageError(f"--noise {noise!r}: choose from const | none")
-    record = run_walk(run, out, seeds, latents, steps, styles, psi, noise, data, device, frame_ms)
+    record = run_walk(run, out, seeds, latents, steps, styles, psi, noise, data, device, frame_ms, clip)
     typer.echo(f"{len(record['frames'])} frames through {len(record['endpoints'])} latents ({record['band']}) "
                f"-> {out} (walk.gif)")  # fmt: skip

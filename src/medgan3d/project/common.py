@@ -8,13 +8,16 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch.nn.functional as F
 from torch import Tensor
 
 from medgan3d.modeling import atomic_write
+
+if TYPE_CHECKING:
+    from medgan3d.generate import SyntheticInfo
 
 
 @dataclass
@@ -47,6 +50,23 @@ def reconstruction_metrics(rec: Tensor, target: Tensor) -> dict[str, float]:
     cfg = msssim_config(rec.shape[2:], max_scales=1)
     ssim = float(ssim_components(rec.double(), target.double(), cfg)[0][0])
     return {"mse": mse, "psnr_db": float(psnr_from_mse(np.asarray([mse]))[0]), "ssim": ssim}
+
+
+def reconstruction_info(checkpoint: str | os.PathLike[str], lo: float, hi: float, unit: str, scan: str,
+                        label: str) -> SyntheticInfo:  # fmt: skip
+    """How a projection's reconstruction is marked synthetic (NIfTI ``descrip`` and JSON sidecar, as
+    ``generate`` marks its samples): tool ``project``, the run, checkpoint and kimg it came from, the projected
+    scan, and the scan's own window as units. Values are written as rendered (not clipped: the files are the
+    volumes that metrics.json scores), which the sidecar records."""
+    from medgan3d.generate import SyntheticInfo, source_info
+    from medgan3d.training.checkpoint import CKPT_PREFIX
+    from medgan3d.viz import IntensityWindow
+
+    ckpt = Path(checkpoint)
+    origin = source_info(ckpt, ckpt if ckpt.name.startswith(CKPT_PREFIX) else None)
+    window = IntensityWindow(float(lo), float(hi), unit or "a.u.", "window")
+    return SyntheticInfo(origin["run"], origin["family"], window, False, "project", origin["checkpoint"],
+                         origin["kimg"], label=label, extra={"projected_scan": scan})  # fmt: skip
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,7 +25,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medgan3d.modeling import atomic_write, from_pretrained
-from medgan3d.project.common import read_scan, reconstruction_metrics, write_json
+from medgan3d.project.common import read_scan, reconstruction_info, reconstruction_metrics, write_json
+
+if TYPE_CHECKING:
+    from medgan3d.generate import SyntheticInfo
 from medgan3d.training.families.hagan import Crop, HAGANLoss, real_views
 
 
@@ -100,10 +103,18 @@ def refine(model: HAGANModel, x: Tensor, z: Tensor, steps: int, lr: float = 0.01
     return z.detach()
 
 
-def _write_volume(path: Path, values: np.ndarray, info: dict[str, Any]) -> None:
+def _write_volume(
+    path: Path, values: np.ndarray, info: dict[str, Any], synthetic: SyntheticInfo | None = None
+) -> None:
+    """A volume in the scan's units and geometry; a ``synthetic`` one (the reconstruction) marked so."""
     from medgan3d.data import write_nifti
     from medgan3d.data.preprocess import denormalize_values
 
+    if synthetic is not None:
+        from medgan3d.generate import write_synthetic
+
+        write_synthetic(path, values, synthetic, affine=np.asarray(info["affine"]), spacing=info["spacing"])
+        return
     lo, hi = info["intensity_range"]
     units = np.asarray(denormalize_values(values, float(lo), float(hi)), dtype=np.float32)
     atomic_write(path, lambda p: write_nifti(p, units, affine=np.asarray(info["affine"])))
@@ -113,12 +124,14 @@ def project_scan(model: HAGANModel, scan: Path, manifest: dict[str, Any], out: P
                  chunk_depth: int | None = 8, seed: int = 0) -> dict[str, Any]:  # fmt: skip
     """Encode (and refine) one scan; write reconstruction/target NIfTI, latent.npy, metrics.json, preview.png."""
     array, info = read_scan(scan, manifest)
-    return project_array(model, array, info, str(scan), out, steps, chunk_depth, seed)
+    unit = str(manifest.get("intensity", {}).get("unit", ""))
+    return project_array(model, array, info, str(scan), out, steps, chunk_depth, seed, unit)
 
 
 def project_array(model: HAGANModel, array: np.ndarray, info: dict[str, Any], source: str, out: Path,
-                  steps: int = 0, chunk_depth: int | None = 8, seed: int = 0) -> dict[str, Any]:  # fmt: skip
-    """:func:`project_scan` for a volume already preprocessed (``[D, H, W]`` in [-1, 1], its item info)."""
+                  steps: int = 0, chunk_depth: int | None = 8, seed: int = 0, unit: str = "") -> dict[str, Any]:  # fmt: skip
+    """:func:`project_scan` for a volume already preprocessed (``[D, H, W]`` in [-1, 1], its item info, the
+    data's ``unit``); the reconstruction is marked synthetic (descrip, JSON sidecar), the target is not."""
     from medgan3d.viz import save_slice_grid
 
     if tuple(array.shape) != tuple(model.G.img_shape[1:]):
@@ -137,7 +150,10 @@ def project_array(model: HAGANModel, array: np.ndarray, info: dict[str, Any], so
         metrics["refined"] = reconstruction_metrics(rec, x)
     out.mkdir(parents=True, exist_ok=True)
     rec_np = rec[0, 0].float().cpu().numpy()
-    _write_volume(out / "reconstruction.nii.gz", rec_np, info)
+    lo, hi = info["intensity_range"]
+    label = f"HA-GAN encoder reconstruction of {source}" + (f", refined {steps} steps" if steps > 0 else "")
+    mark = reconstruction_info(model.checkpoint, lo, hi, unit, source, label)
+    _write_volume(out / "reconstruction.nii.gz", rec_np, info, mark)
     _write_volume(out / "target.nii.gz", array, info)
     atomic_write(out / "latent.npy", lambda p: np.save(p, z[0].cpu().numpy()))
     write_json(out / "metrics.json", metrics)

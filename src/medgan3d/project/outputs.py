@@ -9,6 +9,7 @@ generator's own constant noise, the settings and the loss trace). Every file is 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 
 from medgan3d.latents import Geometry, render
 from medgan3d.modeling import atomic_write
-from medgan3d.project.common import Target, reconstruction_metrics, write_json
+from medgan3d.project.common import Target, reconstruction_info, reconstruction_metrics, write_json
 from medgan3d.project.stylegan import Projection, ProjectorConfig, project_volume, w_statistics
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
@@ -106,8 +107,12 @@ def _project_one(G: nn.Module, target: Target, folder: Path, cfg: ProjectorConfi
     proj = project_volume(G, x, cfg, stats, on_step, snapshot)
     scores, volumes = final_scores(G, proj, x)  # rendered volumes come back on the CPU
     save_projection(folder / "projected.npz", proj, checkpoint)
-    geometry.write(folder / "reconstruction.nii.gz", volumes["reconstruction"])
-    geometry.write(folder / "reconstruction_noise_off.nii.gz", volumes["noise_off"])
+    mark = reconstruction_info(checkpoint, geometry.lo or -1.0, geometry.hi or 1.0, geometry.unit, target.source,
+                               f"StyleGAN2 projection of {target.source} ({cfg.space})")  # fmt: skip
+    geometry.write(folder / "reconstruction.nii.gz", volumes["reconstruction"],
+                   dataclasses.replace(mark, label=f"{mark.label}, the projection's noise"))  # fmt: skip
+    geometry.write(folder / "reconstruction_noise_off.nii.gz", volumes["noise_off"],
+                   dataclasses.replace(mark, label=f"{mark.label}, noise off"))  # fmt: skip
     geometry.write(folder / "target.nii.gz", target.volume)
     save_slice_grid([target.volume, volumes["reconstruction"], volumes["noise_off"]], folder / "preview.png",
                     spacing=geometry.spacing, titles=["target", "projected", "noise off"])  # fmt: skip
