@@ -3,6 +3,8 @@
     medgan3d prepare SRC --preset coca -o data/coca [--workers N] [--strict] [--max-voxels N]
     medgan3d prepare brain-phantom -n 32 -o data/brain [--seed S] [--shape 32x32x32]
     medgan3d prepare heart-phantom -n 200 -o data/heart [--seed S] [--shape 32x64x64]
+    medgan3d prepare SRC --labels labels.csv ...       (file,label rows: conditional models)
+    medgan3d prepare brain-phantom --labelled ...      (two classes and their labels.csv)
 
 Imports are lazy so that `medgan3d --help` stays instant.
 """
@@ -21,8 +23,8 @@ if TYPE_CHECKING:
     from medgan3d.data import PreprocessConfig
 
 PHANTOMS = {"brain-phantom": "adni", "heart-phantom": "coca"}  # the preprocessing preset each one uses
-FOLDER_ONLY = {"--preset", "--strict", "--window", "--spacing", "--antialias"}
-PHANTOM_ONLY = {"--num", "--inplane", "--raw-dir"}
+FOLDER_ONLY = {"--preset", "--strict", "--window", "--spacing", "--antialias", "--labels", "--label-kind"}
+PHANTOM_ONLY = {"--num", "--inplane", "--raw-dir", "--labelled"}
 
 
 def _triple(text: str | None, flag: str, cast=int) -> tuple | None:
@@ -114,12 +116,31 @@ def prepare(
         "--all-slices/--no-all-slices",
         help="Also keep every axial slice (slices.npy) for 2D pretraining (coca).",
     ),
+    labels: Path | None = typer.Option(
+        None,
+        "--labels",
+        help="CSV of file,label rows (an integer class or a float value per scan); training on the dataset "
+        "then builds a conditional model. A row naming no scan, or a scan without a row, is refused "
+        "(default: no labels).",
+    ),
+    label_kind: str = typer.Option(
+        "auto", "--label-kind", help="auto (all integers: classes, else values) | class | value."
+    ),
+    labelled: bool = typer.Option(
+        False,
+        "--labelled/--no-labelled",
+        help="Phantoms: two classes alternating by subject (brain: 1 = enlarged ventricles; heart: 1 = a 7 mm "
+        "thicker myocardium), with their labels.csv.",
+    ),
 ) -> None:
     """Read, preprocess (paper presets) and cache volumes; report.json says what was skipped and why."""
     from medgan3d.cli.checks import check_out_folder
     from medgan3d.console import make_console
+    from medgan3d.errors import UsageError
 
     check_out_folder(out)
+    if labels is not None and src not in PHANTOMS and not labels.is_file():
+        raise UsageError(f"--labels {labels}: no such file")
     _check_options(ctx, src, preset)
     size = _triple(shape, "--shape")
     cfg = None if src in PHANTOMS else _preprocessing(preset, size, window, spacing, crop, antialias, seed)
@@ -127,6 +148,12 @@ def prepare(
     kw = {"workers": workers, "dtype": dtype, "val_fraction": val_fraction, "split_seed": seed}
     kw["max_voxels"] = max_voxels
     kw["all_slices"] = all_slices
+    if labels is not None and src not in PHANTOMS:
+        kw |= {"labels": labels, "label_kind": label_kind}
+    if label_kind not in ("auto", "class", "value"):
+        raise UsageError(f"--label-kind {label_kind!r}: choose auto, class or value")
+    if labelled and src in PHANTOMS:
+        kw["labelled"] = True
     start = time.perf_counter()
     with _progress(console) as bar:
         if cfg is None:

@@ -136,6 +136,17 @@ class _CacheDataset(Dataset):
         state["_array"] = state["_slices"] = None
         return state
 
+    @property
+    def labelled(self) -> bool:
+        """Whether the dataset was prepared with labels (``prepare --labels``)."""
+        return bool(self.manifest.get("labels"))
+
+    def label(self, i: int) -> int | float:
+        """The label of volume ``i`` of the split (a labelled dataset; :mod:`medgan3d.data.labels`)."""
+        if not self.labelled:
+            raise DatasetError(f"{self.root}: the dataset has no labels (prepare it with --labels CSV)")
+        return self.manifest["items"][self.indices[i]]["label"]
+
     def _maybe_flip(self, x: torch.Tensor, dims: list[int]) -> torch.Tensor:
         chosen = [d for d in dims if torch.rand(()) < self.flip_p]
         return torch.flip(x, chosen) if chosen else x

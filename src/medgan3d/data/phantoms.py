@@ -69,14 +69,36 @@ def _smooth_field(
     ]
 
 
-def brain_phantom(rng: np.random.Generator, grid: int = 96) -> tuple[np.ndarray, np.ndarray]:
+# Class 1 of the labelled brain phantom: enlarged lateral ventricles (as in atrophy), a CSF-dark ellipsoid
+# around the template's ventricles, semi-axes as fractions of the brain's extent (D, H, W).
+VENTRICLE_CENTRE = (0.56, 0.50, 0.50)
+VENTRICLE_AXES = (0.13, 0.22, 0.15)
+VENTRICLE_CSF = 0.12  # of the template's maximum (white matter ~1)
+# Class 1 of the labelled heart phantom: a thicker myocardium (hypertrophy), this much added to the wall.
+HYPERTROPHY_MM = 7.0
+PHANTOM_CLASSES = {"brain": ("normal", "enlarged ventricles"), "heart": ("normal wall", "thick wall")}
+
+
+def ventricle_mask(shape: Sequence[int]) -> np.ndarray:
+    """Where class 1 of the labelled brain phantom has CSF: the ellipsoid of ``VENTRICLE_*`` in ``shape``."""
+    idx = np.indices(shape, dtype=np.float32)
+    r = sum(((idx[a] / (shape[a] - 1) - VENTRICLE_CENTRE[a]) / VENTRICLE_AXES[a]) ** 2 for a in range(3))
+    return r <= 1
+
+
+def brain_phantom(
+    rng: np.random.Generator, grid: int = 96, label: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """One brain MRI subject: ``([D, H, W] float32 arbitrary units, RAS affine)``.
 
     Varies per subject: global size (±8% per axis) and rotation (±4°), a smooth elastic deformation
     (~3 mm), a multiplicative bias field (intensity non-uniformity, ~±15%), Rician noise (2–5% of white
-    matter) and the scanner gain (arbitrary MRI scale).
+    matter) and the scanner gain (arbitrary MRI scale). ``label`` 1 enlarges the ventricles (CSF fills
+    :func:`ventricle_mask` before the subject's deformation); ``None`` and 0 are the same subject.
     """
     tmpl, spacing = _brain_template(grid)
+    if label == 1:
+        tmpl = np.where(ventricle_mask(tmpl.shape), np.minimum(tmpl, VENTRICLE_CSF), tmpl).astype(tmpl.dtype)
     shape = tmpl.shape
     centre = (np.asarray(shape) - 1) / 2
     angles = np.deg2rad(rng.uniform(-4, 4, 3))
@@ -177,12 +199,14 @@ def _surface_curve(centre, rot, axes, theta, phi) -> np.ndarray:
 
 
 def heart_phantom(
-    rng: np.random.Generator, inplane: int = 128, slices: tuple[int, int] = (24, 72)
+    rng: np.random.Generator, inplane: int = 128, slices: tuple[int, int] = (24, 72), label: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """One CTCA-like scan in HU: ``([D, H, W] int16 canonical, LPS affine for the (x, y, z) file layout)``.
 
     The array returned is in the *file* layout (x, y, z) with an LPS affine, i.e. what a DICOM-to-NIfTI
-    converter writes; ``read_volume`` reorients it. See :func:`_paint_heart` for what varies.
+    converter writes; ``read_volume`` reorients it. See :func:`_paint_heart` for what varies. ``label`` 1
+    thickens the myocardium by ``HYPERTROPHY_MM`` (a smaller left-ventricular blood pool); ``None`` and 0 are
+    the same subject.
     """
     fov = rng.uniform(180, 230)
     n_slices = int(rng.integers(slices[0], slices[1] + 1))
@@ -190,7 +214,7 @@ def heart_phantom(
     spacing = (fov / inplane, fov / inplane, thickness)
     z_top = rng.uniform(40, 70)  # the scan starts above the heart base and runs caudally
     scene = _Scene((inplane, inplane, n_slices), spacing, z_top - (n_slices - 1) * thickness)
-    _paint_heart(scene, rng)
+    _paint_heart(scene, rng, HYPERTROPHY_MM if label == 1 else 0.0)
     hu = gaussian_filter(scene.hu, (0.6, 0.6, 0.4)) + rng.normal(0, rng.uniform(12, 30), scene.hu.shape)
     data = np.clip(np.round(hu), -1024, 3071).astype(np.int16)[::-1, ::-1, :]  # RAS -> LPS file layout
     affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
@@ -198,7 +222,7 @@ def heart_phantom(
     return data, affine
 
 
-def _paint_heart(scene: _Scene, rng: np.random.Generator) -> None:
+def _paint_heart(scene: _Scene, rng: np.random.Generator, extra_wall: float = 0.0) -> None:
     """Body, lungs, heart (myocardium, contrast chambers), aorta, spine, sternum, coronaries, calcium.
 
     Random per subject: body and lung size, heart size/position/orientation, wall thickness, contrast
@@ -221,7 +245,7 @@ def _paint_heart(scene: _Scene, rng: np.random.Generator) -> None:
     outer = np.array([48, 44, 62]) * size
     scene.hu[scene.ellipsoid(centre, rot, outer + 6)] = -80  # epicardial fat
     scene.hu[scene.ellipsoid(centre, rot, outer)] = rng.uniform(40, 80)  # myocardium
-    wall = rng.uniform(8, 13)
+    wall = rng.uniform(8, 13) + extra_wall
     lv_c = centre + rot @ np.array([10, -6, 6]) * size
     scene.hu[scene.ellipsoid(lv_c, rot, np.array([30, 28, 48]) * size - wall)] = contrast
     rv_c = centre + rot @ np.array([-22, 14, 0]) * size
@@ -262,15 +286,22 @@ def _paint_vessels_and_bone(scene, rng, centre, rot, outer, contrast, body_b) ->
 
 
 # --------------------------------------------------------------------------------------------- datasets
-def _brain_job(args: tuple[int, int, int, str]) -> str:
-    seed, i, grid, folder = args
-    array, affine = brain_phantom(np.random.default_rng([seed, i]), grid)
+def phantom_label(i: int) -> int:
+    """The class of subject ``i`` of a labelled phantom population: alternating, so any n is balanced."""
+    return i % 2
+
+
+def _brain_job(args: tuple[int, int, int, str, bool]) -> str:
+    seed, i, grid, folder, labelled = args
+    label = phantom_label(i) if labelled else None
+    array, affine = brain_phantom(np.random.default_rng([seed, i]), grid, label)
     return str(write_nifti(Path(folder) / f"brain_{i:05d}.nii.gz", array, affine=affine))
 
 
-def _heart_job(args: tuple[int, int, int, str]) -> str:
-    seed, i, inplane, folder = args
-    data, affine = heart_phantom(np.random.default_rng([seed, i]), inplane)
+def _heart_job(args: tuple[int, int, int, str, bool]) -> str:
+    seed, i, inplane, folder, labelled = args
+    label = phantom_label(i) if labelled else None
+    data, affine = heart_phantom(np.random.default_rng([seed, i]), inplane, label=label)
     img = nib.Nifti1Image(data, affine)
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
@@ -292,7 +323,9 @@ def _run_jobs(job: Callable, tasks: list, workers: int, progress: Callable[[int,
             progress(done, len(tasks))
 
 
-def _make(job, n, out_dir, seed, size, cfg, workers, raw_dir, progress, prepare_kw) -> dict:
+def _make(
+    job, n, out_dir, seed, size, cfg, workers, raw_dir, progress, prepare_kw, labelled=False, kind=""
+) -> dict:
     if n < 1:
         raise ValueError(f"need at least one subject, got n={n}")
     out_dir = Path(out_dir)
@@ -300,8 +333,10 @@ def _make(job, n, out_dir, seed, size, cfg, workers, raw_dir, progress, prepare_
     folder = Path(raw_dir) if keep else umask_temp_dir(_parent(out_dir), f".{out_dir.name}.raw-")
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        tasks = [(seed, i, size, str(folder)) for i in range(n)]
+        tasks = [(seed, i, size, str(folder), labelled) for i in range(n)]
         _run_jobs(job, tasks, workers, progress and (lambda d, t: progress("generate", d, t)))
+        if labelled:
+            prepare_kw = prepare_kw | {"labels": _write_labels_csv(folder, kind, n)}
         return prepare_dataset(
             folder,
             out_dir,
@@ -313,6 +348,16 @@ def _make(job, n, out_dir, seed, size, cfg, workers, raw_dir, progress, prepare_
     finally:
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_labels_csv(folder: Path, kind: str, n: int) -> Path:
+    """``labels.csv`` of a labelled phantom population (``file,label``; comments name the classes)."""
+    names = PHANTOM_CLASSES[kind]
+    lines = [f"# {kind} phantom classes: 0 = {names[0]}, 1 = {names[1]}", "file,label"]
+    lines += [f"{kind}_{i:05d}.nii.gz,{phantom_label(i)}" for i in range(n)]
+    path = folder / "labels.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
 
 
 def _parent(path: Path) -> Path:
@@ -329,16 +374,20 @@ def make_brain_phantoms(
     workers: int = 1,
     raw_dir: str | os.PathLike | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    labelled: bool = False,
     **prepare_kw,
 ) -> dict:
     """Generate ``n`` brain subjects and prepare them with the ``adni`` preset into ``out_dir``.
 
     The raw scans are made at about 1.5× the target size (≥ 24 voxels) so the preset really downsamples;
-    they are kept in ``raw_dir`` if given. Returns the prepare report.
+    they are kept in ``raw_dir`` if given. Returns the prepare report. ``labelled``: two classes, alternating
+    by subject (0 normal, 1 enlarged ventricles), written to ``labels.csv`` and prepared with it.
     """
     grid = max(24, round(1.5 * max(shape)))
     cfg = get_preset("adni", shape=tuple(int(s) for s in shape))
-    return _make(_brain_job, n, out_dir, seed, grid, cfg, workers, raw_dir, progress, prepare_kw)
+    return _make(
+        _brain_job, n, out_dir, seed, grid, cfg, workers, raw_dir, progress, prepare_kw, labelled, "brain"
+    )
 
 
 def make_heart_phantoms(
@@ -352,11 +401,15 @@ def make_heart_phantoms(
     workers: int = 1,
     raw_dir: str | os.PathLike | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    labelled: bool = False,
     **prepare_kw,
 ) -> dict:
     """Generate ``n`` cardiac CT scans in HU (``inplane``² pixels, 24–72 slices); prepare them with ``coca``.
 
-    Returns the prepare report; raw NIfTI scans are kept in ``raw_dir`` if given.
+    Returns the prepare report; raw NIfTI scans are kept in ``raw_dir`` if given. ``labelled``: two classes,
+    alternating by subject (0 normal wall, 1 a wall ``HYPERTROPHY_MM`` thicker), written to ``labels.csv``.
     """
     cfg = get_preset("coca", shape=tuple(int(s) for s in shape), crop=crop, seed=seed)
-    return _make(_heart_job, n, out_dir, seed, inplane, cfg, workers, raw_dir, progress, prepare_kw)
+    return _make(
+        _heart_job, n, out_dir, seed, inplane, cfg, workers, raw_dir, progress, prepare_kw, labelled, "heart"
+    )

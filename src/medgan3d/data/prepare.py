@@ -41,6 +41,7 @@ from medgan3d.data.io import (
     special_file_reason,
     suffix_of,
 )
+from medgan3d.data.labels import LABELS_NAME, LabelSpec, check_csv_against_sources, label_items, labels_block
 from medgan3d.data.preprocess import PreprocessConfig, preprocess
 from medgan3d.modeling import umask_temp_dir
 
@@ -497,6 +498,8 @@ def prepare_dataset(
     max_voxels: int | None = MAX_VOXELS,
     progress: Callable[[int, int], None] | None = None,
     all_slices: bool = False,
+    labels: str | os.PathLike | None = None,
+    label_kind: str = "auto",
 ) -> dict:
     """Build the cached dataset ``out`` from ``src`` with preset ``cfg``; return the report dict.
 
@@ -505,6 +508,9 @@ def prepare_dataset(
     voxels (``None``: no limit) is skipped before its data is read. ``all_slices``: also keep every axial
     slice of every scan in ``slices.npy`` (for 2D pretraining, Liu et al., arXiv 2208.03934 §3.2) when the preset crops the depth
     (``coca``); other presets' volumes already hold all of them, and nothing more is written.
+    ``labels``: a CSV of ``file,label`` rows (:mod:`medgan3d.data.labels`); each item gets its ``label``, the
+    manifest a ``labels`` block (``label_kind`` auto | class | value) and the folder a copy of the CSV. A row
+    that names no scan found is refused before any scan is read, a scan without a row once all are read.
     """
     out = Path(out)
     if all_slices and cfg.crop == "random" and cfg.inplane == "crop_pad":
@@ -519,6 +525,8 @@ def prepare_dataset(
     sources = [s for s in sources if not _inside(Path(s.path), out)]  # never read our own output back
     if strict and skipped:
         raise PrepareError(f"{skipped[0]['source']}: {skipped[0]['reason']}")
+    if labels is not None:
+        check_csv_against_sources(labels, [s.name for s in sources])
     tmp = _tmp_dir(out)
     try:
         tasks = [(s, cfg, max_voxels, all_slices) for s in sources]
@@ -532,7 +540,13 @@ def prepare_dataset(
             _finalize_slices(tmp, items, cfg, np_dtype) if all_slices and not keeps_all_slices(cfg) else None
         )
         (tmp / "slices.raw").unlink(missing_ok=True)  # empty unless slices.npy was made from it
-        manifest = build_manifest(items, cfg, np_dtype, val_fraction, split_seed, data_hash, slices)
+        label_spec = None
+        if labels is not None:
+            label_spec, text = label_items(labels, items, label_kind)
+            (tmp / LABELS_NAME).write_text(text, encoding="utf-8")
+        manifest = build_manifest(
+            items, cfg, np_dtype, val_fraction, split_seed, data_hash, slices, label_spec
+        )
         report = {
             "count": len(items),
             "sources": len(sources),
@@ -601,8 +615,10 @@ def build_manifest(
     split_seed: int,
     data_hash: str,
     slices: dict | None = None,
+    labels: LabelSpec | None = None,
 ) -> dict:
-    """The ``dataset.json`` content (see docs/data.md for the schema); ``slices`` describes slices.npy."""
+    """The ``dataset.json`` content (see docs/data.md for the schema); ``slices`` describes slices.npy,
+    ``labels`` (items already labelled) adds the ``labels`` block."""
     splits = assign_splits([it["source"] for it in items], val_fraction, split_seed)
     for i, (it, split) in enumerate(zip(items, splits, strict=True)):
         it["index"] = i
@@ -630,6 +646,8 @@ def build_manifest(
     }
     if slices is not None:
         manifest["slices"] = slices
+    if labels is not None:
+        manifest["labels"] = labels_block(labels, items)
     body = dict(manifest)
     manifest["content_hash"] = "sha256:" + hashlib.sha256(data_hash.encode() + _json_bytes(body)).hexdigest()
     return manifest
