@@ -27,6 +27,21 @@ if TYPE_CHECKING:
     )
 
 
+def _check_labels(labels: dict[str, Any] | None) -> None:
+    if labels is not None:
+        from medgan3d.data.labels import LabelSpec
+
+        LabelSpec.from_dict(labels)
+
+
+def _c_dim(labels: dict[str, Any] | None) -> int:
+    if not labels:
+        return 0
+    from medgan3d.data.labels import LabelSpec
+
+    return LabelSpec.from_dict(labels).c_dim
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of a StyleGAN2-family generator + discriminator pair."""
@@ -45,6 +60,8 @@ class ModelConfig:
     mbstd_group_size: int = 4
     d_group_count: int = 4
     g_architecture: str = "skip"  # "orig": one toRGB at the end (3D-StyleGAN, Hong et al. 2021)
+    # a conditional model's LabelSpec as a mapping (medgan3d.data.labels); set by train on a labelled dataset
+    labels: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_shape", tuple(int(s) for s in self.base_shape))
@@ -62,6 +79,12 @@ class ModelConfig:
             raise ValueError(f"g_architecture {self.g_architecture!r} not in ('skip', 'orig')")
         if self.num_blocks < 1:
             raise ValueError("num_blocks must be >= 1")
+        _check_labels(self.labels)
+
+    @property
+    def c_dim(self) -> int:
+        """Width of the label vector a conditional model takes (0: unconditional)."""
+        return _c_dim(self.labels)
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -70,14 +93,16 @@ class ModelConfig:
         return (self.img_channels, *(s * scale for s in self.base_shape))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain YAML/JSON types (tuples as lists); ``ModelConfig(**d)`` rebuilds it."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        """Plain YAML/JSON types (tuples as lists); ``ModelConfig(**d)`` rebuilds it. ``labels`` only when set."""
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return out if self.labels else {k: v for k, v in out.items() if k != "labels"}
 
     def twin_2d(self) -> ModelConfig:
-        """The 2D twin: same widths, mapping and variants; the base loses its depth (first) axis."""
+        """The 2D twin: same widths, mapping and variants; the base loses its depth (first) axis. It is
+        unconditional (pretraining sees slices, which carry no labels)."""
         if self.spatial_dims == 2:
             return self
-        return dataclasses.replace(self, spatial_dims=2, base_shape=self.base_shape[1:])
+        return dataclasses.replace(self, spatial_dims=2, base_shape=self.base_shape[1:], labels=None)
 
     def build_generator(self) -> Generator:
         from medgan3d.networks import Generator
@@ -101,7 +126,7 @@ class ModelConfig:
             img_channels=self.img_channels,
             variant=self.g_variant,
             architecture=self.g_architecture,
-        )
+        ) | ({"c_dim": self.c_dim} if self.c_dim else {})
 
     def discriminator_kwargs(self) -> dict[str, Any]:
         return dict(
@@ -113,7 +138,7 @@ class ModelConfig:
             variant=self.d_variant,
             mbstd_group_size=self.mbstd_group_size,
             group_count=self.d_group_count,
-        )
+        ) | ({"c_dim": self.c_dim} if self.c_dim else {})
 
 
 @dataclass(frozen=True)
@@ -131,6 +156,8 @@ class HAGANConfig:
     resolution: int = 256
     latent_dim: int = 1024
     width: int = 64
+    # the conditional variant's classes (a class LabelSpec as a mapping); set by train on a labelled dataset
+    labels: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         r = self.resolution
@@ -138,6 +165,14 @@ class HAGANConfig:
             raise ValueError(f"resolution must be a power of two >= 32, got {r}")
         if self.latent_dim < 1 or self.width < 1:
             raise ValueError("latent_dim and width must be positive")
+        _check_labels(self.labels)
+        if self.labels and self.labels.get("kind") != "class":
+            raise ValueError("HA-GAN's conditional variant takes integer classes, not float values")
+
+    @property
+    def c_dim(self) -> int:
+        """Classes of the conditional variant (0: unconditional)."""
+        return _c_dim(self.labels)
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -148,7 +183,8 @@ class HAGANConfig:
         return self.latent_dim
 
     def to_dict(self) -> dict[str, Any]:
-        return {"family": self.family, **dataclasses.asdict(self)}
+        out = {"family": self.family, **dataclasses.asdict(self)}
+        return out if self.labels else {k: v for k, v in out.items() if k != "labels"}
 
     def twin_2d(self) -> HAGANConfig:
         raise ValueError("HA-GAN has no 2D twin: pretraining on slices and inflation are StyleGAN2-only")
@@ -156,12 +192,12 @@ class HAGANConfig:
     def build_generator(self) -> HAGANGenerator:
         from medgan3d.networks.hagan import HAGANGenerator
 
-        return HAGANGenerator(self.resolution, self.latent_dim, self.width)
+        return HAGANGenerator(self.resolution, self.latent_dim, self.width, num_class=self.c_dim)
 
     def build_discriminator(self) -> HAGANDiscriminator:
         from medgan3d.networks.hagan import HAGANDiscriminator
 
-        return HAGANDiscriminator(self.resolution, self.width)
+        return HAGANDiscriminator(self.resolution, self.width, num_class=self.c_dim)
 
     def build_encoder(self) -> HAGANEncoder:
         """E^H: a sub-volume (or the whole volume) → latent feature map."""
@@ -374,7 +410,9 @@ def model_config_from_dict(
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - known
     if unknown:
-        raise ValueError(f"{source}: unknown model keys {sorted(unknown)} for family {family}; known: {sorted(known)}")
+        raise ValueError(
+            f"{source}: unknown model keys {sorted(unknown)} for family {family}; known: {sorted(known)}"
+        )
     return cls(**data)  # type: ignore[no-any-return]
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from medgan3d import __version__
+from medgan3d.data.labels import LabelError, LabelSpec
 from medgan3d.modeling import atomic_write
 from medgan3d.sampling import DEFAULT_CHUNK_DEPTH
 from medgan3d.training.checkpoint import (
@@ -180,7 +181,9 @@ def source_info(source: str | os.PathLike[str], ckpt: Path | None = None) -> dic
                  "kimg": int(digits) / 1000 if digits.isdigit() else None}  # fmt: skip
         try:
             config = json.loads((ckpt / STATE_NAME).read_text(encoding="utf-8")).get("config", {})
-            info |= {"family": config.get("model", {}).get("family"), "preset": config.get("preset") or None}
+            model = config.get("model", {})
+            info |= {"family": model.get("family"), "preset": config.get("preset") or None,
+                     "labels": model.get("labels")}  # fmt: skip
         except (OSError, ValueError, AttributeError):
             pass
     if info["family"] is None:
@@ -225,6 +228,34 @@ def synthetic_info(
                          origin["checkpoint"], origin["kimg"], psi=psi)  # fmt: skip
 
 
+def label_spec(G: Any, origin: Mapping[str, Any], source: str | os.PathLike[str]) -> LabelSpec | None:
+    """What a loaded generator conditions on (None: unconditional), from the run's model config."""
+    if not getattr(G, "c_dim", 0):
+        return None
+    if not origin.get("labels"):
+        raise LabelError(f"{source}: a conditional generator without the run that says what its labels are; "
+                         "give the run folder or checkpoint")  # fmt: skip
+    return LabelSpec.from_dict(origin["labels"])
+
+
+def choose_labels(spec: LabelSpec | None, n: int, label: float | None = None,
+                  labels: Sequence[float] | None = None) -> list[float] | None:  # fmt: skip
+    """The label of each of ``n`` volumes: ``label`` for all, or ``labels`` one each, or (neither) every class
+    in turn / the value range in n steps; a label the model does not know is refused by name."""
+    if spec is None:
+        if label is not None or labels is not None:
+            raise LabelError("--label/--labels-from: the model is unconditional (trained without labels); "
+                             "conditional models come from train on a dataset prepared with --labels")  # fmt: skip
+        return None
+    if labels is not None:
+        if len(labels) != n:
+            raise LabelError(f"--labels-from gives {len(labels)} labels for {n} volumes")
+        return [spec.check(v, "--labels-from label") for v in labels]
+    if label is not None:
+        return [spec.check(label)] * n
+    return spec.grid(n)
+
+
 def sample_to_nifti(
     source: str | os.PathLike[str],
     seeds: list[int],
@@ -234,6 +265,8 @@ def sample_to_nifti(
     raw: bool = False,
     chunk_depth: int | None = DEFAULT_CHUNK_DEPTH,
     clip: bool = True,
+    label: float | None = None,
+    labels: Sequence[float] | None = None,
 ) -> list[Path]:
     """Write ``seed%04d.nii.gz`` with its ``seed%04d.json`` sidecar for every seed, and ``preview.png``: G_ema of
     the latest intact checkpoint for StyleGAN2 runs, G for families without an EMA (HA-GAN, decoded at full
@@ -243,10 +276,15 @@ def sample_to_nifti(
     back to its units (Hounsfield units for CT window presets; for percentile presets the dataset's median
     range); otherwise (or with ``raw``) they stay in model units [-1, 1] with 1 mm voxels. ``clip`` (default)
     clips to the trained window — the range the model saw — since values outside it were never in the data.
+
+    A conditional model (trained on a labelled dataset) generates every volume with ``label``, or seed i with
+    ``labels[i]``, or (neither) its classes in turn; the label is recorded in each sidecar's ``condition``.
     """
     G, origin = resolve_source(source)
     if G.spatial_dims != 3:
         raise ValueError(f"{source}: a {G.spatial_dims}D generator; generate writes 3D volumes")
+    spec = label_spec(G, origin, source)
+    chosen = choose_labels(spec, len(seeds), label, labels)
     manifest = find_manifest(source, data)
     affine = None if manifest is None else np.asarray(manifest["affine"])
     spacing = manifest["spacing"] if manifest is not None else (1.0, 1.0, 1.0)
@@ -256,14 +294,20 @@ def sample_to_nifti(
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     previews: list[np.ndarray] = []
-    for s in seeds:
-        vol = generated_volumes(G, 1, seed=s, psi=psi, chunk_depth=chunk_depth)[0]
+    titles = []
+    for i, s in enumerate(seeds):
+        c = None if spec is None or chosen is None else spec.encode([chosen[i]])
+        vol = generated_volumes(G, 1, seed=s, psi=psi, chunk_depth=chunk_depth, c=c)[0]
         previews.append(vol)
+        extra: dict[str, Any] = {"preset": origin["preset"]}
+        if spec is not None and chosen is not None:
+            extra["condition"] = {"kind": spec.kind, "label": chosen[i]}
+        titles.append(f"seed {s}" + (f", label {chosen[i]:g}" if chosen is not None else ""))
         info = SyntheticInfo(origin["run"], origin["family"], window, clip, "generate", origin["checkpoint"],
-                             origin["kimg"], s, psi, extra={"preset": origin["preset"]})  # fmt: skip
+                             origin["kimg"], s, psi, extra=extra)  # fmt: skip
         path, _ = write_synthetic(out / f"seed{s:04d}.nii.gz", vol, info, affine=affine, spacing=spacing)
         written.append(path)
     kimg = f", kimg {origin['kimg']:g}" if origin["kimg"] is not None else ""
-    save_slice_grid(previews[:8], out / "preview.png", spacing=spacing, titles=[f"seed {s}" for s in seeds[:8]],
+    save_slice_grid(previews[:8], out / "preview.png", spacing=spacing, titles=titles[:8],
                     window=data_window, title=f"synthetic, {origin['family']}{kimg}, psi {psi:g}")  # fmt: skip
     return written

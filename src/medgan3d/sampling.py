@@ -18,7 +18,7 @@ def is_baseline(G: nn.Module) -> bool:
 
 
 def synthesize(G: nn.Module, z: Tensor, psi: float = 1.0, noise_mode: str = "const",
-               chunk_depth: int | None = DEFAULT_CHUNK_DEPTH) -> Tensor:  # fmt: skip
+               chunk_depth: int | None = DEFAULT_CHUNK_DEPTH, c: Tensor | None = None) -> Tensor:  # fmt: skip
     """Volumes ``[n, C, *spatial]`` from latents ``z``.
 
     StyleGAN2: truncation ψ towards ``w_avg`` and the given noise mode. HA-GAN (no mapping network, no noise
@@ -26,9 +26,23 @@ def synthesize(G: nn.Module, z: Tensor, psi: float = 1.0, noise_mode: str = "con
     slabs of ``chunk_depth`` latent slices (0 or None: the whole volume at once; both give the same values).
     Baselines (WGAN-GP, VAE-GAN, α-GAN, α-WGAN-GP: z → volume, no noise inputs): ψ scales z the same way, and
     the generator's BatchNorm uses the statistics of its ``sample_norm`` setting (running ones by default).
+    ``c``: ``[n, c_dim]`` label vectors of a conditional generator (``G.c_dim`` > 0; see
+    :meth:`medgan3d.data.labels.LabelSpec.encode`), None for an unconditional one.
     """
+    c_dim = getattr(G, "c_dim", 0)
+    if c_dim and c is None:
+        raise ValueError(
+            f"this generator is conditional ({c_dim}-wide labels): give a label (generate --label K)"
+        )
+    if not c_dim and c is not None:
+        raise ValueError("this generator is unconditional: it takes no label")
+    if c is not None:
+        c = c.to(z.device)
     if is_baseline(G):
         return G.generate(z * psi if psi != 1.0 else z)
     if is_hagan(G):
-        return G.generate(z * psi if psi != 1.0 else z, chunk_depth=chunk_depth or None)
-    return G(z, truncation_psi=psi, noise_mode=noise_mode)
+        kw = {"c": c} if c is not None else {}
+        return G.generate(z * psi if psi != 1.0 else z, chunk_depth=chunk_depth or None, **kw)
+    if c is None:
+        return G(z, truncation_psi=psi, noise_mode=noise_mode)
+    return G(z, truncation_psi=psi, noise_mode=noise_mode, c=c)

@@ -29,23 +29,34 @@ def _metrics(text: str) -> tuple[str, ...]:
 
 
 def _fake_volumes(
-    run: Path | None, fake: Path | None, data: Path, n: int, seed: int, trunc: float, mode: str
+    run: Path | None, fake: Path | None, data: Path, n: int, seed: int, trunc: float, mode: str, split: str
 ):
+    """The generated volumes, where they came from, and their labels (None when not conditional). A conditional
+    generator is sampled with the real set's labels (each class as often as among the real volumes)."""
     if fake is not None:
         from medgan3d.metrics.inputs import load_fake_dir
 
         volumes, records = load_fake_dir(fake, data, mode)
         modes = sorted({r["mode"] for r in records})
-        return volumes, {"fake_dir": str(fake.resolve()), "files": len(records), "modes": modes,
-                         **_sidecars(records)}  # fmt: skip
-    from medgan3d.generate import resolve_source
+        info = _sidecars(records)
+        labels = info.pop("labels")
+        return (
+            volumes,
+            {"fake_dir": str(fake.resolve()), "files": len(records), "modes": modes, **info},
+            labels,
+        )
+    from medgan3d.data import load_manifest
+    from medgan3d.data.labels import dataset_labels
+    from medgan3d.generate import label_spec, resolve_source
     from medgan3d.metrics import generate_volumes
 
     G, origin = resolve_source(run)
-    volumes = generate_volumes(G, n, seed, trunc)
+    spec = label_spec(G, origin, run)
+    labels = dataset_labels(load_manifest(data), n, split) if spec is not None else None
+    volumes = generate_volumes(G, n, seed, trunc, c=None if spec is None else spec.encode(labels))
     return volumes, {"generator": str(run.resolve()), "truncation_psi": trunc, "z_seed": seed,
                      "run": origin["run"], "checkpoint": origin["checkpoint"], "kimg": origin["kimg"],
-                     "family": origin["family"]}  # fmt: skip
+                     "family": origin["family"]}, labels  # fmt: skip
 
 
 def _sidecars(records: list[dict]) -> dict:
@@ -63,9 +74,12 @@ def _sidecars(records: list[dict]) -> dict:
             continue
     origins = sorted({(str(f.get("run")), f.get("checkpoint"), f.get("kimg")) for f in found if isinstance(f, dict)},
                      key=str)  # fmt: skip
+    conditions = [f.get("condition") if isinstance(f, dict) else None for f in found]
+    labelled = len(found) == len(records) and all(isinstance(c, dict) and "label" in c for c in conditions)
     return {
         "sidecars": len(found),
         "origins": [{"run": r, "checkpoint": c, "kimg": k} for r, c, k in origins],
+        "labels": [c["label"] for c in conditions] if labelled else None,  # type: ignore[index]
     }
 
 
@@ -154,11 +168,15 @@ def evaluate(
     )  # fmt: skip
     if classifier is not None and "is" not in settings.metrics:  # a classifier is only used by 'is'
         settings.metrics = (*settings.metrics, "is")
-    volumes, source = _fake_volumes(run, fake, data, num, seed, trunc, fake_mode)
+    volumes, source, labels = _fake_volumes(run, fake, data, num, seed, trunc, fake_mode, split)
     if volumes.ndim == 4:
         settings.metrics = _metrics_2d(settings.metrics)
     result, art = evaluate_volumes_with_artifacts(volumes, data, settings)
     result["provenance"]["source"] = source
+    if labels is not None and _has_classes(data):
+        from medgan3d.metrics import evaluate_per_class
+
+        result["per_class"] = evaluate_per_class(volumes, labels, data, settings)
     page = write_report(result, art, out, seed=seed)
     for name, ext in result["provenance"]["extractors"].items():
         typer.echo(
@@ -181,10 +199,21 @@ def evaluate(
     if "memorisation" in result:
         mem = result["memorisation"]
         typer.echo(f" memorisation: {mem['verdict']} — {mem['verdict_text']}")
+    for key, scores in result.get("per_class", {}).items():
+        values = ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float))
+        typer.echo(f"class {key} ({scores['num_fake']} generated vs {scores['num_real']} real): {values}")
     for line in result["warnings"]:
         warn(f"too few samples: {line}")
     typer.echo(f"metrics: {out / 'metrics.json'}")
     typer.echo(f"report: {page}")
+
+
+def _has_classes(data: Path) -> bool:
+    from medgan3d.data import load_manifest
+    from medgan3d.data.labels import spec_of
+
+    spec = spec_of(load_manifest(data))
+    return spec is not None and spec.kind == "class"
 
 
 def _scored(source: dict) -> None:

@@ -27,6 +27,12 @@ def _parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def _labels_from(path: Path) -> list[float]:
+    from medgan3d.data.labels import read_labels_csv
+
+    return [value for _, value in read_labels_csv(path).values()]
+
+
 @command
 def generate(
     source: Path = typer.Argument(
@@ -60,23 +66,42 @@ def generate(
     chunk_depth: int = typer.Option(
         8, "--chunk-depth", min=0, help="HA-GAN: latent slices per decoding slab (0: whole volume at once)."
     ),
+    label: float | None = typer.Option(
+        None,
+        "--label",
+        help="Conditional models: the class (or value) of every volume; a class the model was not trained on "
+        "is refused (default: the model's classes in turn).",
+    ),
+    labels_from: Path | None = typer.Option(
+        None,
+        "--labels-from",
+        help="Conditional models: a file,label CSV (e.g. a dataset's labels.csv); one volume per row with its "
+        "label, seeds 0..rows-1 unless --seeds gives as many (default: none).",
+    ),
 ) -> None:
     """Sample volumes as NIfTI (data spacing/affine, intensities in data units, e.g. HU) + PNG previews.
 
     Each seedNNNN.nii.gz is marked synthetic: its header's descrip names medgan3d, the checkpoint's kimg and
     the window its units are in (cal_min/cal_max = that window), and seedNNNN.json beside it (a BIDS-style
     sidecar) records run, checkpoint, seed, psi, family, window and "synthetic": true. HA-GAN runs write
-    full-resolution volumes (e.g. 256³), decoded slab by slab with exact statistics."""
+    full-resolution volumes (e.g. 256³), decoded slab by slab with exact statistics. A conditional model's
+    label is recorded in the sidecar's "condition"."""
     from medgan3d.cli.checks import check_out_folder
 
-    chosen = _parse_seeds(seeds) if seeds else list(range(n))
+    if label is not None and labels_from is not None:
+        raise UsageError("give --label or --labels-from, not both")
+    rows = _labels_from(labels_from) if labels_from is not None else None
+    chosen = _parse_seeds(seeds) if seeds else list(range(n if rows is None else len(rows)))
+    if rows is not None and len(rows) != len(chosen):
+        raise UsageError(
+            f"--labels-from {labels_from} has {len(rows)} rows but --seeds gives {len(chosen)} seeds"
+        )
     check_out_folder(out)
     from medgan3d.generate import find_manifest, sample_to_nifti
     from medgan3d.viz import MODEL_WINDOW, IntensityWindow
 
-    written = sample_to_nifti(
-        source, chosen, out, psi=trunc, data=data, raw=raw, chunk_depth=chunk_depth or None, clip=clip
-    )
+    written = sample_to_nifti(source, chosen, out, psi=trunc, data=data, raw=raw, chunk_depth=chunk_depth or None,
+                              clip=clip, label=label, labels=rows)  # fmt: skip
     window = MODEL_WINDOW if raw else IntensityWindow.of_manifest(find_manifest(source, data))
     state = "clipped to" if clip else "not clipped to"
     typer.echo(f"{len(written)} synthetic volumes + JSON sidecars → {out} (preview: {out / 'preview.png'}); "

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 # TrainConfig keys set by flags: a refused value is named by the flag the user typed
 _FLAGS = {"kimg": "--kimg", "batch": "--batch", "batch_gpu": "--batch-gpu", "lr": "--lr", "tick_kimg": "--tick",
-          "snapshot_ticks": "--snap", "seed": "--seed", "bf16": "--bf16", "flip": "--flip", "metrics": "--metrics"}  # fmt: skip
+          "snapshot_ticks": "--snap", "seed": "--seed", "bf16": "--bf16", "flip": "--flip", "metrics": "--metrics",
+          "cond": "--no-cond"}  # fmt: skip
 _APPLY_ON_RESUME = {"--resume", "--kimg", "--device"}
 
 
@@ -45,12 +46,13 @@ class RunOptions:
     flip: bool | None = None
     desc: str | None = None
     device: str | None = None
+    cond: bool | None = None
 
     def overrides(self) -> dict[str, Any]:
         """The TrainConfig fields the flags set."""
         given = {"kimg": self.kimg, "batch": self.batch, "batch_gpu": self.batch_gpu, "seed": self.seed,
                  "bf16": self.bf16, "lr": self.lr, "tick_kimg": self.tick, "snapshot_ticks": self.snap,
-                 "flip": self.flip}  # fmt: skip
+                 "flip": self.flip, "cond": self.cond}  # fmt: skip
         found: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         if self.metrics:
             found["metrics"] = _metric_names(self.metrics)
@@ -109,6 +111,12 @@ def train(
         help="Comma-separated metrics at snapshots, e.g. fid,mmd (default: the preset's, usually none).",
     ),
     flip: opt.Flip = None,
+    cond: bool | None = typer.Option(
+        None,
+        "--cond/--no-cond",
+        help="On a labelled dataset (prepare --labels) train a conditional model (default; StyleGAN2 family and "
+        "HA-GAN), or an unconditional one with --no-cond.",
+    ),
     desc: opt.Desc = None,
     device: opt.TrainDevice = None,
     init_from: Path | None = typer.Option(
@@ -134,7 +142,7 @@ def train(
     slices) or HA-GAN (`hagan-128`, `hagan-256`, `hagan-tiny`, ...)."""
     opts = RunOptions(data=data, config=config, out=out, kimg=kimg, batch=batch, batch_gpu=batch_gpu,
                       resume=resume, seed=seed, bf16=bf16, lr=lr, gamma=gamma, tick=tick, snap=snap,
-                      metrics=metrics, flip=flip, desc=desc, device=device)  # fmt: skip
+                      metrics=metrics, flip=flip, desc=desc, device=device, cond=cond)  # fmt: skip
     start_run(ctx, opts, Inflation(init_from, inflate, inflate_parts, equalized_lr, init_std))
 
 

@@ -37,7 +37,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +47,7 @@ from torch import Tensor
 
 from medgan3d import __version__
 from medgan3d.data import SliceDataset, load_manifest, open_volumes
+from medgan3d.data.labels import LabelSpec, dataset_labels, spec_of
 from medgan3d.metrics import frechet, intervals, memorisation, mmd, msssim, psnr
 from medgan3d.metrics.extractors import FeatureExtractor, auto_extractor, cache_dir, get_extractor
 from medgan3d.metrics.inception_score import Classifier, get_classifier, inception_score
@@ -105,6 +106,7 @@ class EvalSettings:
     classifier: str | os.PathLike | Classifier | None = None
     is_splits: int = 1
     slice_source: str = "auto"  # 2D images: real axial slices "auto" | "all" | "window" (SliceDataset)
+    label: float | None = None  # a labelled dataset: score against the real items of this class only
 
     def to_dict(self) -> dict:
         out = {}
@@ -351,7 +353,7 @@ def evaluate_volumes_with_artifacts(
         return _evaluate_images(fake, Path(data_root), s, t0)
     root = Path(data_root)
     manifest = load_manifest(root)
-    indices = real_indices(manifest, s.split, s.num_real, s.seed)
+    indices = real_indices(manifest, s.split, s.num_real, s.seed, s.label)
     real = load_real(root, indices)
     fake, fake_range = _check_fake(fake, manifest["shape"])
     data_hash = _data_hash(root, manifest)
@@ -496,9 +498,11 @@ def evaluate_volumes(
 
 @torch.no_grad()
 def generate_volumes(
-    G: torch.nn.Module, num: int, seed: int = 0, truncation_psi: float = 1.0, batch_size: int = 8
-) -> Tensor:
-    """``num`` volumes from ``G`` with seeded latents and noise (the caller's RNG state is left as it was)."""
+    G: torch.nn.Module, num: int, seed: int = 0, truncation_psi: float = 1.0, batch_size: int = 8,
+    c: Tensor | None = None,
+) -> Tensor:  # fmt: skip
+    """``num`` volumes from ``G`` with seeded latents and noise (the caller's RNG state is left as it was);
+    ``c`` ``[num, c_dim]``: label vectors of a conditional generator."""
     device = next(G.parameters()).device
     out = []
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -507,7 +511,8 @@ def generate_volumes(
         G.eval()
         for start in range(0, num, batch_size):
             z = torch.randn(min(batch_size, num - start), G.z_dim, device=device)
-            out.append(synthesize(G, z, truncation_psi, noise_mode="random").float().cpu())
+            c_batch = None if c is None else c[start : start + len(z)]
+            out.append(synthesize(G, z, truncation_psi, noise_mode="random", c=c_batch).float().cpu())
         G.train(was_training)
     return torch.cat(out)
 
@@ -520,17 +525,47 @@ def evaluate_generator(
     *,
     truncation_psi: float = 1.0,
     batch_size: int = 8,
+    spec: LabelSpec | None = None,
     **overrides,
 ) -> dict:
     """Sample ``num_samples`` volumes from ``G`` (seed ``settings.seed``) and :func:`evaluate_volumes` them;
-    a 2D generator's images get ``fid_2d`` against the dataset's axial slices (pass ``metrics=("fid",)``)."""
+    a 2D generator's images get ``fid_2d`` against the dataset's axial slices (pass ``metrics=("fid",)``).
+    A conditional ``G`` (label ``spec``) is sampled with the real set's labels (:func:`dataset_labels`)."""
     s = _settings(settings, overrides)
     t0 = time.perf_counter()
-    fake = generate_volumes(G, num_samples, s.seed, truncation_psi, batch_size)
+    c = None
+    if spec is not None:
+        c = spec.encode(dataset_labels(load_manifest(Path(data_root)), num_samples, s.split))
+    fake = generate_volumes(G, num_samples, s.seed, truncation_psi, batch_size, c)
     result = evaluate_volumes(fake, data_root, s)
     result["provenance"]["generator"] = {"truncation_psi": truncation_psi, "z_seed": s.seed,
                                          "seconds_sampling": round(time.perf_counter() - t0, 3)}  # fmt: skip
     return result
+
+
+def evaluate_per_class(
+    fake: Tensor, labels: Sequence[float], data_root: str | os.PathLike, settings: EvalSettings | None = None,
+    **overrides,
+) -> dict[str, dict]:  # fmt: skip
+    """Scores per class of a labelled dataset: the generated volumes of each class (``labels[i]`` of ``fake[i]``)
+    against the real items of that class, with the same settings. ``{class: {score: value, ..., "ci95",
+    "num_real", "num_fake", "warnings"}}``; a class with fewer than 2 generated volumes is left out."""
+    s = _settings(settings, overrides)
+    manifest = load_manifest(Path(data_root))
+    spec = spec_of(manifest)
+    if spec is None or spec.kind != "class":
+        raise ValueError(f"{data_root}: per-class scores need a dataset with class labels")
+    if len(labels) != len(fake):
+        raise ValueError(f"{len(labels)} labels for {len(fake)} generated volumes")
+    out: dict[str, dict] = {}
+    for k in spec.classes:
+        rows = [i for i, v in enumerate(labels) if v == k]
+        if len(rows) < 2:
+            continue
+        r = evaluate_volumes(fake[rows], data_root, dataclasses.replace(s, label=k))
+        out[str(k)] = scalars(r) | {"ci95": r["ci95"], "num_real": r["provenance"]["num_real"],
+                                    "num_fake": len(rows), "warnings": r["warnings"]}  # fmt: skip
+    return out
 
 
 def scalars(result: dict) -> dict[str, float]:

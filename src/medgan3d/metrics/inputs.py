@@ -38,9 +38,17 @@ class FakeVolumesError(RuntimeError):
     """Generated volumes that cannot be used; the message names every bad file and its reason."""
 
 
-def real_indices(manifest: dict, split: str = "all", limit: int | None = None, seed: int = 0) -> list[int]:
-    """Indices of the real set: a split (``all``/``train``/``val``), optionally a seeded subset of ``limit``."""
+def real_indices(manifest: dict, split: str = "all", limit: int | None = None, seed: int = 0,
+                 label: float | None = None) -> list[int]:  # fmt: skip
+    """Indices of the real set: a split (``all``/``train``/``val``), only the items of class ``label`` when
+    given (a labelled dataset), optionally a seeded subset of ``limit``."""
     idx = list(range(manifest["count"])) if split == "all" else list(manifest["splits"].get(split, []))
+    if label is not None:
+        if not manifest.get("labels"):
+            raise ValueError("the dataset has no labels (prepare --labels) to select a class from")
+        idx = [i for i in idx if manifest["items"][i]["label"] == label]
+        if not idx:
+            raise ValueError(f"dataset split {split!r} holds no item of label {label:g}")
     if not idx:
         raise ValueError(f"dataset split {split!r} is empty")
     if limit is not None and limit < len(idx):

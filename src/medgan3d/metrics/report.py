@@ -204,6 +204,24 @@ def memorisation_html(result: dict) -> str:
             f"than unseen real scans (Meehan et al., AISTATS 2020).</p><ul>{items}</ul>")  # fmt: skip
 
 
+def _per_class(result: dict) -> str:
+    """A conditional model's scores per class (generated volumes of a class against the real ones of it)."""
+    per = result.get("per_class") or {}
+    keys = [k for k in (*SCORE_KEYS, "ms_ssim_real") if any(k in v for v in per.values())]
+    if not per or not keys:
+        return ""
+    head = (
+        "<tr><th>class</th><th>generated</th><th>real</th>" + "".join(f"<th>{k}</th>" for k in keys) + "</tr>"
+    )
+    rows = "".join(
+        f"<tr><td>{html.escape(c)}</td><td>{v['num_fake']}</td><td>{v['num_real']}</td>"
+        + "".join(f"<td>{v[k]:.4g}</td>" if k in v else "<td>—</td>" for k in keys)
+        + "</tr>"
+        for c, v in per.items()
+    )
+    return f"<h2>Per class</h2><p>Each class's generated volumes against the real volumes of that class.</p><table>{head}{rows}</table>"
+
+
 def _warnings(result: dict) -> str:
     items = "".join(f"<li>{html.escape(w)}</li>" for w in result.get("warnings", []))
     return f"<div class='warn'><b>Too few samples:</b><ul>{items}</ul></div>" if items else ""
@@ -250,6 +268,7 @@ vertical-align:top}}img{{max-width:560px}}</style></head><body><h1>medgan3d eval
 model intensities [-1, 1] ({html.escape(units)}); {prov["slices"]} slices. Extractors: {html.escape(ext)}.</p>
 {_warnings(result)}
 {_table(result)}
+{_per_class(result)}
 <p>{INTERVAL_NOTE}</p>
 {memorisation_html(result)}
 <p>Scores from a random extractor rank models on this machine only; they are not comparable to published FIDs.</p>

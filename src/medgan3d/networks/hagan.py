@@ -184,11 +184,12 @@ class HAGANGenerator(PretrainedMixin, nn.Module):
     over the whole ``h_latent`` (Fig. 2), optionally in exact depth slabs to bound memory.
     """
 
-    def __init__(self, resolution: int = 256, latent_dim: int = 1024, width: int = 64) -> None:
+    def __init__(self, resolution: int = 256, latent_dim: int = 1024, width: int = 64, num_class: int = 0) -> None:
         super().__init__()
         R = _check_resolution(resolution)
         if latent_dim < 1:
             raise ValueError(f"latent_dim must be positive, got {latent_dim}")
+        self.c_dim = num_class  # conditional variant (Sun et al.'s --num-class): one-hot label concatenated to z
         _check_groups(
             "HAGANGenerator", width, [8 * width, 4 * width, 2 * width, width, width // 2, width // 4]
         )
@@ -199,12 +200,19 @@ class HAGANGenerator(PretrainedMixin, nn.Module):
         self.sub_depth = R // 8
         self.latent_sub_depth = R // 32
         self.max_start = R // 4 - R // 32
-        self.common_block = CommonBlock(R, latent_dim, width)
+        self.common_block = CommonBlock(R, latent_dim + num_class, width)
         self.low_head = LowHead(width)
         self.high_head = HighHead(width)
 
-    def common(self, z: Tensor) -> Tensor:
-        """G^A: (B, latent_dim) → ``h_latent`` (B, w, R/4, R/4, R/4)."""
+    def common(self, z: Tensor, c: Tensor | None = None) -> Tensor:
+        """G^A: (B, latent_dim) → ``h_latent`` (B, w, R/4, R/4, R/4); a conditional G takes the one-hot labels
+        ``c`` (B, num_class), concatenated to z before the first layer (Sun et al.'s conditional variant)."""
+        if self.c_dim:
+            if c is None or c.shape[1:] != (self.c_dim,):
+                got = "none" if c is None else list(c.shape)
+                raise ValueError(f"this network is conditional: it needs one-hot labels c of width {self.c_dim}, "
+                                 f"got {got}")  # fmt: skip
+            z = torch.cat([z, c.to(z.dtype)], dim=1)
         return self.common_block(z)
 
     def low(self, h: Tensor) -> Tensor:
@@ -215,17 +223,17 @@ class HAGANGenerator(PretrainedMixin, nn.Module):
         """G^H on a latent slab (B, w, d, h, w') → (B, 1, 4d, 4h, 4w'); GroupNorm statistics of the slab itself."""
         return self.high_head(h_slab)
 
-    def forward(self, z: Tensor, latent_start: int) -> tuple[Tensor, Tensor]:
+    def forward(self, z: Tensor, latent_start: int, c: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Training path: (sub-volume (B, 1, R/8, R, R) from latent slices [s, s + R/32), low-res volume)."""
         if not 0 <= latent_start <= self.max_start:
             raise ValueError(f"latent_start must be in [0, {self.max_start}], got {latent_start}")
-        h = self.common(z)
+        h = self.common(z, c)
         sub = self.high(h[:, :, latent_start : latent_start + self.latent_sub_depth])
         return sub, self.low(h)
 
-    def generate(self, z: Tensor, chunk_depth: int | None = None) -> Tensor:
+    def generate(self, z: Tensor, chunk_depth: int | None = None, c: Tensor | None = None) -> Tensor:
         """Full-resolution volume (B, 1, R, R, R): G^H over the whole ``h_latent``; G^L is skipped (§6)."""
-        return self.decode_latent(self.common(z), chunk_depth)
+        return self.decode_latent(self.common(z, c), chunk_depth)
 
     def decode_latent(self, h: Tensor, chunk_depth: int | None = None) -> Tensor:
         """G^H over a whole latent (e.g. an encoder's reconstruction), at once or in exact slabs.
@@ -289,9 +297,10 @@ def _sn(module: nn.Module) -> nn.Module:
 
 
 class HighDiscriminator(nn.Module):
-    """D^H: (1, R/8, R, R) sub-volume → 2w features, + position scalar → fc w → 1 logit."""
+    """D^H: (1, R/8, R, R) sub-volume → 2w features, + position scalar → fc w → 1 logit (and, conditional,
+    ``fc2_class``: w → ``num_class`` class logits)."""
 
-    def __init__(self, resolution: int, width: int) -> None:
+    def __init__(self, resolution: int, width: int, num_class: int = 0) -> None:
         super().__init__()
         tail = [(2, 4, 4), (2, 4, 4), (1, 4, 4)]  # kernels of the last three strided stages (all R)
         n_stages = int(math.log2(resolution)) - 2
@@ -307,26 +316,31 @@ class HighDiscriminator(nn.Module):
         self.convs = nn.ModuleList(convs)
         self.fc1 = _sn(nn.Linear(2 * width + 1, width))
         self.fc2 = _sn(nn.Linear(width, 1))
+        self.num_class = num_class
+        if num_class:
+            self.fc2_class = _sn(nn.Linear(width, num_class))
 
     def forward(self, sub: Tensor, position: Tensor) -> Tensor:
+        """(B, 1) logit; conditional: (B, 1 + num_class), the logit then the class logits."""
         x = sub
         for conv in self.convs:
             x = F.leaky_relu_(conv(x), LRELU_SLOPE)
         x = torch.cat([x.flatten(1), position.to(x.dtype).reshape(-1, 1).expand(x.shape[0], 1)], dim=1)
-        return self.fc2(F.leaky_relu_(self.fc1(x), LRELU_SLOPE))
+        h = F.leaky_relu_(self.fc1(x), LRELU_SLOPE)
+        return torch.cat([self.fc2(h), self.fc2_class(h)], dim=1) if self.num_class else self.fc2(h)
 
 
 class LowDiscriminator(nn.Module):
-    """D^L: (1, R/4, R/4, R/4) → k4s2 stages down to 4³ → k4 conv → 1 logit."""
+    """D^L: (1, R/4, R/4, R/4) → k4s2 stages down to 4³ → k4 conv → 1 logit (conditional: 1 + num_class)."""
 
-    def __init__(self, resolution: int, width: int) -> None:
+    def __init__(self, resolution: int, width: int, num_class: int = 0) -> None:
         super().__init__()
         convs, in_c = [], 1
         for out_c in _down_widths(4 * width, int(math.log2(resolution // 4 // BASE_SIZE))):
             convs.append(_sn(_conv_k4s2(in_c, out_c)))
             in_c = out_c
         self.convs = nn.ModuleList(convs)
-        self.out = _sn(nn.Conv3d(in_c, 1, BASE_SIZE))
+        self.out = _sn(nn.Conv3d(in_c, 1 + num_class, BASE_SIZE))
 
     def forward(self, low: Tensor) -> Tensor:
         x = low
@@ -340,9 +354,13 @@ class HAGANDiscriminator(PretrainedMixin, nn.Module):
 
     Spectral norm on every conv and linear, LeakyReLU 0.2, no normalisation layers. ``position`` is the
     sub-volume's start slice over the largest start (7R/8), in [0, 1], one per sample (or one for all).
+
+    ``num_class`` > 0 is Sun et al.'s conditional variant (an auxiliary classifier): D^H gains ``fc2_class``,
+    D^L's last conv outputs 1 + num_class channels, and :meth:`forward` returns (B, 1 + num_class): the mean
+    logit, then the mean class logits of the two.
     """
 
-    def __init__(self, resolution: int = 256, width: int = 64) -> None:
+    def __init__(self, resolution: int = 256, width: int = 64, num_class: int = 0) -> None:
         super().__init__()
         R = _check_resolution(resolution)
         if width < 1:
@@ -350,11 +368,12 @@ class HAGANDiscriminator(PretrainedMixin, nn.Module):
         self.resolution, self.width, self.spatial_dims = R, width, 3
         self.sub_shape = (1, R // 8, R, R)
         self.low_shape = (1, R // 4, R // 4, R // 4)
-        self.high = HighDiscriminator(R, width)
-        self.low = LowDiscriminator(R, width)
+        self.num_class = num_class
+        self.high = HighDiscriminator(R, width, num_class)
+        self.low = LowDiscriminator(R, width, num_class)
 
     def forward(self, sub: Tensor, low: Tensor, position: Tensor) -> Tensor:
-        """(B, 1) logit, the mean of D^H's and D^L's."""
+        """(B, 1) logit, the mean of D^H's and D^L's (conditional: (B, 1 + num_class), logit and class logits)."""
         position = torch.as_tensor(position, device=sub.device)
         return (self.high(sub, position) + self.low(low)) * 0.5
 

@@ -80,11 +80,20 @@ def check_generator_shape(shape: Sequence[int], base_shape: Sequence[int], what:
 # --------------------------------------------------------------------------------------------------
 
 
+def normalize_2nd_moment(x: Tensor) -> Tensor:
+    return x * (x.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
+
+
 class MappingNetwork(PretrainedMixin, nn.Module):
     """z → w (Liu et al., arXiv 2208.03934 §3.1.1): normalised z, ``num_layers`` lrelu FC layers at lr multiplier 0.01.
 
     Tracks the running mean ``w_avg`` for the truncation trick; ``truncation_psi`` pulls w towards it for
     the first ``truncation_cutoff`` w vectors (all when ``None``).
+
+    ``c_dim`` > 0 makes it conditional as in StyleGAN2-ADA (Karras et al., "Training Generative Adversarial
+    Networks with Limited Data", NeurIPS 2020, App. C): the label vector c goes through a linear embedding of
+    width ``w_dim``, is normalised like z and concatenated to it before the first layer. ``z_dim`` 0 maps the
+    label alone (the discriminator's label embedding for its projection output).
     """
 
     def __init__(
@@ -95,10 +104,16 @@ class MappingNetwork(PretrainedMixin, nn.Module):
         num_layers: int = 8,
         lr_multiplier: float = 0.01,
         w_avg_beta: float = 0.995,
+        c_dim: int = 0,
     ) -> None:
         super().__init__()
+        if z_dim + c_dim < 1:
+            raise ValueError("a mapping network needs z_dim or c_dim")
         self.z_dim, self.w_dim, self.num_ws, self.w_avg_beta = z_dim, w_dim, num_ws, w_avg_beta
-        dims = [z_dim] + [w_dim] * num_layers
+        self.c_dim = c_dim
+        if c_dim:
+            self.embed = EqualizedLinear(c_dim, w_dim)
+        dims = [z_dim + (w_dim if c_dim else 0)] + [w_dim] * num_layers
         self.layers = nn.ModuleList(
             EqualizedLinear(a, b, activation="lrelu", lr_multiplier=lr_multiplier)
             for a, b in itertools.pairwise(dims)
@@ -111,8 +126,16 @@ class MappingNetwork(PretrainedMixin, nn.Module):
         truncation_psi: float = 1.0,
         truncation_cutoff: int | None = None,
         update_emas: bool = False,
+        c: Tensor | None = None,
     ) -> Tensor:
-        x = z * (z.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
+        x = normalize_2nd_moment(z) if self.z_dim else None
+        if self.c_dim:
+            if c is None or c.shape[1:] != (self.c_dim,):
+                got = "none" if c is None else list(c.shape)
+                raise ValueError(f"this network is conditional: it needs a label vector c of width {self.c_dim}, "
+                                 f"got {got}")  # fmt: skip
+            y = normalize_2nd_moment(self.embed(c.to(self.embed.weight.dtype)))
+            x = y if x is None else torch.cat([x, y], dim=1)
         for layer in self.layers:
             x = layer(x)
         if update_emas:
@@ -308,15 +331,18 @@ class Generator(PretrainedMixin, nn.Module):
         variant: str = "split_shuffle",
         mapping_lr_multiplier: float = 0.01,
         architecture: str = "skip",
+        c_dim: int = 0,
     ) -> None:
         super().__init__()
-        self.spatial_dims, self.z_dim, self.w_dim = spatial_dims, z_dim, w_dim
+        self.spatial_dims, self.z_dim, self.w_dim, self.c_dim = spatial_dims, z_dim, w_dim, c_dim
         self.synthesis = SynthesisNetwork(
             w_dim, spatial_dims, base_shape, num_blocks, channels, img_channels, variant, architecture
         )
         self.num_ws = self.synthesis.num_ws
         self.img_shape = self.synthesis.img_shape
-        self.mapping = MappingNetwork(z_dim, w_dim, self.num_ws, mapping_layers, mapping_lr_multiplier)
+        self.mapping = MappingNetwork(
+            z_dim, w_dim, self.num_ws, mapping_layers, mapping_lr_multiplier, c_dim=c_dim
+        )
 
     def forward(
         self,
@@ -325,8 +351,10 @@ class Generator(PretrainedMixin, nn.Module):
         truncation_cutoff: int | None = None,
         noise_mode: str = "random",
         update_emas: bool = False,
+        c: Tensor | None = None,
     ) -> Tensor:
-        ws = self.mapping(z, truncation_psi, truncation_cutoff, update_emas=update_emas)
+        """``c``: ``[N, c_dim]`` label vectors of a conditional generator (``c_dim`` > 0), else None."""
+        ws = self.mapping(z, truncation_psi, truncation_cutoff, update_emas=update_emas, c=c)
         return self.synthesis(ws, noise_mode=noise_mode)
 
 
@@ -380,6 +408,7 @@ class DiscriminatorEpilogue(nn.Module):
         spatial_dims: int,
         variant: str,
         mbstd_group_size: int = 4,
+        out_dim: int = 1,
     ) -> None:
         super().__init__()
         split = variant in ("split", "split_shuffle")
@@ -388,7 +417,7 @@ class DiscriminatorEpilogue(nn.Module):
         self.conv = Conv(channels + (2 if split else 1), channels, 3, spatial_dims, activation="lrelu",
                          variant=conv_variant)  # fmt: skip
         self.fc = EqualizedLinear(channels * math.prod(base_shape), channels, activation="lrelu")
-        self.out = EqualizedLinear(channels, 1)
+        self.out = EqualizedLinear(channels, out_dim)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv(self.mbstd(x))
@@ -399,6 +428,11 @@ class Discriminator(PretrainedMixin, nn.Module):
     """Residual StyleGAN2 discriminator with the variants of Liu et al., arXiv 2208.03934 Table 3.
 
     ``variant``: ``baseline | group | depthwise | split | split_shuffle``.
+
+    ``c_dim`` > 0: a projection discriminator as in StyleGAN2-ADA (Karras et al., NeurIPS 2020, App. C; Miyato &
+    Koyama, "cGANs with Projection Discriminator", ICLR 2018): the epilogue outputs ``cmap_dim`` features
+    (default: the base block's width), a mapping network of ``mapping_layers`` maps the label alone to an
+    embedding of that width, and the score is their dot product divided by √cmap_dim.
     """
 
     def __init__(
@@ -411,6 +445,9 @@ class Discriminator(PretrainedMixin, nn.Module):
         variant: str = "split_shuffle",
         mbstd_group_size: int = 4,
         group_count: int = 4,
+        c_dim: int = 0,
+        cmap_dim: int | None = None,
+        mapping_layers: int = 8,
     ) -> None:
         super().__init__()
         if variant not in D_VARIANTS:
@@ -425,10 +462,25 @@ class Discriminator(PretrainedMixin, nn.Module):
             )
             for i in range(num_blocks - 1)
         )
-        self.epilogue = DiscriminatorEpilogue(widths[-1], base, spatial_dims, variant, mbstd_group_size)
+        self.c_dim = c_dim
+        self.cmap_dim = (cmap_dim or widths[-1]) if c_dim else 0
+        if c_dim:
+            self.mapping = MappingNetwork(0, self.cmap_dim, 1, mapping_layers, c_dim=c_dim)
+        self.epilogue = DiscriminatorEpilogue(widths[-1], base, spatial_dims, variant, mbstd_group_size,
+                                              self.cmap_dim or 1)  # fmt: skip
 
-    def forward(self, img: Tensor) -> Tensor:
+    def forward(self, img: Tensor, c: Tensor | None = None) -> Tensor:
+        """Logits ``[N, 1]``; ``c``: ``[N, c_dim]`` label vectors of a conditional discriminator."""
         x = channels_last(img)  # every D conv and FIR pass is faster in channels-last layout on CPU
         for block in self.blocks:
             x = block(x)
-        return self.epilogue(x)
+        x = self.epilogue(x)
+        if not self.c_dim:
+            return x
+        cmap = self.mapping(None, c=c)[:, 0]
+        return project(x, cmap.to(x.dtype))
+
+
+def project(features: Tensor, cmap: Tensor) -> Tensor:
+    """The projection discriminator's score: ``Σ_k features_k · cmap_k / √K`` per sample, ``[N, 1]``."""
+    return (features * cmap).sum(dim=1, keepdim=True) * (1 / math.sqrt(cmap.shape[1]))

@@ -64,6 +64,8 @@ class MicroBatch:
     reals: Callable[[], Tensor]  # loads this micro-batch's real items (call it at most once)
     step: int  # iteration index (batch_idx)
     context: Any  # what Family.begin_iteration returned for this iteration
+    # label vectors [size, c_dim] of the same real items as ``reals`` (conditional models; no RNG is drawn)
+    labels: Callable[[], Tensor] | None = None
 
 
 @dataclass

@@ -29,7 +29,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from medgan3d.errors import MedganError, check_batch_fits_model
+from medgan3d.data.labels import LabelSpec, spec_of
+from medgan3d.errors import MedganError, UsageError, check_batch_fits_model
 from medgan3d.training import checkpoint as ckpt
 from medgan3d.training import runfolder
 from medgan3d.training.family import Family, MicroBatch, Networks, Phase, family_for
@@ -74,6 +75,7 @@ class TrainConfig:
     bf16: bool | None = None  # bf16 autocast; None: on for CUDA, off elsewhere (resolved when a run starts)
     seed: int = 0
     flip: bool = False  # random left-right flips of the reals
+    cond: bool = True  # a labelled dataset trains a conditional model (False: --no-cond)
     max_bad_steps: int = 10  # iterations in a row with a skipped (non-finite) phase before the run stops
     metrics: tuple[str, ...] = ()
     metrics_samples: int = 64
@@ -277,21 +279,31 @@ def broadcast_networks(nets: Networks, d: Dist) -> None:
 
 
 class RealBatches:
-    """Loads this rank's micro-batches of the global batch from a prepared dataset (memory-mapped)."""
+    """Loads this rank's micro-batches of the global batch from a prepared dataset (memory-mapped); with a
+    label spec (a conditional model) also the label vectors of the same items."""
 
-    def __init__(self, dataset: torch.utils.data.Dataset, cfg: TrainConfig, d: Dist, rounds: int) -> None:
-        self.dataset, self.cfg, self.d, self.rounds = dataset, cfg, d, rounds
+    def __init__(self, dataset: torch.utils.data.Dataset, cfg: TrainConfig, d: Dist, rounds: int,
+                 spec: LabelSpec | None = None) -> None:  # fmt: skip
+        self.dataset, self.cfg, self.d, self.rounds, self.spec = dataset, cfg, d, rounds, spec
         self.n = len(dataset)  # type: ignore[arg-type]
+
+    def _indices(self, position: int, r: int) -> list[int]:
+        bg = self.cfg.batch_gpu
+        start = position + (self.d.rank * self.rounds + r) * bg
+        return sample_indices(start, bg, self.n, self.cfg.seed)
 
     def micro(self, position: int, r: int) -> Tensor:
         """Micro-batch ``r`` of this rank, for the global batch starting at sample ``position``."""
-        bg = self.cfg.batch_gpu
-        start = position + (self.d.rank * self.rounds + r) * bg
-        idx = sample_indices(start, bg, self.n, self.cfg.seed)
-        batch = torch.stack([self.dataset[i] for i in idx])
+        batch = torch.stack([self.dataset[i] for i in self._indices(position, r)])
         if self.d.device.type != "cuda":
             return batch.to(self.d.device)
         return batch.pin_memory().to(self.d.device, non_blocking=True)  # the host does not wait for the copy
+
+    def labels(self, position: int, r: int) -> Tensor:
+        """The label vectors ``[batch_gpu, c_dim]`` of :meth:`micro`'s items."""
+        assert self.spec is not None
+        labels = [self.dataset.label(i) for i in self._indices(position, r)]  # type: ignore[attr-defined]
+        return self.spec.encode(labels).to(self.d.device)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -332,8 +344,9 @@ def run_phase(family: Family, phase: Phase, nets: Networks, reals: RealBatches, 
     params = [p for name in phase.trains for p in nets.modules[name].parameters()]
     for r in range(rounds):
         seed_micro(cfg.seed, state.batch_idx, phase.index, d.rank * rounds + r)
+        labels = functools.partial(reals.labels, state.cur_nimg, r) if reals.spec is not None else None
         mb = MicroBatch(cfg.batch_gpu, rounds, d.device, autocast, functools.partial(reals.micro, state.cur_nimg, r),
-                        state.batch_idx, context)  # fmt: skip
+                        state.batch_idx, context, labels)  # fmt: skip
         with accumulated_grads(params):
             result = family.loss(phase, nets, mb, state, cfg)
             result.loss.backward()
@@ -498,6 +511,38 @@ def open_dataset(data: str | Path, model: Any, flip: bool) -> torch.utils.data.D
     return dataset
 
 
+def label_spec_of(model: Any) -> LabelSpec | None:
+    """What a model config conditions on (None: an unconditional model)."""
+    labels = getattr(model, "labels", None)
+    return LabelSpec.from_dict(labels) if labels else None
+
+
+def conditioned(model: Any, manifest: dict[str, Any], cond: bool, data: Path, inflated: bool = False) -> Any:
+    """The model config to train on a dataset: conditional on its labels when it has some and ``cond``
+    (3D models of families that support it), else as given. Refuses a mismatch with one clear line."""
+    spec = spec_of(manifest)
+    wanted = label_spec_of(model)
+    if wanted is not None:
+        if spec is None or spec != wanted:
+            have = "no labels" if spec is None else f"labels {spec.to_dict()}"
+            raise UsageError(
+                f"{data}: the model is conditioned on {wanted.to_dict()} but the dataset has {have}"
+            )
+        return model
+    if spec is None or not cond or model.spatial_dims != 3:
+        return model
+    if not any(f.name == "labels" for f in dataclasses.fields(model)):
+        raise UsageError(f"{data} is labelled, but {getattr(model, 'family', 'this')} models are unconditional in "
+                         "medgan3d (conditioning is for the StyleGAN2 family and HA-GAN); train with --no-cond")  # fmt: skip
+    if spec.kind == "value" and getattr(model, "family", "") == "hagan":
+        raise UsageError(f"{data} has float labels; HA-GAN's conditional variant classifies integer classes "
+                         "(prepare --label-kind class, a StyleGAN2 preset, or --no-cond)")  # fmt: skip
+    if inflated:
+        raise UsageError(f"{data} is labelled: inflating an unconditional 2D twin into a conditional model is not "
+                         "supported; train with --no-cond")  # fmt: skip
+    return dataclasses.replace(model, labels=spec.to_dict())
+
+
 def _blocks_hint(shape: tuple[int, ...], model: Any) -> str:
     """For a StyleGAN2 model: the number of blocks that fits the data, or the nearest shape its base makes."""
     base = getattr(model, "base_shape", None)
@@ -558,21 +603,32 @@ def _judged_by(cfg: TrainConfig) -> list[str]:
     return ["loss/G", "loss/D", *(f"metrics/{k}" for k in scalar_keys(cfg.metrics))]
 
 
+def snapshot_labels(spec: LabelSpec | None, n: int) -> tuple[Tensor | None, list[str]]:
+    """Label vectors for the snapshot grid of a conditional model (seed i: the i-th class, cycling; a value
+    model: the training labels' range in n steps) and each cell's caption suffix."""
+    if spec is None:
+        return None, [""] * n
+    values = spec.grid(n)
+    return spec.encode(values), [f" · label {v:g}" for v in values]
+
+
 def _observe(family: Family, nets: Networks, state: TrainState, cfg: TrainConfig, run_dir: Path,
-             record: dict[str, Any], logger: Any, spacing: Any, data: Path) -> None:  # fmt: skip
+             record: dict[str, Any], logger: Any, spacing: Any, data: Path,
+             spec: LabelSpec | None = None) -> None:  # fmt: skip
     """The snapshot's PNG grid and (with ``cfg.metrics``) scores into ``record`` and metrics.jsonl."""
     kimg = state.cur_nimg / 1000
     G = nets.modules[family.sample_from]
-    png = save_grid(generated_volumes(G, cfg.grid), run_dir / f"fakes{state.cur_nimg:09d}.png", spacing,
+    c, names = snapshot_labels(spec, cfg.grid)
+    png = save_grid(generated_volumes(G, cfg.grid, c=c), run_dir / f"fakes{state.cur_nimg:09d}.png", spacing,
                     title=f"generated ({family.sample_from}), kimg {kimg:g}", window=dataset_window(data),
-                    labels=[f"seed {i}" for i in range(cfg.grid)])  # fmt: skip
+                    labels=[f"seed {i}{names[i]}" for i in range(cfg.grid)])  # fmt: skip
     logger.image("fakes", png, kimg)
     if cfg.metrics:
         from medgan3d.metrics import evaluate_generator, scalars
 
         device = str(next(G.parameters()).device)
         result = evaluate_generator(G, data, num_samples=cfg.metrics_samples, metrics=tuple(cfg.metrics),
-                                    seed=cfg.seed, device=device)  # fmt: skip
+                                    seed=cfg.seed, device=device, spec=spec)  # fmt: skip
         record |= {f"metrics/{k}": v for k, v in scalars(result).items()}
         # the full result (extractor, weights, sample counts, ...) beside the scalars in stats.jsonl
         with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
@@ -671,6 +727,9 @@ def _train(
             "metrics at snapshots score 3D volumes; a 2D twin (pretraining) cannot take --metrics"
         )
     dataset = open_dataset(data, model, cfg.flip)
+    if run_dir is None:
+        model = conditioned(model, dataset.manifest, cfg.cond, data, init is not None)  # type: ignore[attr-defined]
+    spec = label_spec_of(model)
     rounds = rounds_for(cfg, d)
     from_inflated = bool(init_info and init_info.get("strategy", "none") != "none")
     nets = build_networks(family, model, cfg, d.device, from_inflated, init)
@@ -706,7 +765,7 @@ def _train(
             assert run_dir is not None
             logger.image("reals", run_dir / "reals.png", 0.0)
             logger.hparams(config, _judged_by(cfg))
-        run = Run(family, nets, RealBatches(dataset, cfg, d, rounds), state, cfg, d, rounds,
+        run = Run(family, nets, RealBatches(dataset, cfg, d, rounds, spec), state, cfg, d, rounds,
                   run_dir if d.is_main else None, logger, spacing, data, config, last_good)  # fmt: skip
         logger.print(f"run {run_dir} · {len(dataset)} training items · batch {cfg.batch} = {d.world} × {rounds} × "
                      f"{cfg.batch_gpu} · {'bf16' if cfg.bf16 else 'fp32'} · {d.device}")  # fmt: skip
@@ -780,7 +839,8 @@ def _tick(run: Run, rows: list[dict[str, Stat]], tick_time: float, snapshot: boo
         snap = False
     if snap:
         assert run.run_dir is not None
-        _observe(run.family, run.nets, state, cfg, run.run_dir, record, logger, run.spacing, run.data)
+        _observe(run.family, run.nets, state, cfg, run.run_dir, record, logger, run.spacing, run.data,
+                 run.reals.spec)  # fmt: skip
     logger.tick(record)
     if snap:
         assert run.run_dir is not None

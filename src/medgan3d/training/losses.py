@@ -6,6 +6,10 @@
 * Dreg:  lazy R1, ``γ/2 · Σ_{C, all spatial axes} (∂D(x)/∂x)²`` on the un-augmented reals, every
   ``r1_interval`` D steps.
 
+A conditional model (``G.c_dim`` > 0) gets the label vectors ``c`` of the micro-batch's reals in every phase:
+the fakes are generated for them and D scores both fakes and reals against them (StyleGAN2-ADA, Karras et al.,
+NeurIPS 2020, App. C, draws the fakes' labels from the training set's distribution in the same way).
+
 Lazy regularisers are multiplied by their interval here; the matching Adam correction (lr·r, betas**r
 with r = k/(k+1)) lives in :func:`medgan3d.training.loop.make_optimizer`.
 Each function returns the loss of ONE micro-batch already divided by ``rounds`` so that gradients summed
@@ -38,32 +42,39 @@ class LossConfig:
     style_mixing: float = 0.9
 
 
-def map_with_mixing(G: Generator, z: Tensor, prob: float) -> Tensor:
+def map_with_mixing(G: Generator, z: Tensor, prob: float, c: Tensor | None = None) -> Tensor:
     """Mapping with style mixing: with probability ``prob`` the ws after one random cutoff come from a
-    second z (one cutoff per micro-batch in ``[1, num_ws)``). The second pass never updates ``w_avg``."""
-    ws = G.mapping(z)
+    second z (one cutoff per micro-batch in ``[1, num_ws)``), with the same labels ``c`` (conditional G).
+    The second pass never updates ``w_avg``."""
+    kw = {} if c is None else {"c": c}
+    ws = G.mapping(z, **kw)
     if prob > 0 and torch.rand(()) < prob:
         cutoff = int(torch.randint(1, ws.shape[1], ()))
-        ws[:, cutoff:] = G.mapping(torch.randn_like(z))[:, cutoff:]
+        ws[:, cutoff:] = G.mapping(torch.randn_like(z), **kw)[:, cutoff:]
     return ws
 
 
+def score(D: Discriminator, img: Tensor, c: Tensor | None) -> Tensor:
+    """D's logits; a conditional D (projection) also takes the label vectors."""
+    return D(img) if c is None else D(img, c)
+
+
 def g_main(G: Generator, D: Discriminator, z: Tensor, cfg: LossConfig, autocast: AbstractContextManager,
-           rounds: int) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
+           rounds: int, c: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
     with autocast:
-        img = G.synthesis(map_with_mixing(G, z, cfg.style_mixing))
-        logits = D(img).float()
+        img = G.synthesis(map_with_mixing(G, z, cfg.style_mixing, c))
+        logits = score(D, img, c).float()
     loss = F.softplus(-logits).mean()
     return loss / rounds, {"loss/G": loss.detach(), "scores/fake": logits.detach().mean()}
 
 
 def g_pl(G: Generator, z: Tensor, pl_mean: Tensor, cfg: LossConfig, autocast: AbstractContextManager,
-         rounds: int) -> tuple[Tensor, dict[str, Tensor], Tensor]:  # fmt: skip
+         rounds: int, c: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor], Tensor]:  # fmt: skip
     """Path-length penalty against the current ``pl_mean``; also returns this micro-batch's mean length
     (the loop updates ``pl_mean`` once per phase with the mean over the global batch)."""
     n = max(z.shape[0] // cfg.pl_batch_shrink, 1)
     with autocast:
-        ws = map_with_mixing(G, z[:n], cfg.style_mixing)
+        ws = map_with_mixing(G, z[:n], cfg.style_mixing, None if c is None else c[:n])
         img = G.synthesis(ws).float()
     voxels = math.prod(img.shape[2:])
     noise = torch.randn_like(img) / math.sqrt(voxels)
@@ -76,31 +87,32 @@ def g_pl(G: Generator, z: Tensor, pl_mean: Tensor, cfg: LossConfig, autocast: Ab
 
 
 def d_main(G: Generator, D: Discriminator, z: Tensor, real: Tensor, cfg: LossConfig,
-           autocast: AbstractContextManager, rounds: int) -> tuple[Tensor, dict[str, Tensor], Tensor]:  # fmt: skip
+           autocast: AbstractContextManager, rounds: int, c: Tensor | None = None
+           ) -> tuple[Tensor, dict[str, Tensor], Tensor]:  # fmt: skip
     """Returns the D(real) part of the loss, stats and the micro-batch's mean w (the loop updates ``w_avg``).
 
     The D(fake) part is backpropagated here, before D(real) runs, so that only one of the two graphs is
     alive at a time (half of Dmain's saved activations); the loop adds both parts' gradients as one sum
     (:func:`medgan3d.training.loop.accumulated_grads`), so they equal one backward of the whole loss."""
     with torch.no_grad(), autocast:
-        ws = map_with_mixing(G, z, cfg.style_mixing)
+        ws = map_with_mixing(G, z, cfg.style_mixing, c)
         fake = G.synthesis(ws)
     with autocast:
-        fake_logits = D(fake).float()
+        fake_logits = score(D, fake, c).float()
     fake_loss = F.softplus(fake_logits).mean()
     (fake_loss / rounds).backward()
     with autocast:
-        real_logits = D(real).float()
+        real_logits = score(D, real, c).float()
     real_loss = F.softplus(-real_logits).mean()
     stats = {"loss/D": (fake_loss + real_loss).detach(), "scores/real": real_logits.detach().mean()}
     return real_loss / rounds, stats, ws[:, 0].float().mean(0)
 
 
 def d_r1(D: Discriminator, real: Tensor, cfg: LossConfig, autocast: AbstractContextManager,
-         rounds: int) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
+         rounds: int, c: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
     real = real.detach().requires_grad_(True)
     with autocast:
-        logits = D(real).float()
+        logits = score(D, real, c).float()
     (grads,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
     penalty = grads.float().square().flatten(1).sum(1)  # over C and every spatial axis
     loss = penalty.mean() * (cfg.r1_gamma / 2) * cfg.r1_interval

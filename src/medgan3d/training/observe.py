@@ -64,13 +64,15 @@ def new_run_dir(outdir: str | Path, desc: str) -> Path:
 
 @torch.no_grad()
 def generated_volumes(G: nn.Module, n: int, seed: int = 0, psi: float = 1.0,
-                      chunk_depth: int | None = DEFAULT_CHUNK_DEPTH) -> np.ndarray:  # fmt: skip
-    """``n`` samples (seeds ``seed..seed+n-1``, constant noise) as ``[n, *spatial]`` float32 numpy."""
+                      chunk_depth: int | None = DEFAULT_CHUNK_DEPTH, c: torch.Tensor | None = None
+                      ) -> np.ndarray:  # fmt: skip
+    """``n`` samples (seeds ``seed..seed+n-1``, constant noise) as ``[n, *spatial]`` float32 numpy; ``c``
+    ``[n, c_dim]``: the label vectors of a conditional generator (seed i gets row i)."""
     device = next(G.parameters()).device
     zs = torch.stack(
         [torch.randn(G.z_dim, generator=torch.Generator().manual_seed(seed + i)) for i in range(n)]
     )
-    img = synthesize(G, zs.to(device), psi, noise_mode="const", chunk_depth=chunk_depth)
+    img = synthesize(G, zs.to(device), psi, noise_mode="const", chunk_depth=chunk_depth, c=c)
     return img[:, 0].float().cpu().numpy()
 
 

@@ -13,6 +13,10 @@ Two deliberate differences from the published code (see docs/hagan.md):
   ⌊r/4⌋, so the generated sub-volume starts up to 3 slices before the real one. Here the start is drawn on the
   latent grid (s in [0, 7R/32], r = 4s), so real and generated sub-volumes cover the same slices.
   ``aligned: false`` reproduces the reference.
+* **Conditional variant** (a labelled dataset; Sun et al.'s ``--num-class``): G takes the one-hot label
+  concatenated to z, D also returns class logits (``fc2_class`` on D^H, 1 + N channels out of D^L, averaged).
+  D: ``BCE(real) + CE(class_real, y) + BCE(fake)`` (no class term on fakes); G: ``BCE(fake, 1) + 0.1·CE(
+  class_fake, y)``; fakes and E^G's reconstruction take the real micro-batch's labels y.
 * **Spectral-norm power iterations once per phase** (D and G phases) instead of once per D forward, so that
   the result does not depend on how the batch is split into micro-batches and processes.
 """
@@ -102,6 +106,14 @@ def bce(logits: Tensor, target: float) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
+CLASS_WEIGHT_G = 0.1  # weight of the class term in G's loss (Sun et al.'s conditional train.py)
+
+
+def split_logits(out: Tensor, num_class: int) -> tuple[Tensor, Tensor | None]:
+    """D's output → (real/fake logit (B, 1), class logits (B, num_class) or None)."""
+    return (out[:, :1], out[:, 1:]) if num_class else (out, None)
+
+
 @register
 class HAGAN(Family):
     name = "hagan"
@@ -144,37 +156,52 @@ class HAGAN(Family):
 
     # ---------------------------------------------------------------------------------- the four steps
 
-    def _fake(self, G: nn.Module, z: Tensor, crop: Crop, loss: HAGANLoss) -> tuple[Tensor, Tensor | None]:
+    def _fake(self, G: nn.Module, z: Tensor, crop: Crop, loss: HAGANLoss, c: Tensor | None = None
+              ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
         if loss.low_res:
-            return G(z, crop.latent_start)
-        h = G.common(z)
+            return G(z, crop.latent_start, c) if c is not None else G(z, crop.latent_start)
+        h = G.common(z, c)
         return G.high(h[:, :, crop.latent_start : crop.latent_start + G.latent_sub_depth]), None
 
-    def _score(self, D: nn.Module, sub: Tensor, low: Tensor | None, crop: Crop, loss: HAGANLoss) -> Tensor:
+    def _score(self, D: nn.Module, sub: Tensor, low: Tensor | None, crop: Crop, loss: HAGANLoss
+               ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+        """(real/fake logits, class logits or None) of D (D^H alone without the low-res branch)."""
         position = torch.full((sub.shape[0],), crop.position, device=sub.device)
-        return (D(sub, low, position) if loss.low_res else D.high(sub, position)).float()
+        out = (D(sub, low, position) if loss.low_res else D.high(sub, position)).float()
+        return split_logits(out, getattr(D, "num_class", 0))
 
     def _loss_D(self, nets: Networks, mb: MicroBatch, loss: HAGANLoss) -> PhaseResult:
         G, D, crop = nets.modules["G"], nets.modules["D"], mb.context
         z = torch.randn(mb.size, G.latent_dim, device=mb.device)
+        c = mb.labels() if G.c_dim and mb.labels is not None else None
         real_sub, real_low = real_views(mb.reals(), crop, G.resolution, loss)
         with torch.no_grad(), mb.autocast:
-            fake_sub, fake_low = self._fake(G, z, crop, loss)
+            fake_sub, fake_low = self._fake(G, z, crop, loss, c)
         with mb.autocast:
-            real_logits = self._score(D, real_sub, real_low, crop, loss)
-            fake_logits = self._score(D, fake_sub, fake_low, crop, loss)
+            real_logits, real_class = self._score(D, real_sub, real_low, crop, loss)
+            fake_logits, _ = self._score(D, fake_sub, fake_low, crop, loss)
         total = bce(real_logits, 1.0) + bce(fake_logits, 0.0)
-        stats = {"loss/D": total.detach(), "scores/real": real_logits.detach().mean(),
-                 "scores/fake": fake_logits.detach().mean()}  # fmt: skip
+        stats = {"scores/real": real_logits.detach().mean(), "scores/fake": fake_logits.detach().mean()}
+        if c is not None and real_class is not None:
+            class_loss = F.cross_entropy(real_class, c.argmax(1))
+            total = total + class_loss
+            stats["loss/D_class"] = class_loss.detach()
+        stats = {"loss/D": total.detach()} | stats
         return PhaseResult(total / mb.rounds, stats)
 
     def _loss_G(self, nets: Networks, mb: MicroBatch, loss: HAGANLoss) -> PhaseResult:
         G, D, crop = nets.modules["G"], nets.modules["D"], mb.context
         z = torch.randn(mb.size, G.latent_dim, device=mb.device)
+        c = mb.labels() if G.c_dim and mb.labels is not None else None
         with mb.autocast:
-            logits = self._score(D, *self._fake(G, z, crop, loss), crop, loss)
+            logits, fake_class = self._score(D, *self._fake(G, z, crop, loss, c), crop, loss)
         total = bce(logits, 1.0)
-        return PhaseResult(total / mb.rounds, {"loss/G": total.detach()})
+        stats: dict[str, Tensor] = {}
+        if c is not None and fake_class is not None:
+            class_loss = F.cross_entropy(fake_class, c.argmax(1))
+            total = total + CLASS_WEIGHT_G * class_loss
+            stats["loss/G_class"] = class_loss.detach()
+        return PhaseResult(total / mb.rounds, {"loss/G": total.detach()} | stats)
 
     def _loss_E_H(self, nets: Networks, mb: MicroBatch, loss: HAGANLoss) -> PhaseResult:
         G, E_H, crop = nets.modules["G"], nets.modules["E_H"], mb.context
@@ -193,7 +220,8 @@ class HAGAN(Family):
         with mb.autocast:
             with torch.no_grad():
                 features = training_latent_features(E_H, real, G.sub_depth)
-            rec_sub, rec_low = self._fake(G, E_G(features), crop, loss)
+            c = mb.labels() if G.c_dim and mb.labels is not None else None
+            rec_sub, rec_low = self._fake(G, E_G(features), crop, loss, c)
             total = F.l1_loss(rec_sub.float(), real_sub)
             if rec_low is not None:
                 total = (total + F.l1_loss(rec_low.float(), real_low)) / 2

@@ -85,17 +85,18 @@ class StyleGAN2(Family):
     def loss(self, phase: Phase, nets: Networks, mb: MicroBatch, state: Any, cfg: Any) -> PhaseResult:
         G, D = nets.modules["G"], nets.modules["D"]
         z = torch.randn(mb.size, G.z_dim, device=mb.device)  # drawn first in every phase (reals may flip)
+        c = mb.labels() if G.c_dim else None  # the reals' labels (no RNG drawn: unconditional runs unchanged)
         if phase.name == "Gmain":
-            loss, stats = losses.g_main(G, D, z, cfg.loss, mb.autocast, mb.rounds)
+            loss, stats = losses.g_main(G, D, z, cfg.loss, mb.autocast, mb.rounds, c)
             return PhaseResult(loss, stats)
         if phase.name == "Greg":
             pl_mean = _pl_mean(state, mb.device).float()
-            loss, stats, length = losses.g_pl(G, z, pl_mean, cfg.loss, mb.autocast, mb.rounds)
+            loss, stats, length = losses.g_pl(G, z, pl_mean, cfg.loss, mb.autocast, mb.rounds, c)
             return PhaseResult(loss, stats, {"pl_length": length})
         if phase.name == "Dmain":
-            loss, stats, w_mean = losses.d_main(G, D, z, mb.reals(), cfg.loss, mb.autocast, mb.rounds)
+            loss, stats, w_mean = losses.d_main(G, D, z, mb.reals(), cfg.loss, mb.autocast, mb.rounds, c)
             return PhaseResult(loss, stats, {"w_mean": w_mean})
-        loss, stats = losses.d_r1(D, mb.reals(), cfg.loss, mb.autocast, mb.rounds)
+        loss, stats = losses.d_r1(D, mb.reals(), cfg.loss, mb.autocast, mb.rounds, c)
         return PhaseResult(loss, stats)
 
     def after_phase(self, phase: Phase, nets: Networks, side: dict[str, Tensor], state: Any, cfg: Any,

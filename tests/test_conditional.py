@@ -1,0 +1,481 @@
+"""Labels and class-conditional models: prepare --labels, the labelled phantoms, the conditional StyleGAN2
+(mapping-network embedding, projection discriminator), a conditional training run and generate --label."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from medgan3d.cli.main import app
+from medgan3d.config import load_preset
+from medgan3d.data import make_brain_phantoms, prepare_dataset
+from medgan3d.data.labels import LabelError, LabelSpec, read_labels_csv
+from medgan3d.data.preprocess import get_preset
+from medgan3d.networks import Discriminator, Generator
+from medgan3d.networks.stylegan import project
+from medgan3d.sampling import synthesize
+
+runner = CliRunner()
+
+
+# ------------------------------------------------------------------------------------------ networks
+def _tiny_pair(c_dim: int) -> tuple[Generator, Discriminator]:
+    torch.manual_seed(0)
+    kw = dict(spatial_dims=3, base_shape=(2, 2, 2), num_blocks=2, channels=8)
+    return (Generator(**kw, z_dim=8, w_dim=8, mapping_layers=2, c_dim=c_dim),
+            Discriminator(**kw, mbstd_group_size=2, c_dim=c_dim))  # fmt: skip
+
+
+def test_the_label_reaches_the_generator() -> None:
+    G, _ = _tiny_pair(3)
+    z = torch.randn(1, 8).repeat(3, 1)
+    c = torch.eye(3)
+    out = synthesize(G.eval(), z, c=c)
+    assert not torch.allclose(out[0], out[1]) and not torch.allclose(out[1], out[2])
+    again = synthesize(G, z[:1], c=c[1:2])
+    torch.testing.assert_close(again[0], out[1], rtol=0, atol=1e-6)  # same z, same label: same volume
+
+
+def test_the_mapping_concatenates_the_normalised_label_embedding_to_z() -> None:
+    """An independent float64 computation of StyleGAN2-ADA's conditional mapping (embed, normalise, concat)."""
+    G, _ = _tiny_pair(2)
+    m = G.mapping
+    z, c = torch.randn(4, 8), torch.eye(2)[[0, 1, 1, 0]]
+
+    def norm(x: np.ndarray) -> np.ndarray:
+        return x / np.sqrt((x**2).mean(axis=1, keepdims=True) + 1e-8)
+
+    def linear(layer: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+        w = layer.weight.detach().double().numpy() * layer.weight_gain
+        b = layer.bias.detach().double().numpy() * layer.bias_gain
+        y = x @ w.T + b
+        return np.where(y >= 0, y, 0.2 * y) * math.sqrt(2) if layer.activation == "lrelu" else y
+
+    x = np.concatenate([norm(z.double().numpy()), norm(linear(m.embed, c.double().numpy()))], axis=1)
+    for layer in m.layers:
+        x = linear(layer, x)
+    np.testing.assert_allclose(m(z, c=c)[:, 0].detach().numpy(), x, rtol=1e-4, atol=1e-5)
+
+
+def test_projection_score_is_the_dot_product_over_root_k() -> None:
+    f = torch.tensor([[1.0, 2.0, -1.0, 0.5], [3.0, 0.0, 1.0, 1.0]])
+    cmap = torch.tensor([[1.0, 0.0, 2.0, 4.0], [0.5, 0.5, 0.5, -2.0]])
+    expected = torch.tensor([[(1 + 0 - 2 + 2) / 2.0], [(1.5 + 0 + 0.5 - 2) / 2.0]])
+    torch.testing.assert_close(project(f, cmap), expected)
+
+
+def test_conditional_discriminator_projects_its_features_on_the_label_embedding() -> None:
+    _, D = _tiny_pair(2)
+    captured = {}
+    D.epilogue.register_forward_hook(lambda mod, inp, out: captured.__setitem__("f", out.detach()))
+    x, c = torch.randn(4, 1, 4, 4, 4), torch.eye(2)[[0, 1, 0, 1]]
+    logits = D(x, c).detach()
+    f = captured["f"]
+    assert f.shape == (4, D.cmap_dim) and logits.shape == (4, 1)
+    embeddings = D.mapping(None, c=torch.eye(2))[:, 0].detach()  # the two classes' embeddings
+    by_hand = torch.tensor(
+        [[float(f[i] @ embeddings[int(c[i, 1])]) / math.sqrt(D.cmap_dim)] for i in range(4)]
+    )
+    torch.testing.assert_close(logits, by_hand, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(D(x, c.flip(1)), logits)  # the other label gives another score
+
+
+def test_conditional_networks_refuse_a_missing_label_and_unconditional_ones_are_unchanged() -> None:
+    G, _ = _tiny_pair(2)
+    with pytest.raises(ValueError, match="conditional"):
+        G(torch.randn(2, 8))
+    with pytest.raises(ValueError, match="label"):
+        synthesize(G, torch.randn(2, 8))
+    G0, D0 = _tiny_pair(0)
+    assert (
+        not hasattr(G0.mapping, "embed")
+        and not hasattr(D0, "mapping")
+        and D0.epilogue.out.weight.shape[0] == 1
+    )
+    with pytest.raises(ValueError, match="unconditional"):
+        synthesize(G0, torch.randn(2, 8), c=torch.eye(2))
+
+
+# ------------------------------------------------------------------------------------------ CSV
+@pytest.fixture
+def scans(tmp_path: Path) -> Path:
+    folder = tmp_path / "scans"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in ("a.npy", "b.npy", "sub/c.npy"):
+        np.save(folder / name, rng.normal(size=(8, 8, 8)).astype(np.float32))
+    return folder
+
+
+def _prepare(scans: Path, csv_text: str, kind: str = "auto") -> dict:
+    csv = scans.parent / "labels.csv"
+    csv.write_text(csv_text, encoding="utf-8")
+    prepare_dataset(scans, scans.parent / "out", get_preset("generic", shape=(8, 8, 8)), labels=csv,
+                    label_kind=kind, val_fraction=0.0)  # fmt: skip
+    return json.loads((scans.parent / "out" / "dataset.json").read_text(encoding="utf-8"))
+
+
+def test_prepare_stores_labels_matched_by_path_file_name_or_stem(scans: Path) -> None:
+    manifest = _prepare(scans, "file,label\na.npy,1\nb,0\nc.npy,1\n")
+    assert {it["source"]: it["label"] for it in manifest["items"]} == {"a.npy": 1, "b.npy": 0, "sub/c.npy": 1}
+    assert manifest["labels"]["kind"] == "class" and manifest["labels"]["classes"] == [0, 1]
+    assert manifest["labels"]["counts"]["train"] == {"0": 1, "1": 2}
+    assert (scans.parent / "out" / "labels.csv").read_text(encoding="utf-8").startswith("file,label")
+
+
+def test_prepare_stores_float_labels_as_values(scans: Path) -> None:
+    manifest = _prepare(scans, "a.npy,0.5\nb.npy,2\nsub/c.npy,-1.25\n")
+    assert manifest["labels"] == {"kind": "value", "range": [-1.25, 2.0], "csv": "labels.csv"}
+    assert [it["label"] for it in manifest["items"]] == [0.5, 2.0, -1.25]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "message"),
+    [
+        (
+            "a.npy,1\nb.npy,0\nsub/c.npy,1\nd.npy,0\n",
+            "auto",
+            r"labels\.csv, row 4: 'd\.npy' is not one of the 3 scans",
+        ),
+        ("a.npy,1\nb.npy,0\n", "auto", r"labels\.csv: no label for scan 'sub/c\.npy'"),
+        (
+            "a.npy,1\nb.npy,sick\nsub/c.npy,1\n",
+            "auto",
+            r"row 2: label 'sick' of 'b\.npy' is not an integer class",
+        ),
+        (
+            "a.npy,1\nb.npy,0\na.npy,1\nsub/c.npy,0\n",
+            "auto",
+            r"row 3: 'a\.npy' is labelled twice \(first at row 1\)",
+        ),
+        ("a.npy,1,x\n", "auto", r"row 1: expected 2 columns"),
+        (
+            "a.npy,1\nb.npy,0.5\nsub/c.npy,1\n",
+            "class",
+            r"row 2: label 0\.5 of 'b\.npy' is not an integer class",
+        ),
+        ("a.npy,1\nb.npy,nan\nsub/c.npy,1\n", "auto", r"row 2: label 'nan'"),
+    ],
+)
+def test_bad_label_csvs_are_refused_naming_the_csv_and_row(
+    scans: Path, text: str, kind: str, message: str
+) -> None:
+    with pytest.raises(LabelError, match=message):
+        _prepare(scans, text, kind)
+    assert not (scans.parent / "out").exists()  # nothing half-written
+
+
+def test_prepare_cli_reports_a_bad_csv_in_one_line(scans: Path) -> None:
+    csv = scans.parent / "labels.csv"
+    csv.write_text("a.npy,1\nzzz.npy,0\n", encoding="utf-8")
+    res = runner.invoke(app, ["prepare", str(scans), "--preset", "generic", "--shape", "8", "-o",
+                              str(scans.parent / "out"), "--labels", str(csv)])  # fmt: skip
+    assert res.exit_code == 1, res.output
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("error")]
+    assert errors == [f"error: {csv}, row 2: 'zzz.npy' is not one of the 3 scans found"]
+    assert "Traceback" not in res.output
+
+
+def test_read_labels_csv_skips_header_and_comments(tmp_path: Path) -> None:
+    path = tmp_path / "l.csv"
+    path.write_text("# classes: 0 healthy\nfilename,label\n\nx.nii.gz, 3\n", encoding="utf-8")
+    assert read_labels_csv(path) == {"x.nii.gz": (4, 3)}
+
+
+def test_label_spec_encodes_one_hot_and_refuses_unknown_classes() -> None:
+    spec = LabelSpec("class", (2, 7))
+    torch.testing.assert_close(spec.encode([7, 2, 7]), torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]))
+    with pytest.raises(LabelError, match="--label 3: not a class of this model \\(it knows classes 2, 7\\)"):
+        spec.check(3)
+    assert LabelSpec.from_dict(spec.to_dict()) == spec
+    value = LabelSpec("value", value_range=(1.0, 3.0))
+    torch.testing.assert_close(value.encode([1.5]), torch.tensor([[1.5]]))
+    assert value.grid(3) == [1.0, 2.0, 3.0]
+
+
+# ------------------------------------------------------------------------------------------ phantoms
+def test_labelled_phantom_classes_differ_where_they_should() -> None:
+    """Brain class 1 has CSF-dark enlarged ventricles; heart class 1 a smaller contrast-filled LV (thicker wall).
+    Class 0 (and no label) is the unlabelled phantom's subject, bit for bit."""
+    from medgan3d.data.phantoms import brain_phantom, heart_phantom, ventricle_mask
+
+    rng = lambda: np.random.default_rng([0, 5])  # noqa: E731
+    plain, _ = brain_phantom(rng(), 24)
+    np.testing.assert_array_equal(brain_phantom(rng(), 24, 0)[0], plain)
+    big, _ = brain_phantom(rng(), 24, 1)
+    centre = ventricle_mask(plain.shape)
+    shrunk = centre & np.roll(centre, 2, 0) & np.roll(centre, -2, 0)  # the core, clear of the deformation
+    assert big[shrunk].mean() < 0.5 * plain[shrunk].mean()
+    assert np.abs(big[~centre] - plain[~centre]).mean() < 0.05 * np.abs(plain).mean()
+    h0, _ = heart_phantom(np.random.default_rng([0, 3]), 48)
+    np.testing.assert_array_equal(heart_phantom(np.random.default_rng([0, 3]), 48, label=0)[0], h0)
+    h1, _ = heart_phantom(np.random.default_rng([0, 3]), 48, label=1)
+    assert h1.shape == h0.shape
+    assert (h1 > 200).sum() < (h0 > 200).sum() and (h1 > 200).sum() > 0.3 * (h0 > 200).sum()  # a smaller pool
+
+
+@pytest.fixture(scope="module")
+def brain8(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cond") / "brain8"
+    make_brain_phantoms(8, out, seed=0, shape=(16, 16, 16), labelled=True, val_fraction=0.25)
+    return out
+
+
+def test_labelled_brain_phantom_has_alternating_classes_and_its_csv(brain8: Path) -> None:
+    manifest = json.loads((brain8 / "dataset.json").read_text(encoding="utf-8"))
+    assert [it["label"] for it in manifest["items"]] == [0, 1] * 4
+    assert manifest["labels"]["classes"] == [0, 1]
+    rows = read_labels_csv(brain8 / "labels.csv")
+    assert rows["brain_00003.nii.gz"][1] == 1 and len(rows) == 8
+
+
+# ------------------------------------------------------------------------------------------ training
+def _train(data: Path, out: Path, **kw) -> Path:
+    from medgan3d.training.loop import TrainConfig, train
+
+    cfg = TrainConfig(
+        batch=4, batch_gpu=2, kimg=0.008, tick_kimg=0.004, snapshot_ticks=1, grid=2, seed=1, **kw
+    )
+    return train(data, load_preset("tiny").model, cfg, outdir=out, preset="tiny")
+
+
+@pytest.fixture(scope="module")
+def cond_run(brain8: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _train(brain8, tmp_path_factory.mktemp("runs"))
+
+
+def test_a_labelled_dataset_trains_a_conditional_model(cond_run: Path) -> None:
+    import yaml
+
+    from medgan3d.training.checkpoint import list_checkpoints, load_generator
+
+    config = yaml.safe_load((cond_run / "config.yaml").read_text(encoding="utf-8"))
+    assert (
+        config["model"]["labels"] == {"kind": "class", "classes": [0, 1]} and config["train"]["cond"] is True
+    )
+    G = load_generator(cond_run)
+    assert G.c_dim == 2
+    ckpt = list_checkpoints(cond_run)[-1]
+    from medgan3d.modeling import read_config
+
+    assert read_config(ckpt / "D")["args"]["c_dim"] == 2
+    z = torch.randn(1, G.z_dim).repeat(2, 1)
+    out = synthesize(G, z, c=torch.eye(2))
+    assert torch.isfinite(out).all() and not torch.allclose(out[0], out[1])
+
+
+def test_no_cond_trains_an_unconditional_model_and_baselines_refuse_labels(
+    brain8: Path, tmp_path: Path
+) -> None:
+    from medgan3d.errors import UsageError
+    from medgan3d.training.checkpoint import load_generator
+    from medgan3d.training.loop import TrainConfig, train
+
+    run = _train(brain8, tmp_path / "a", cond=False)
+    assert load_generator(run).c_dim == 0
+    cfg = TrainConfig(batch=4, batch_gpu=2, kimg=0.004, tick_kimg=0.004)
+    model = dataclasses.replace(load_preset("wgan-gp-tiny").model, shape=(16, 16, 16))
+    with pytest.raises(UsageError, match=r"unconditional in medgan3d.*--no-cond"):
+        train(brain8, model, cfg, outdir=tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+
+
+def test_generate_labels_and_their_errors(cond_run: Path, brain8: Path, tmp_path: Path) -> None:
+    res = runner.invoke(
+        app, ["generate", str(cond_run), "-n", "2", "--label", "1", "-o", str(tmp_path / "g")]
+    )
+    assert res.exit_code == 0, res.output
+    side = json.loads((tmp_path / "g" / "seed0001.json").read_text(encoding="utf-8"))
+    assert side["condition"] == {"kind": "class", "label": 1}
+    res = runner.invoke(
+        app, ["generate", str(cond_run), "-n", "2", "--label", "4", "-o", str(tmp_path / "h")]
+    )
+    assert (
+        res.exit_code == 1
+        and "error: --label 4: not a class of this model (it knows classes 0, 1)" in res.output
+    )
+    assert not (tmp_path / "h").exists() or not any((tmp_path / "h").iterdir())
+    res = runner.invoke(app, ["generate", str(cond_run), "--labels-from", str(brain8 / "labels.csv"),
+                              "-o", str(tmp_path / "f")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    labels = [
+        json.loads((tmp_path / "f" / f"seed{i:04d}.json").read_text())["condition"]["label"] for i in range(8)
+    ]
+    assert labels == [0, 1] * 4
+    # the same seed with another label is another volume; with the same label the same one
+    import nibabel as nib
+
+    a = nib.load(tmp_path / "g" / "seed0000.nii.gz").get_fdata()
+    b = nib.load(tmp_path / "f" / "seed0000.nii.gz").get_fdata()  # seed 0, label 0
+    c = nib.load(tmp_path / "f" / "seed0001.nii.gz").get_fdata()  # seed 1, label 1
+    d = nib.load(tmp_path / "g" / "seed0001.nii.gz").get_fdata()  # seed 1, label 1
+    assert not np.allclose(a, b)
+    np.testing.assert_array_equal(c, d)
+
+
+def test_generate_label_on_an_unconditional_model_is_refused(brain8: Path, tmp_path: Path) -> None:
+    run = _train(brain8, tmp_path / "a", cond=False)
+    res = runner.invoke(app, ["generate", str(run), "-n", "1", "--label", "0", "-o", str(tmp_path / "g")])
+    assert res.exit_code == 1 and "the model is unconditional" in res.output
+
+
+# ------------------------------------------------------------------------------------------ HA-GAN
+def test_hagan_conditional_networks_follow_the_published_variant() -> None:
+    """G: one-hot label concatenated to z before fc1; D: (logit, class logits), each the mean of D^H and D^L."""
+    from medgan3d.networks.hagan import HAGANDiscriminator, HAGANGenerator
+
+    torch.manual_seed(0)
+    G = HAGANGenerator(32, 16, 32, num_class=3).eval()
+    assert G.common_block.fc.in_features == 16 + 3
+    z, c = torch.randn(1, 16).repeat(3, 1), torch.eye(3)
+    vols = G.generate(z, c=c)
+    assert not torch.allclose(vols[0], vols[1])
+    torch.testing.assert_close(G.generate(z[:1], c=c[2:]), vols[2:], rtol=1e-4, atol=1e-5)
+    h_by_hand = G.common_block(torch.cat([z, c], 1))
+    torch.testing.assert_close(G.common(z, c), h_by_hand)
+    D = HAGANDiscriminator(32, 32, num_class=3).eval()
+    sub, low, pos = torch.randn(2, 1, 4, 32, 32), torch.randn(2, 1, 8, 8, 8), torch.tensor([0.0, 0.5])
+    out = D(sub, low, pos)
+    assert out.shape == (2, 4)
+    torch.testing.assert_close(out, (D.high(sub, pos) + D.low(low)) / 2)
+    assert D.high(sub, pos).shape == (2, 4) and D.low(low).shape == (2, 4)
+
+
+def test_hagan_conditional_losses_match_the_published_objective() -> None:
+    """D: BCE(real) + CE(class_real, y) + BCE(fake); G: BCE(fake, 1) + 0.1 CE(class_fake, y), by hand."""
+    import contextlib
+
+    import torch.nn.functional as F
+
+    from medgan3d.config import HAGANConfig
+    from medgan3d.training.families.hagan import HAGAN, HAGANLoss, draw_crop
+    from medgan3d.training.family import MicroBatch
+    from medgan3d.training.loop import TrainConfig
+
+    model = HAGANConfig(resolution=32, latent_dim=16, width=32, labels={"kind": "class", "classes": [0, 1]})
+    cfg = TrainConfig(batch=2, batch_gpu=2, loss=HAGANLoss())
+    family = HAGAN()
+    nets = family.build(model, cfg, torch.device("cpu"), False, None)
+    crop = draw_crop(0, 0, 32, cfg.loss)
+    reals, c = torch.rand(2, 1, 32, 32, 32) * 2 - 1, torch.eye(2)[[1, 0]]
+    mb = MicroBatch(2, 1, torch.device("cpu"), contextlib.nullcontext(), lambda: reals, 0, crop, lambda: c)
+    G, D = nets.modules["G"], nets.modules["D"]
+    pos = torch.full((2,), crop.position)
+    for phase in ("D", "G"):
+        torch.manual_seed(7)
+        got = getattr(family, f"_loss_{phase}")(nets, mb, cfg.loss).loss
+        torch.manual_seed(7)
+        z = torch.randn(2, 16)
+        with torch.no_grad():
+            fake_sub, fake_low = G(z, crop.latent_start, c)
+            fake = D(fake_sub, fake_low, pos)
+            if phase == "D":
+                real = D(reals[:, :, crop.real_start : crop.real_start + 4], reals[..., ::4, ::4, ::4], pos)
+                want = (F.binary_cross_entropy_with_logits(real[:, :1], torch.ones(2, 1))
+                        + F.cross_entropy(real[:, 1:], torch.tensor([1, 0]))
+                        + F.binary_cross_entropy_with_logits(fake[:, :1], torch.zeros(2, 1)))  # fmt: skip
+            else:
+                want = (F.binary_cross_entropy_with_logits(fake[:, :1], torch.ones(2, 1))
+                        + 0.1 * F.cross_entropy(fake[:, 1:], torch.tensor([1, 0])))  # fmt: skip
+        torch.testing.assert_close(got.detach(), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_tiny_conditional_hagan_run(tmp_path: Path) -> None:
+    from medgan3d.training.checkpoint import load_generator
+    from medgan3d.training.loop import TrainConfig, train
+
+    make_brain_phantoms(4, tmp_path / "b32", seed=0, shape=(32, 32, 32), labelled=True, val_fraction=0.0)
+    cfg = TrainConfig(batch=2, batch_gpu=2, kimg=0.004, tick_kimg=0.002, snapshot_ticks=1, grid=2, seed=0)
+    preset = load_preset("hagan-tiny")
+    run = train(
+        tmp_path / "b32",
+        preset.model,
+        dataclasses.replace(cfg),
+        outdir=tmp_path / "runs",
+        preset="hagan-tiny",
+    )
+    G = load_generator(run)
+    assert G.c_dim == 2
+    vols = synthesize(G, torch.randn(1, G.z_dim).repeat(2, 1), c=torch.eye(2))
+    assert torch.isfinite(vols).all() and not torch.allclose(vols[0], vols[1])
+
+
+# ------------------------------------------------------------------------------------------ metrics
+def test_per_class_metrics_score_each_class_against_its_own_reals(brain8: Path) -> None:
+    from medgan3d.metrics import evaluate_per_class
+    from medgan3d.metrics.inputs import load_real
+    from medgan3d.metrics.psnr import nearest_real_psnr
+
+    real = load_real(brain8, list(range(8)))
+    labels = [0, 1] * 4
+    per = evaluate_per_class(real, labels, brain8, metrics=("psnr",), bootstrap=0)
+    assert set(per) == {"0", "1"} and per["0"]["num_real"] == 4 and per["1"]["num_fake"] == 4
+    assert per["0"]["psnr"] == per["1"]["psnr"] == 100.0  # each volume is among the reals of its own class
+    swapped = evaluate_per_class(real, [1 - v for v in labels], brain8, metrics=("psnr",), bootstrap=0)
+    by_hand = nearest_real_psnr(real[1::2], real[0::2])[0].mean()  # class-1 volumes against class-0 reals
+    assert swapped["0"]["psnr"] == pytest.approx(by_hand) and by_hand < 60
+
+
+def test_evaluate_cli_prints_per_class_scores_of_a_conditional_run(cond_run: Path, brain8: Path, tmp_path: Path
+                                                                    ) -> None:  # fmt: skip
+    res = runner.invoke(app, ["evaluate", str(cond_run), "--data", str(brain8), "-n", "4", "--metrics", "psnr",
+                              "--bootstrap", "0", "-o", str(tmp_path / "e")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert (
+        "class 0 (2 generated vs 4 real): psnr" in res.output
+        and "class 1 (2 generated vs 4 real)" in res.output
+    )
+    result = json.loads((tmp_path / "e" / "metrics.json").read_text(encoding="utf-8"))
+    assert set(result["per_class"]) == {"0", "1"}
+    assert "Per class" in (tmp_path / "e" / "report.html").read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------ experiment
+def _augmentation():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    import augmentation
+
+    return augmentation
+
+
+def test_augmentation_scores_are_accuracy_and_auc() -> None:
+    aug = _augmentation()
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # logits whose class-1 probability is x's mean
+            p = x.flatten(1).mean(1).clamp(1e-4, 1 - 1e-4)
+            return torch.stack([torch.log1p(-p), torch.log(p)], 1)
+
+    x = torch.tensor([0.1, 0.4, 0.35, 0.8]).reshape(4, 1, 1, 1, 1)
+    got = aug.scores(Fixed(), x, torch.tensor([0, 0, 1, 1]))
+    assert got["accuracy"] == 0.75  # 0.8 -> 1 right, 0.35 -> 0 wrong
+    assert (
+        got["auc"] == 0.75
+    )  # pairs (pos, neg) ranked right: (0.35>0.1), (0.8>0.1), (0.8>0.4); wrong: (0.35<0.4)
+
+
+@pytest.mark.slow
+def test_augmentation_driver_at_a_toy_budget(tmp_path: Path) -> None:
+    aug = _augmentation()
+    args = ["--out", str(tmp_path), "--seeds", "0,1,2", "--train-subjects", "6", "--test-subjects", "6",
+            "--gan-kimg", "0.016", "--synthetic", "2", "--steps", "2", "--batch", "4"]  # fmt: skip
+    aug.main(args)
+    rows = list(csv.DictReader((tmp_path / "augmentation.csv").open(encoding="utf-8")))
+    assert len(rows) == 9 and {r["training_set"] for r in rows} == set(aug.TRAINING_SETS)
+    assert {r["n_train"] for r in rows if r["training_set"] == "real + synthetic"} == {"10"}
+    table = (tmp_path / "augmentation.md").read_text(encoding="utf-8")
+    assert table.startswith("| training set | n train | accuracy | AUC |") and "seeds 0, 1, 2" in table
+    before = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    aug.main(args)  # the GAN runs are reused
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == before
