@@ -344,7 +344,8 @@ def run_phase(family: Family, phase: Phase, nets: Networks, reals: RealBatches, 
     params = [p for name in phase.trains for p in nets.modules[name].parameters()]
     for r in range(rounds):
         seed_micro(cfg.seed, state.batch_idx, phase.index, d.rank * rounds + r)
-        labels = functools.partial(reals.labels, state.cur_nimg, r) if reals.spec is not None else None
+        spec = getattr(reals, "spec", None)  # test doubles of RealBatches need not have one
+        labels = functools.partial(reals.labels, state.cur_nimg, r) if spec is not None else None
         mb = MicroBatch(cfg.batch_gpu, rounds, d.device, autocast, functools.partial(reals.micro, state.cur_nimg, r),
                         state.batch_idx, context, labels)  # fmt: skip
         with accumulated_grads(params):
