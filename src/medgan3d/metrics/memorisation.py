@@ -34,21 +34,26 @@ MIN_HELDOUT = 2
 
 def nearest_distances(x: Tensor, train: Any, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """Per row of ``x`` ``[N, ...]``: the RMS difference to its nearest row of ``train`` (a tensor or a numpy
-    memmap, read ``batch`` rows at a time) and that row's index. The chosen pairs are recomputed directly,
-    since the expanded form ||a||² + ||b||² − 2a·b loses the small distances of near-copies."""
-    f = x.flatten(1).double()
-    fsq = (f * f).sum(1)
+    memmap, read ``batch`` rows at a time) and that row's index. The search uses float32 products (no float64
+    copy of a large set); the chosen pairs are then recomputed directly in float64, since the expanded form
+    ||a||² + ||b||² − 2a·b loses the small distances of near-copies."""
+    f = x.detach().float().flatten(1)
+    fsq = torch.stack([(row.double() ** 2).sum() for row in f])
     best = torch.full((len(f),), float("inf"), dtype=torch.float64)
     index = torch.zeros(len(f), dtype=torch.long)
     for start in range(0, len(train), batch):
-        r = torch.as_tensor(np.asarray(train[start : start + batch], dtype=np.float32)).flatten(1).double()
-        d = (fsq[:, None] + (r * r).sum(1)[None, :] - 2.0 * f @ r.T).clamp_min(0.0)
+        r = torch.as_tensor(np.asarray(train[start : start + batch], dtype=np.float32)).flatten(1)
+        rsq = torch.stack([(row.double() ** 2).sum() for row in r])
+        d = (fsq[:, None] + rsq[None, :] - 2.0 * (f @ r.T).double()).clamp_min(0.0)
         low, arg = d.min(1)
         better = low < best
         best[better], index[better] = low[better], arg[better] + start
-    chosen = torch.stack([torch.as_tensor(np.asarray(train[int(i)], dtype=np.float32)) for i in index])
-    rms = ((f - chosen.flatten(1).double()) ** 2).mean(1).sqrt()
-    return rms.numpy(), index.numpy()
+    rms = [
+        float(((f[i].double() - torch.as_tensor(np.asarray(train[int(j)], dtype=np.float32)).flatten().double()) ** 2)
+              .mean().sqrt())
+        for i, j in enumerate(index)
+    ]  # fmt: skip
+    return np.asarray(rms), index.numpy()
 
 
 def mann_whitney_z(gen: np.ndarray, heldout: np.ndarray) -> tuple[float, float]:
