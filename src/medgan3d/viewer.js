@@ -69,7 +69,11 @@
     self.groups.forEach(function (g) { g.volumes.forEach(function (v) { PLANES.forEach(function (p) {
       var d = dims(v, p); extent = Math.max(extent, d.rows * d.rowMm, d.cols * d.colMm);
     }); }); });
-    self.mmPerPx = extent / (payload.size || 220);
+    // Panes side by side where the page allows: shrink the planes to fit the viewer's width (not below 96 px).
+    var n = Math.max(1, self.groups.length), avail = root.clientWidth || 1200;
+    var fit = Math.floor((avail - 16 * (n - 1) - 60 * n) / (3 * n));
+    self.size = Math.max(96, Math.min(payload.size || 220, fit));
+    self.mmPerPx = extent / self.size;
 
     root.appendChild(el("div", { class: "mv-title" }, payload.title || ""));
     var bar = el("div", { class: "mv-controls" });

@@ -240,7 +240,7 @@ def viewer_html(art: EvalArtifacts, result: dict, count: int = 4) -> str:
     groups = [model_group(name, vols[:count], window, spacing) for name, vols in
               (("generated", art.fake), ("real", art.real))]  # fmt: skip
     data = payload(groups, (window.lo, window.hi), unit=window.unit,
-                   title=f"generated and real volumes ({window.describe()})")  # fmt: skip
+                   title=f"generated and real volumes: {window.describe()}")  # fmt: skip
     return (
         "<h2>Explore the volumes</h2><p>Scroll a plane with the mouse wheel or its slider, click a plane to move "
         "the other two there, and set the grey-scale window with the two window sliders.</p>" + fragment(data)
