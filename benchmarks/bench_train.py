@@ -1,6 +1,7 @@
 """Seconds per kimg of the real training step: COCA Baseline vs Split&Shuffle, fp32 vs bf16, in one run.
 
     python benchmarks/bench_train.py [--batch 4] [--repeats 3] [--device cpu|cuda] [--presets ...]
+                                     [--precisions fp32,bf16]
 
 Each phase of :func:`medgan3d.training.loop.run_phase` (Gmain, Greg, Dmain, Dreg) is timed on its own,
 interleaved across configurations, and amortised exactly as the loop runs them (Greg every 4th, Dreg every
@@ -72,9 +73,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated subset of fp32,bf16")
     args = parser.parse_args()
     device = torch.device(args.device)
-    configs = list(itertools.product(args.presets.split(","), (False, True)))
+    precisions = [{"fp32": False, "bf16": True}[p] for p in args.precisions.split(",")]
+    configs = list(itertools.product(args.presets.split(","), precisions))
     bundles = {c: setup(c[0], c[1], args.batch, device) for c in configs}
     times: dict[tuple[str, bool], dict[str, list[float]]] = {c: {p: [] for p in PHASES} for c in configs}
     for c in configs:  # warm-up
@@ -106,10 +109,10 @@ def main() -> None:
         )
     names = args.presets.split(",")
     if len(names) == 2:
-        for bf16 in (False, True):
+        for bf16 in precisions:
             ratio = per_kimg[(names[0], bf16)] / per_kimg[(names[1], bf16)]
             print(f"{names[1]} vs {names[0]} ({'bf16' if bf16 else 'fp32'}): {ratio:.2f}x faster")
-        for n in names:
+        for n in names if len(precisions) == 2 else ():
             print(f"{n}: bf16 vs fp32 {per_kimg[(n, False)] / per_kimg[(n, True)]:.2f}x faster")
 
 
