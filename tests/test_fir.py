@@ -1,9 +1,10 @@
 """FIR resampling as one linear autograd Function: equal to the depthwise-convolution formulation it replaced.
 
 The reference below is the previous implementation (autograd through three depthwise convolutions per op).
-The Function must give the same values, gradients and double gradients, pass gradcheck/gradgradcheck, save
-no tensors for backward, make no tensor per call, and keep its double backward's op count independent of
-the channel count (aten's double backward of a grouped convolution loops over the groups).
+The Function must give the same values, gradients and double gradients (float64 to 1e-12, float32 to its
+rounding), pass gradcheck/gradgradcheck, save no tensors for backward, make no tensor per call, and keep its
+double backward's op count independent of the channel count (aten's double backward of a grouped
+convolution loops over the groups).
 """
 
 from __future__ import annotations
@@ -76,8 +77,8 @@ def test_fir_equals_previous_implementation(nd: int, name: str, layout: str) -> 
         for g, w in zip(got, want, strict=True):
             if dtype == torch.float64:
                 torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
-            else:  # the same kernels in the same layouts: the CPU default path stays bit-identical
-                assert torch.equal(g, w) and g.stride() == w.stride()
+            else:  # the first axis of a volume runs as a banded matmul: float32 rounding only
+                torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6 * float(w.abs().max()))
 
 
 @pytest.mark.parametrize("nd", DIMS)
@@ -129,6 +130,12 @@ def test_fir_makes_no_tensor_per_call() -> None:
         upsample_fir(x, 3)
     assert set(counter.ops) <= {"aten.convolution", "aten.view", "aten.expand", "aten.reshape"}, counter.ops
     assert counter.ops["aten.convolution"] == 3
+    blur_fir(x, 3, pad=2)
+    with _OpCounter() as counter:
+        blur_fir(x, 3, pad=2)  # the first axis as a matmul with a cached band matrix
+    allowed = {"aten.convolution", "aten.view", "aten.expand", "aten.reshape", "aten.permute", "aten.bmm",
+               "aten.mm", "aten._unsafe_view", "aten.transpose"}  # fmt: skip
+    assert set(counter.ops) <= allowed, counter.ops
 
 
 def _r1_op_count(channels: int, fir: bool = True) -> int:

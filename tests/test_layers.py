@@ -15,8 +15,10 @@ from medgan3d.networks.layers import (
     blur_fir,
     channel_shuffle,
     channel_unshuffle,
+    channels_last,
     conv_fn,
     downsample_fir,
+    join_branches,
     modulated_conv,
     upsample_fir,
 )
@@ -177,3 +179,47 @@ def test_bias_act_matches_formula_and_keeps_input(activation: str, with_bias: bo
     assert torch.equal(x.detach(), before)  # never modifies its input
     y.sum().backward()  # in-place ops stay differentiable
     assert x.grad is not None
+
+
+@pytest.mark.parametrize("nd", DIMS)
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("up", [False, True])
+@pytest.mark.parametrize("in_shuffled", [False, True])
+def test_nonfused_modulated_conv_equals_fused(nd: int, groups: int, up: bool, in_shuffled: bool) -> None:
+    """x·s → dense conv → ·demod (StyleGAN2-ADA's training form) equals the grouped per-sample-weight conv,
+    values and gradients; ``in_shuffled`` equals shuffling the input first."""
+    torch.manual_seed(3)
+    x = torch.randn(3, 8, *([5] * nd), dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(6, 8 // groups, *([3] * nd), dtype=torch.float64, requires_grad=True)
+    styles = torch.randn(3, 8, dtype=torch.float64, requires_grad=True)
+    outs = []
+    for fused in (True, False):
+        y = modulated_conv(x, weight, styles, nd, groups=groups, up=up, fused=fused, in_shuffled=in_shuffled)
+        outs.append([y, *torch.autograd.grad(y.square().sum(), [x, weight, styles])])
+    for a, b in zip(*outs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    xin = channel_shuffle(x, 2) if in_shuffled else x
+    reference = _naive_modulated(xin.float(), weight.float(), styles.float(), nd, groups, up).double()
+    torch.testing.assert_close(outs[1][0], reference, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("nd", DIMS)
+def test_torgb_in_shuffled_permutes_the_weight_instead_of_the_input(nd: int) -> None:
+    torch.manual_seed(4)
+    x, weight, styles = torch.randn(2, 8, *([4] * nd)), torch.randn(1, 8, *([1] * nd)), torch.randn(2, 8)
+    got = modulated_conv(x, weight, styles, nd, demodulate=False, in_shuffled=True)
+    want = modulated_conv(channel_shuffle(x, 2), weight, styles, nd, demodulate=False)
+    torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("nd", DIMS)
+@pytest.mark.parametrize("interleave", [False, True])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_join_branches_is_cat_or_shuffle_and_keeps_layout(nd: int, interleave: bool, layout: str) -> None:
+    a, b = torch.randn(2, 4, *([3] * nd)), torch.randn(2, 4, *([3] * nd))
+    if layout == "channels_last":
+        a, b = channels_last(a), channels_last(b)
+    got = join_branches(a, b, interleave)
+    cat = torch.cat([a, b], dim=1)
+    assert torch.equal(got, channel_shuffle(cat, 2) if interleave else cat)
+    assert got.is_contiguous() == (layout == "contiguous")

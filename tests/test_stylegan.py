@@ -10,7 +10,7 @@ import torch
 from medgan3d.config import ModelConfig
 from medgan3d.modeling import from_pretrained
 from medgan3d.networks import Discriminator, Generator
-from medgan3d.networks.layers import D_VARIANTS, G_VARIANTS
+from medgan3d.networks.layers import D_VARIANTS, G_VARIANTS, upsample_fir
 
 
 def tiny(nd: int, g: str = "split_shuffle", d: str = "split_shuffle") -> ModelConfig:
@@ -189,3 +189,58 @@ def test_2d_twin_has_the_same_layers_with_one_kernel_axis_less() -> None:
                 assert t3[:2] == t2[:2] and t3[3:] == t2[2:]
             else:
                 assert t3 == t2, key
+
+
+def _g_outputs(G: Generator, z: torch.Tensor) -> list[torch.Tensor]:
+    G.zero_grad()
+    img = G(z, noise_mode="const")
+    img.square().sum().backward()
+    return [img.detach(), *(p.grad.clone() for p in G.parameters() if p.grad is not None)]
+
+
+@pytest.mark.parametrize("nd", DIMS)
+@pytest.mark.parametrize("g", G_VARIANTS)
+@pytest.mark.parametrize("architecture", ["skip", "orig"])
+def test_generator_fused_and_nonfused_modulated_conv_agree(
+    nd: int, g: str, architecture: str, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Both forms of the modulated conv give G the same image and gradients (float64: to 1e-10)."""
+    from medgan3d.networks import layers
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(tiny(nd, g=g), g_architecture=architecture)
+    G = cfg.build_generator().double()
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.fill_(0.2)
+    z = torch.randn(3, cfg.z_dim, dtype=torch.float64)
+    results = []
+    for fused in (True, False):
+        monkeypatch.setitem(layers._FUSED_DEFAULT, "cpu", fused)
+        results.append(_g_outputs(G, z))
+    assert len(results[0]) == len(results[1]) > 10
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("nd", DIMS)
+def test_split_shuffle_generator_deferred_shuffle_equals_explicit_shuffles(nd: int) -> None:
+    """The synthesis network hands the shuffle to the next layer / toRGB; running every layer with its own
+    shuffle (the textbook order, Liu et al., arXiv 2208.03934 Fig. 3) gives the same image."""
+    torch.manual_seed(1)
+    G = tiny(nd, g="split_shuffle").build_generator()
+    ws = G.mapping(torch.randn(2, 16))
+    with torch.no_grad():
+        got = G.synthesis(ws, noise_mode="const")
+        img, w_idx, x = None, 0, None
+        for block in G.synthesis.blocks:
+            w = ws[:, w_idx : w_idx + block.num_conv + 1]
+            if block.is_first:
+                x = block.conv1(block.const.unsqueeze(0).expand(2, *block.const.shape), w[:, 0], "const")
+            else:
+                x = block.conv1(block.conv0(x, w[:, 0], "const"), w[:, 1], "const")
+            y = block.torgb(x, w[:, block.num_conv])
+            img = y if img is None else upsample_fir(img, nd) + y
+            w_idx += block.num_conv
+    torch.testing.assert_close(got, img, rtol=1e-5, atol=1e-5)

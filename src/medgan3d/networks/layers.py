@@ -94,8 +94,40 @@ def channels_last(x: Tensor) -> Tensor:
     return x.contiguous(memory_format=fmt) if fmt is not None else x
 
 
+def _band(n_in: int, p: _Pass, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The pass along one axis of length ``n_in`` as a banded ``[n_out, n_in]`` matrix (cached)."""
+    key = (n_in, p.transposed, p.stride, p.pad, p.gain, device, dtype)
+    m = _BANDS.get(key)
+    if m is None:
+        with torch.inference_mode(False), torch.no_grad():
+            eye = torch.eye(n_in, dtype=dtype).reshape(n_in, 1, n_in)
+            m = _run_pass(eye, replace(p, axis=0, grad_of=None)).reshape(n_in, -1).t().contiguous().to(device)
+        _BANDS[key] = m
+    return m
+
+
+_BANDS: dict[tuple[object, ...], Tensor] = {}
+
+
+def _first_axis_matmul(x: Tensor, m: Tensor) -> Tensor:
+    """``m @ x`` along the first spatial axis of a volume, in ``x``'s layout (channels-last or contiguous)."""
+    n, c, d = x.shape[:3]
+    if x.is_contiguous():
+        return torch.matmul(m, x.reshape(n * c, d, -1)).reshape(n, c, m.shape[0], *x.shape[3:])
+    x = channels_last(x).permute(0, 2, 3, 4, 1)  # [N, D, H, W, C], contiguous
+    y = torch.matmul(m, x.reshape(n, d, -1)).reshape(n, m.shape[0], *x.shape[2:])
+    return y.permute(0, 4, 1, 2, 3)
+
+
 def _run_pass(x: Tensor, p: _Pass) -> Tensor:
     nd, channels = x.ndim - 2, x.shape[1]
+    if nd == 3 and p.axis == 0 and p.stride == 1 and not p.transposed:
+        # aten sends a depthwise kernel of extent 1 along the last two axes to its im2col fallback
+        # (slow_conv3d) for small single-threaded batches, ~20x slower than oneDNN; a banded matrix
+        # product along the first axis is faster still, and its adjoint is the transposed matrix.
+        if p.grad_of is None:
+            return _first_axis_matmul(x, _band(x.shape[2], p, x.device, x.dtype))
+        return _first_axis_matmul(x, _band(p.grad_of[0][2], p, x.device, x.dtype).t())
     shape = _axis_tuple(nd, p.axis, len(FIR_TAPS), 1)
     kernel = _fir_taps(x.device, x.dtype, p.gain).reshape(1, 1, *shape).expand(channels, 1, *shape)
     stride, pad = _axis_tuple(nd, p.axis, p.stride, 1), _axis_tuple(nd, p.axis, p.pad, 0)
@@ -180,6 +212,17 @@ def channel_shuffle(x: Tensor, groups: int = 2) -> Tensor:
     """Interleave the channels of ``groups`` branches: [a0 a1 .. b0 b1 ..] -> [a0 b0 a1 b1 ..]."""
     n, c = x.shape[:2]
     return x.reshape(n, groups, c // groups, *x.shape[2:]).transpose(1, 2).reshape(x.shape)
+
+
+def join_branches(a: Tensor, b: Tensor, interleave: bool) -> Tensor:
+    """``cat([a, b], 1)``, or ``channel_shuffle`` of it when ``interleave``, in one copy and in the layout of
+    ``a`` (channels-last stays channels-last)."""
+    fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(a.ndim)
+    if fmt is not None and not a.is_contiguous() and a.is_contiguous(memory_format=fmt):
+        perm = (0, *range(2, a.ndim), 1)  # [N, *S, C]: the memory order of a channels-last tensor
+        y = torch.stack([a.permute(perm), b.permute(perm)], dim=-1 if interleave else -2).flatten(-2)
+        return y.permute(0, a.ndim - 1, *range(1, a.ndim - 1))
+    return torch.stack([a, b], dim=2 if interleave else 1).flatten(1, 2)
 
 
 def channel_unshuffle(x: Tensor, groups: int = 2) -> Tensor:
@@ -300,6 +343,8 @@ class Conv(nn.Module):
         return w
 
     def forward(self, x: Tensor, gain: float = 1.0) -> Tensor:
+        if self.variant in ("split", "split_shuffle"):
+            return self._split_forward(x, gain)
         conv = conv_fn(self.spatial_dims)
         w = self.fused_weight().to(x.dtype)
         groups = x.shape[1] if self.variant == "depthwise" else self.groups
@@ -317,6 +362,27 @@ class Conv(nn.Module):
             x = channel_shuffle(x, 2)
         return x
 
+    def _split_forward(self, x: Tensor, gain: float) -> Tensor:
+        """The two branches of Split&Shuffle-D, each at its own cost: the ``k^n`` conv on the first half of
+        the channels, the ``1^n`` conv on the second (after ``down=2``: FIR downsampling, which equals the
+        centre tap of the ``k^n`` grid), bias and gain folded into the convolutions, then ONE copy that
+        writes both outputs side by side or interleaved (the shuffle), and the activation in place."""
+        nd, k, half = self.spatial_dims, self.kernel_size, self.in_channels // 2
+        g = gain * (LRELU_GAIN if self.activation == "lrelu" else 1.0)  # lrelu(g·y) = g·lrelu(y) for g > 0
+        wa = (self.weight * (g / math.sqrt(self.weight[0].numel()))).to(x.dtype)
+        wb = (self.weight_1x1 * (g / math.sqrt(self.weight_1x1[0].numel()))).to(x.dtype)
+        ba, bb = (self.bias * g).to(x.dtype).chunk(2) if self.bias is not None else (None, None)
+        conv = conv_fn(nd)
+        xa, xb = x[:, :half], x[:, half:]
+        if self.down == 2:
+            ya = conv(blur_fir(xa, nd, pad=(k + 1) // 2), wa, ba, stride=2)
+            yb = conv(downsample_fir(xb, nd), wb, bb)
+        else:
+            ya = conv(xa, wa, ba, padding=k // 2)
+            yb = conv(xb, wb, bb)
+        y = join_branches(ya, yb, interleave=self.variant == "split_shuffle")
+        return F.leaky_relu_(y, LRELU_SLOPE) if self.activation == "lrelu" else y
+
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}->{self.out_channels}, k={self.kernel_size}, down={self.down}, "
@@ -329,6 +395,45 @@ class Conv(nn.Module):
 # --------------------------------------------------------------------------------------------------
 
 
+def _modulation(
+    weight: Tensor, styles: Tensor, groups: int, demodulate: bool, eps: float
+) -> tuple[Tensor, Tensor | None]:
+    """Per-sample weights ``[N, g, Cout/g, Cin/g, k..]`` (Eq. 1) and the demodulation ``[N, Cout]`` (Eq. 2)."""
+    n = styles.shape[0]
+    c_out, c_in_g = weight.shape[:2]
+    nd = weight.ndim - 2
+    w = weight.reshape(1, groups, c_out // groups, c_in_g, *weight.shape[2:])
+    w = w * styles.reshape(n, groups, 1, c_in_g, *([1] * nd))
+    if not demodulate:
+        return w, None
+    d = torch.rsqrt(w.square().sum(dim=tuple(range(3, w.ndim)), keepdim=True) + eps)
+    return w, d
+
+
+def _transposed_weight(w: Tensor, groups: int, spatial_dims: int) -> Tensor:
+    """``[B, g, Cout/g, Cin/g, k..]`` as a transposed-conv weight ``[B·Cin, Cout/g, k..]``, flipped so that the
+    transposed convolution equals "insert zeros, then correlate with ``w``"."""
+    b, _, c_out_g, c_in_g = w.shape[:4]
+    w = w.transpose(2, 3).reshape(b * groups * c_in_g, c_out_g, *w.shape[4:])
+    return w.flip(list(range(2, 2 + spatial_dims)))
+
+
+_FUSED_DEFAULT: dict[str, bool] = {"cpu": True}
+
+
+def fused_modconv_default(device: torch.device) -> bool:
+    """Whether :func:`modulated_conv` runs fused (one grouped convolution) while autograd records on ``device``.
+
+    CPU: fused, by measurement (``benchmarks/bench_modconv.py``: the fused grouped convolution is as fast or
+    faster for every layer of coca-baseline and coca-ss under oneDNN, see docs/training.md). Other devices:
+    non-fused while training, as StyleGAN2-ADA (Karras et al., NeurIPS 2020) does: one dense convolution runs
+    on tensor-core kernels, a grouped one with groups = batch does not. Without autograd (inference) fused.
+    """
+    if not torch.is_grad_enabled():
+        return True
+    return _FUSED_DEFAULT.get(device.type, False)
+
+
 def modulated_conv(
     x: Tensor,
     weight: Tensor,
@@ -338,38 +443,89 @@ def modulated_conv(
     up: bool = False,
     groups: int = 1,
     eps: float = 1e-8,
+    fused: bool | None = None,
+    in_shuffled: bool = False,
 ) -> Tensor:
-    """Modulated (Eq. 1) and optionally demodulated (Eq. 2) convolution, batched as one grouped conv.
+    """Modulated (Eq. 1) and optionally demodulated (Eq. 2) convolution.
 
     ``weight`` is ``[C_out, C_in/groups, k..]``; ``styles`` is ``[N, C_in]``. With ``groups=2`` every branch
-    (Split, Liu et al., arXiv 2208.03934 §3.3) is modulated and demodulated over its own input channels only. The batch is folded
-    into the channel axis so the whole minibatch runs as ONE convolution with ``N*groups`` groups.
+    (Split, Liu et al., arXiv 2208.03934 §3.3) is modulated and demodulated over its own input channels only.
+    ``fused=True`` folds the batch into the channel axis and runs ONE convolution with ``N*groups`` groups of
+    per-sample weights; ``fused=False`` scales the input by the styles, runs one dense (``groups``-grouped)
+    convolution with the shared weight and scales the output by the demodulation coefficients (equal up to
+    float rounding); ``None`` takes :func:`fused_modconv_default`. ``in_shuffled=True``: the layer's input is
+    ``channel_shuffle(x, 2)`` (the branch outputs of a Split&Shuffle layer before their interleaving); the
+    non-fused form writes the interleaving within its style scaling, the fused one copies it first.
     ``up=True`` doubles every spatial dim: transposed stride-2 conv then the FIR filter (gain ``2**dims``).
     """
     n, c_in = styles.shape
     c_out, c_in_g = weight.shape[:2]
     k = weight.shape[2:]
     g = groups
-    w = weight.reshape(1, g, c_out // g, c_in_g, *k)
-    s = styles.reshape(n, g, 1, c_in_g, *([1] * spatial_dims))
-    w = w * s  # [N, g, Cout/g, Cin/g, k..]
-    if demodulate:
-        d = torch.rsqrt(w.square().sum(dim=tuple(range(3, w.ndim)), keepdim=True) + eps)
-        w = w * d
+    if fused is None:
+        fused = fused_modconv_default(x.device)
     if not up and groups == 1 and math.prod(k) == 1:
         # 1^n kernels (toRGB) as a batched matmul: oneDNN's grouped 1^n conv with few outputs is ~10x slower.
+        if in_shuffled:  # permute the weight's inputs instead of the activations
+            weight, styles = channel_unshuffle(weight, 2), channel_unshuffle(styles, 2)
+        w, d = _modulation(weight, styles, 1, demodulate, eps)
+        w = w if d is None else w * d
         y = torch.bmm(w.reshape(n, c_out, c_in), x.reshape(n, c_in, -1))
         return y.reshape(n, c_out, *x.shape[2:])
+    if not fused:
+        return _modulated_conv_nonfused(
+            x, weight, styles, spatial_dims, demodulate, up, groups, eps, in_shuffled
+        )
+    if in_shuffled:
+        x = channel_shuffle(x, 2)
+    w, d = _modulation(weight, styles, g, demodulate, eps)
+    if d is not None:
+        w = w * d
     x = x.reshape(1, n * c_in, *x.shape[2:])
     if not up:
         w = w.reshape(n * c_out, c_in_g, *k)
         y = conv_fn(spatial_dims)(x, w, padding=k[0] // 2, groups=n * g)
     else:
-        # Transposed conv wants [in, out/groups, k..]; flipping makes it equal to "zero-insert, then conv(w)".
-        w = w.transpose(2, 3).reshape(n * c_in, c_out // g, *k).flip(list(range(2, 2 + spatial_dims)))
-        y = conv_transpose_fn(spatial_dims)(x, w, stride=2, groups=n * g)
+        y = conv_transpose_fn(spatial_dims)(x, _transposed_weight(w, g, spatial_dims), stride=2, groups=n * g)
         y = blur_fir(y, spatial_dims, pad=1, gain=2.0**spatial_dims)
     return y.reshape(n, c_out, *y.shape[2:])
+
+
+def _modulated_conv_nonfused(
+    x: Tensor,
+    weight: Tensor,
+    styles: Tensor,
+    spatial_dims: int,
+    demodulate: bool,
+    up: bool,
+    groups: int,
+    eps: float,
+    in_shuffled: bool,
+) -> Tensor:
+    """x·s → one convolution with the shared weight → ·demodulation (StyleGAN2-ADA's training form)."""
+    n, c_in = styles.shape
+    c_out, k = weight.shape[0], weight.shape[2:]
+    ones = [1] * spatial_dims
+    if in_shuffled:
+        # the product's layout follows the style factor [N, C/2, 2]: the interleaved input, written once
+        xs = torch.mul(
+            styles.reshape(n, c_in // 2, 2, *ones), x.reshape(n, 2, c_in // 2, *x.shape[2:]).transpose(1, 2)
+        )
+        xs = xs.reshape(n, c_in, *x.shape[2:])
+    else:
+        xs = x * styles.reshape(n, c_in, *ones)
+    if not up:
+        y = conv_fn(spatial_dims)(xs, weight, padding=k[0] // 2, groups=groups)
+    else:
+        w = _transposed_weight(
+            weight.reshape(1, groups, c_out // groups, *weight.shape[1:]), groups, spatial_dims
+        )
+        y = conv_transpose_fn(spatial_dims)(xs, w, stride=2, groups=groups)
+        y = blur_fir(y, spatial_dims, pad=1, gain=2.0**spatial_dims)
+    if demodulate:
+        _, d = _modulation(weight, styles, groups, True, eps)
+        y = y * d.reshape(n, c_out, *ones)  # type: ignore[union-attr]
+    return y
 
 
 class MinibatchStd(nn.Module):
