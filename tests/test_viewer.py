@@ -289,3 +289,30 @@ def test_view_of_a_run_shows_its_samples_beside_its_training_volumes(tmp_path, c
         stored = np.frombuffer(base64.b64decode(v["data"]), np.uint8).reshape(16, 16, 16)
         assert np.abs(stored.astype(int) - quantize(window.to_units(vol), window.lo, window.hi)).max() <= 1
         assert v["spacing"] == pytest.approx(manifest["spacing"])
+
+
+def test_view_reads_a_dicom_series_as_one_volume(tmp_path) -> None:
+    import SimpleITK as sitk
+
+    from medgan3d.viewer import collect
+
+    vol = np.random.default_rng(0).integers(-500, 500, (6, 10, 12)).astype(np.int16)
+    folder = tmp_path / "scans" / "ct"
+    folder.mkdir(parents=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for i, plane in enumerate(vol):
+        image = sitk.GetImageFromArray(plane)
+        image.SetSpacing((0.8, 0.8))
+        tags = {"0008|0016": "1.2.840.10008.5.1.4.1.1.2", "0008|0018": f"1.2.3.4.{i + 1}", "0008|0060": "CT",
+                "0020|000d": "1.2.3", "0020|000e": "1.2.3.4", "0020|0013": str(i + 1),
+                "0020|0032": f"0\\0\\{2.5 * i}", "0020|0037": "1\\0\\0\\0\\1\\0",
+                "0028|0030": "0.8\\0.8", "0018|0050": "2.5"}  # fmt: skip
+        for key, value in tags.items():
+            image.SetMetaData(key, value)
+        writer.SetFileName(str(folder / f"s{i:02d}.dcm"))
+        writer.Execute(image)
+    (source,) = collect([tmp_path / "scans"])
+    (shown,) = source.groups[0].volumes
+    assert shown.array.shape == (6, 10, 12) and shown.spacing == pytest.approx((2.5, 0.8, 0.8))
+    assert source.window is None  # unknown units: the page quantises over the pooled percentiles

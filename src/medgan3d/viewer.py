@@ -172,7 +172,8 @@ def collect(
 ) -> list[Source]:
     """Groups for every path: a run (or checkpoint, or saved generator): ``num`` generated volumes (seeds
     ``seed``…) and the first ``num`` real training volumes of its dataset; a prepared dataset: its first ``num``
-    volumes; a folder or file of volumes (NIfTI, NRRD/MHA, npy, DICOM): the first ``num`` it holds."""
+    volumes; a folder or file of volumes (NIfTI, NRRD/MHA, npy; a folder of DICOM slices is one volume per
+    series): the first ``num`` it holds, in name order."""
     out = []
     for raw in paths:
         path = Path(raw)
@@ -235,11 +236,15 @@ def _dataset_source(root: Path, num: int, split: str, name: str | None = None) -
 
 
 def _files_source(path: Path, num: int) -> Source:
-    from medgan3d.data.io import IMAGE_SUFFIXES, VolumeReadError, read_volumes, suffix_of
+    from medgan3d.data.io import DICOM_SUFFIXES, IMAGE_SUFFIXES, VolumeReadError, read_volumes, suffix_of
     from medgan3d.generate import sidecar_path
 
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and
-                                                 suffix_of(p) in IMAGE_SUFFIXES)  # fmt: skip
+    if path.is_file():
+        files = [path]
+    else:  # single files, and every folder of DICOM slices as its series
+        found = sorted(p for p in path.rglob("*") if p.is_file() and suffix_of(p) in IMAGE_SUFFIXES)
+        dicom = sorted({p.parent for p in found if suffix_of(p) in DICOM_SUFFIXES})
+        files = [p for p in found if suffix_of(p) not in DICOM_SUFFIXES] + dicom
     if not files:
         raise ValueError(f"{path}: no volume files (looked for {', '.join(IMAGE_SUFFIXES)})")
     vols, windows = [], []
