@@ -23,7 +23,7 @@ import yaml
 from safetensors.torch import load_file
 
 from medgan3d.config import load_preset
-from medgan3d.data import make_brain_phantoms
+from medgan3d.data import Manifest, make_brain_phantoms
 from medgan3d.training import loop
 from medgan3d.training.checkpoint import list_checkpoints
 from medgan3d.training.families.hagan import HAGAN, Crop, HAGANLoss, draw_crop, real_views
@@ -357,7 +357,7 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
     # the written reconstruction is the refined one: its scores, recomputed here on [-1, 1]
     from medgan3d.project import read_scan
 
-    lo, hi = read_scan(s1 / "seed0000.nii.gz", manifest)[1]["intensity_range"]
+    lo, hi = read_scan(s1 / "seed0000.nii.gz", Manifest.load(data))[1]["intensity_range"]
     rec_n, target_n = ((v - lo) * (2 / (hi - lo)) - 1 for v in (rec, target))
     mse = float(np.mean((rec_n - target_n) ** 2))
     assert metrics["refined"]["mse"] == pytest.approx(mse, rel=1e-3)

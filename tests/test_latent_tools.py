@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from medgan3d.config import ModelConfig
+from medgan3d.data import Manifest
 from medgan3d.errors import UsageError
 from medgan3d.interpolate import walk, walk_volumes
 from medgan3d.latents import (
@@ -176,7 +177,7 @@ def test_cli_project_mix_interpolate(tmp_path: Path) -> None:
     from medgan3d.project import read_scan
 
     manifest = json.loads((tmp_path / "data" / "dataset.json").read_text(encoding="utf-8"))
-    array, info = read_scan(scans[0], manifest)
+    array, info = read_scan(scans[0], Manifest.load(tmp_path / "data"))
     np.testing.assert_allclose(rec_affine, np.asarray(info["affine"]), atol=1e-5)
     np.testing.assert_array_equal(target_affine, rec_affine)
     lo, hi = info["intensity_range"]
@@ -204,7 +205,7 @@ def test_cli_project_mix_interpolate(tmp_path: Path) -> None:
     G = load_stylegan(run)
     grid = style_mix(G, parse_latents(f"0,{npz}", G, 0.7), parse_latents("10", G, 0.7), (3, 4, 5))
     clipped = np.clip(grid.cells[1][0], -1.0, 1.0)  # mix clips to the trained window by default
-    np.testing.assert_allclose(cell, denormalize(clipped, manifest), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(cell, denormalize(clipped, Manifest.load(tmp_path / "data")), rtol=1e-5, atol=1e-4)
     assert len(list((tmp_path / "M").glob("mix-r*-c*.nii.gz"))) == 4
 
     proc = _cli("interpolate", str(run), "--seeds", "0,7", "--latents", str(npz), "--steps", "3", "--styles",

@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from medgan3d.config import load_preset
-from medgan3d.modeling import SHA256_KEY, WeightsError, file_sha256, from_pretrained
+from medgan3d.fs import file_sha256
+from medgan3d.modeling import SHA256_KEY, WeightsError, from_pretrained
 from medgan3d.networks import Generator
 from medgan3d.training.checkpoint import (
     NETWORKS_KEY,

@@ -20,7 +20,8 @@ import numpy as np
 
 from medgan3d import __version__
 from medgan3d.data.labels import LabelError, LabelSpec
-from medgan3d.modeling import atomic_write
+from medgan3d.data.manifest import MANIFEST_NAME, Manifest
+from medgan3d.fs import atomic_write
 from medgan3d.sampling import DEFAULT_CHUNK_DEPTH
 from medgan3d.training.checkpoint import (
     CKPT_PREFIX,
@@ -38,22 +39,17 @@ DESCRIP_BYTES = 80  # the NIfTI-1 header's descrip field
 _FAMILY_OF_CLASS = {"Generator": "stylegan2", "HAGANGenerator": "hagan", "BaselineGenerator": "baseline"}
 
 
-def find_manifest(
-    source: str | os.PathLike[str], data: str | os.PathLike[str] | None
-) -> dict[str, Any] | None:
-    """The dataset manifest: ``--data``'s, else the copy a run keeps beside its checkpoints."""
-    candidates = [Path(data) / "dataset.json"] if data is not None else []
+def find_manifest(source: str | os.PathLike[str], data: str | os.PathLike[str] | None) -> Manifest | None:
+    """The dataset manifest: ``--data``'s, else the copy a run keeps beside its checkpoints (None: neither)."""
+    folders = [Path(data)] if data is not None else []
     source = Path(source)
     if not is_network_dir(source):  # a run folder or a checkpoint in one: no need to verify it here
-        candidates += [run_dir_of(source) / "dataset.json"]
-    for path in candidates:
-        if path.is_file():
-            try:
-                return json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+        folders += [run_dir_of(source)]
+    for folder in folders:
+        if (folder / MANIFEST_NAME).is_file():
+            return Manifest.load(folder, check_array=False)
     if data is not None:
-        raise FileNotFoundError(f"{data}: no dataset.json (not a prepared dataset)")
+        raise FileNotFoundError(f"{data}: no {MANIFEST_NAME} (not a prepared dataset)")
     return None
 
 
@@ -212,7 +208,7 @@ def resolve_source(source: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]
 
 def synthetic_info(
     source: str | os.PathLike[str],
-    manifest: Mapping[str, Any] | None,
+    manifest: Manifest | None,
     tool: str,
     clipped: bool,
     psi: float | None = None,
@@ -286,8 +282,8 @@ def sample_to_nifti(
     spec = label_spec(G, origin, source)
     chosen = choose_labels(spec, len(seeds), label, labels)
     manifest = find_manifest(source, data)
-    affine = None if manifest is None else np.asarray(manifest["affine"])
-    spacing = manifest["spacing"] if manifest is not None else (1.0, 1.0, 1.0)
+    affine = None if manifest is None else manifest.affine_array
+    spacing = manifest.spacing if manifest is not None else (1.0, 1.0, 1.0)
     data_window = IntensityWindow.of_manifest(manifest)
     window = MODEL_WINDOW if raw else data_window
     out = Path(out)

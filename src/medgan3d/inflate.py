@@ -24,13 +24,14 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from medgan3d.fs import atomic_dir
 
 STRATEGIES = ("none", "inflate-1", "inflate-2", "inflate-3", "inflate-asc", "inflate-nwi")
 PARTS = ("G", "D", "GD")
@@ -391,18 +392,8 @@ def save_inflated(
     out = Path(out_dir)
     if out.exists():
         raise FileExistsError(f"{out}: already exists; choose a new output directory")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    from medgan3d.modeling import umask_temp_dir
-
-    tmp = umask_temp_dir(out.parent, f".{out.name}.tmp-")
-    try:
+    with atomic_dir(out) as tmp:
         for name, net in nets.items():
             net.save_pretrained(tmp / name)  # type: ignore[operator]
-        (tmp / INFLATION_RECORD).write_text(
-            json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-        )
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        (tmp / INFLATION_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return out

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from medgan3d.errors import UsageError
+from medgan3d.fs import atomic_write
 from medgan3d.latents import (
     Geometry,
     Latent,
@@ -32,7 +33,6 @@ from medgan3d.latents import (
     parse_styles,
     render,
 )
-from medgan3d.modeling import atomic_write
 
 
 def lerp_ws(a: Tensor, b: Tensor, t: float, layers: Sequence[int], base: Tensor | None = None) -> Tensor:

@@ -26,9 +26,10 @@ import torch
 from torch import Tensor, nn
 
 from medgan3d.errors import UsageError
-from medgan3d.modeling import atomic_write
+from medgan3d.fs import atomic_write
 
 if TYPE_CHECKING:
+    from medgan3d.data.manifest import Manifest
     from medgan3d.generate import SyntheticInfo
 
 BANDS = ("coarse", "middle", "fine")
@@ -325,16 +326,15 @@ class Geometry:
     unit: str = "[-1, 1]"
 
     @classmethod
-    def of_dataset(cls, manifest: dict[str, Any] | None) -> Geometry:
+    def of_dataset(cls, manifest: Manifest | None) -> Geometry:
         """The dataset's geometry and intensity range (its median range for percentile presets); without a
         manifest, 1 mm voxels and [-1, 1] values."""
         from medgan3d.data.io import spacing_affine
 
         if manifest is None:
             return cls(spacing_affine((1.0, 1.0, 1.0)), (1.0, 1.0, 1.0))
-        info = manifest["intensity"]
-        return cls(np.asarray(manifest["affine"], dtype=np.float64), _triple(manifest["spacing"]),
-                   float(info["lo"]), float(info["hi"]), str(info.get("unit", "")))  # fmt: skip
+        info = manifest.intensity
+        return cls(manifest.affine_array, manifest.spacing, info.lo, info.hi, info.unit)
 
     @classmethod
     def of_item(cls, info: dict[str, Any], unit: str = "") -> Geometry:

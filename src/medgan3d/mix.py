@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from medgan3d.fs import atomic_write
 from medgan3d.latents import (
     Geometry,
     Latent,
@@ -33,7 +34,6 @@ from medgan3d.latents import (
     render,
     w_layers,
 )
-from medgan3d.modeling import atomic_write
 
 
 def mix_ws(base: Tensor, other: Tensor, styles: Sequence[int]) -> Tensor:

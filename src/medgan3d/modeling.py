@@ -10,11 +10,9 @@ saved before the hash was recorded still load, with the safetensors header check
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +20,8 @@ from typing import Any, TypeVar
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+
+from medgan3d.fs import atomic_write, file_sha256
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -127,15 +127,6 @@ def read_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return config
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_weights(path: str | os.PathLike[str], sha256: str | None) -> None:
     """Check a safetensors file against its recorded sha256 (``None``: a legacy file; check its header).
 
@@ -188,46 +179,3 @@ def _recorded_sha(directory: str | os.PathLike[str], config: dict[str, Any]) -> 
 def from_pretrained(directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> Any:
     """Load any medgan3d network saved with ``save_pretrained``."""
     return PretrainedMixin.from_pretrained(directory, device)
-
-
-def current_umask() -> int:
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def honour_umask(path: str | os.PathLike[str]) -> None:
-    """Give a ``mkstemp``/``mkdtemp`` path (always 0600/0700) the mode a plain ``open``/``mkdir`` would get.
-
-    Checkpoints, samples, reports and datasets are shared within a lab group; the temp-then-rename writers
-    must not make them private to their owner.
-    """
-    base = 0o777 if Path(path).is_dir() else 0o666
-    os.chmod(path, base & ~current_umask())
-
-
-def umask_temp_dir(parent: str | os.PathLike[str], prefix: str) -> Path:
-    """``tempfile.mkdtemp`` in ``parent`` whose mode follows the umask (see :func:`honour_umask`)."""
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-    honour_umask(tmp)
-    return tmp
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` on a temp file beside ``path``, then rename it over ``path``.
-
-    The temp name ends with the same suffixes (``.nii.gz``) so writers that infer the format still work.
-    The mode follows the umask.
-    """
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix="".join(path.suffixes) or ".tmp", dir=path.parent
-    )
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        honour_umask(tmp)  # after writing: some writers (safetensors) replace the file with a 0600 one
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

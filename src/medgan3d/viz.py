@@ -11,11 +11,14 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medgan3d.modeling import atomic_write
+from medgan3d.fs import atomic_write
+
+if TYPE_CHECKING:
+    from medgan3d.data.manifest import Manifest
 
 PLANES = ("axial", "coronal", "sagittal")
 # Letters at the (left, right, top, bottom) edges of each plane as drawn.
@@ -49,8 +52,9 @@ class IntensityWindow:
         return cls(float(info["lo"]), float(info["hi"]), unit, str(info.get("kind", "window")))
 
     @classmethod
-    def of_manifest(cls, manifest: Mapping[str, Any] | None) -> IntensityWindow:
-        return cls.of_intensity(None if manifest is None else manifest.get("intensity"))
+    def of_manifest(cls, manifest: Manifest | None) -> IntensityWindow:
+        """The window of a dataset's manifest; None: model units."""
+        return cls() if manifest is None else cls.of_intensity(manifest.intensity.to_dict())
 
     def to_units(self, values: Any) -> Any:
         """Model intensities to data units (the inverse of preprocessing's linear map; numpy or torch)."""

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from medgan3d.data import (
     DatasetError,
+    Manifest,
     SliceDataset,
     VolumeDataset,
     denormalize,
@@ -79,14 +80,14 @@ def test_dataloader_workers_do_not_copy_the_cache(cache):
 
 
 def test_denormalize_and_write_back_in_hu(cache, tmp_path):
-    m = load_manifest(cache)
+    m = Manifest.load(cache)
     hu = torch.tensor([-1.0, 0.0, 0.5, 1.0])
     torch.testing.assert_close(denormalize(hu, m), torch.tensor([-250.0, 200.0, 425.0, 650.0]))
     sample = VolumeDataset(cache, split="all")[0]
-    path = write_nifti(tmp_path / "g.nii.gz", denormalize(sample, m), affine=m["affine"])
+    path = write_nifti(tmp_path / "g.nii.gz", denormalize(sample, m), affine=m.affine_array)
     back, meta = read_volume(path)
     np.testing.assert_allclose(back, denormalize(sample.numpy()[0], m), atol=1e-4)
-    assert meta.spacing == pytest.approx(m["spacing"])
+    assert meta.spacing == pytest.approx(m.spacing)
 
 
 def test_not_a_dataset(tmp_path):

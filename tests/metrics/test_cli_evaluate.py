@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from medgan3d.cli.main import app
 from medgan3d.config import load_preset
-from medgan3d.data import denormalize, load_manifest, write_nifti
+from medgan3d.data import Manifest, denormalize, write_nifti
 from medgan3d.metrics import SCORE_KEYS
 
 runner = CliRunner()
@@ -57,7 +57,7 @@ def test_cli_scores_a_saved_generator(brain_root, tmp_path) -> None:
 
 
 def test_cli_scores_a_folder_of_volumes(brain_root, heldout, tmp_path) -> None:
-    manifest = load_manifest(brain_root)
+    manifest = Manifest.load(brain_root)
     fake = tmp_path / "fake"
     for i, vol in enumerate(heldout[:5]):  # scanner units at 2× size: through the dataset's preset
         big = np.kron(denormalize(vol[0].numpy(), manifest), np.ones((2, 2, 2), np.float32))

@@ -8,7 +8,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from medgan3d.config import load_preset
-from medgan3d.data import load_manifest
+from medgan3d.data import Manifest
 from medgan3d.metrics import SCORE_KEYS, EvalSettings, evaluate_generator, evaluate_volumes, scalars
 from medgan3d.metrics.inputs import load_real, real_indices
 
@@ -16,7 +16,7 @@ FAST = {"extractor_2d": "random-2d", "extractor_3d": "random-3d", "bootstrap": 0
 
 
 def _real(root) -> torch.Tensor:
-    return load_real(root, real_indices(load_manifest(root)))
+    return load_real(root, real_indices(Manifest.load(root)))
 
 
 def _noise(x: torch.Tensor) -> torch.Tensor:

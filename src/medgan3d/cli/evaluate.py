@@ -45,14 +45,14 @@ def _fake_volumes(
             {"fake_dir": str(fake.resolve()), "files": len(records), "modes": modes, **info},
             labels,
         )
-    from medgan3d.data import load_manifest
+    from medgan3d.data import Manifest
     from medgan3d.data.labels import dataset_labels
     from medgan3d.generate import label_spec, resolve_source
     from medgan3d.metrics import generate_volumes
 
     G, origin = resolve_source(run)
     spec = label_spec(G, origin, run)
-    labels = dataset_labels(load_manifest(data), n, split) if spec is not None else None
+    labels = dataset_labels(Manifest.load(data), n, split) if spec is not None else None
     volumes = generate_volumes(G, n, seed, trunc, c=None if spec is None else spec.encode(labels))
     return volumes, {"generator": str(run.resolve()), "truncation_psi": trunc, "z_seed": seed,
                      "run": origin["run"], "checkpoint": origin["checkpoint"], "kimg": origin["kimg"],
@@ -209,10 +209,10 @@ def evaluate(
 
 
 def _has_classes(data: Path) -> bool:
-    from medgan3d.data import load_manifest
+    from medgan3d.data import Manifest
     from medgan3d.data.labels import spec_of
 
-    spec = spec_of(load_manifest(data))
+    spec = spec_of(Manifest.load(data))
     return spec is not None and spec.kind == "class"
 
 

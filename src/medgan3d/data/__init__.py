@@ -22,6 +22,7 @@ from medgan3d.data.io import (
     spacing_affine,
     write_nifti,
 )
+from medgan3d.data.manifest import Intensity, Item, Manifest
 from medgan3d.data.phantoms import (
     brain_phantom,
     heart_phantom,
@@ -34,6 +35,9 @@ from medgan3d.data.preprocess import PRESETS, PreprocessConfig, get_preset, norm
 __all__ = [
     "PRESETS",
     "DatasetError",
+    "Intensity",
+    "Item",
+    "Manifest",
     "PrepareError",
     "PreprocessConfig",
     "SliceDataset",

@@ -7,56 +7,36 @@ memory-mapped and lazily (once per DataLoader worker, never pickled), so an item
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medgan3d.data.prepare import ARRAY_NAME, FORMAT, MANIFEST_NAME
-from medgan3d.data.preprocess import PreprocessConfig, denormalize_values
+from medgan3d.data.manifest import ARRAY_NAME, DatasetError, Manifest, open_array
+from medgan3d.data.preprocess import denormalize_values
 
 _AXES = {"D": 1, "H": 2, "W": 3}
 SLICE_SOURCES = ("auto", "all", "window")
 
 
-class DatasetError(RuntimeError):
-    """A folder that is not a complete prepared dataset; the message names it and the reason."""
+def load_manifest(root: str | os.PathLike) -> dict[str, Any]:
+    """The JSON of ``root/dataset.json``, checked as :meth:`Manifest.load` checks it.
+
+    For tools that want every field as written; code of this package takes the typed :class:`Manifest`.
+    """
+    return dict(Manifest.load(root).raw)
 
 
-def load_manifest(root: str | os.PathLike) -> dict:
-    """Read and check ``root/dataset.json`` against ``root/volumes.npy`` (header only)."""
-    root = Path(root)
-    path = root / MANIFEST_NAME
-    if not path.is_file():
-        raise DatasetError(f"{root}: not a prepared dataset (no {MANIFEST_NAME}); run `medgan3d prepare`")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise DatasetError(f"{path}: unreadable manifest ({err})") from None
-    if manifest.get("format") != FORMAT:
-        raise DatasetError(f"{path}: not a medgan3d dataset manifest")
-    arr = open_volumes(root, manifest)
-    expected = (manifest["count"], *manifest["shape"])
-    if tuple(arr.shape) != expected:
-        raise DatasetError(f"{root / ARRAY_NAME}: shape {list(arr.shape)} != manifest {list(expected)}")
-    return manifest
-
-
-def open_volumes(root: str | os.PathLike, manifest: dict | None = None) -> np.ndarray:
+def open_volumes(root: str | os.PathLike, manifest: Manifest | None = None) -> np.ndarray:
     """The cache as a read-only memmap ``[N, 1, D, H, W]`` (no pickle is ever loaded)."""
-    name = (manifest or {}).get("array", ARRAY_NAME)
-    path = Path(root) / name
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise DatasetError(f"{path}: cannot open the volume array ({err})") from None
+    return open_array(Path(root) / (manifest.array if manifest is not None else ARRAY_NAME))
 
 
-def slice_source(manifest: dict, requested: str = "auto") -> str:
+def slice_source(manifest: Manifest, requested: str = "auto") -> str:
     """Where a dataset's axial slices come from: ``"all"`` (every slice of the scans) or ``"window"``.
 
     ``"all"``: ``slices.npy`` when the dataset was prepared with ``all_slices``, or the volumes themselves when
@@ -67,32 +47,23 @@ def slice_source(manifest: dict, requested: str = "auto") -> str:
     """
     if requested not in SLICE_SOURCES:
         raise ValueError(f"slices must be one of {SLICE_SOURCES}, got {requested!r}")
-    complete = "slices" in manifest or PreprocessConfig.from_dict(manifest["preset"]).depth != "crop_pad"
+    complete = manifest.slices is not None or manifest.preset.depth != "crop_pad"
     if requested == "all" and not complete:
         raise DatasetError("the dataset holds only a window of each scan's axial slices; prepare it with "
                            "--all-slices (prepare_dataset(..., all_slices=True)) to keep all of them")  # fmt: skip
     return "window" if requested == "window" or not complete else "all"
 
 
-def denormalize(volume, manifest: dict, item: int | None = None):
+def denormalize(volume, manifest: Manifest, item: int | None = None):
     """Map model intensities [-1, 1] back to the data's units (HU for CT presets).
 
     Window presets invert the fixed window; percentile presets (MRI) use the item's own range when
     ``item`` is given, else the dataset's median range. Works on numpy arrays and torch tensors.
     """
-    info = manifest["intensity"]
-    lo, hi = info["lo"], info["hi"]
-    if item is not None and info["kind"] == "percentile":
-        lo, hi = manifest["items"][item]["intensity_range"]
-    return denormalize_values(volume, float(lo), float(hi))
-
-
-def _split_indices(manifest: dict, split: str) -> list[int]:
-    if split == "all":
-        return list(range(manifest["count"]))
-    if split not in manifest["splits"]:
-        raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
-    return list(manifest["splits"][split])
+    lo, hi = manifest.intensity.lo, manifest.intensity.hi
+    if item is not None and manifest.intensity.kind == "percentile":
+        lo, hi = manifest.items[item].intensity_range
+    return denormalize_values(volume, lo, hi)
 
 
 def _flip_dims(flip: bool | Sequence[str], offset: int) -> list[int]:
@@ -109,8 +80,8 @@ class _CacheDataset(Dataset):
         self, root: str | os.PathLike, split: str, flip: bool | Sequence[str], flip_p: float
     ) -> None:
         self.root = Path(root)
-        self.manifest = load_manifest(self.root)
-        self.indices = _split_indices(self.manifest, split)
+        self.manifest = Manifest.load(self.root)
+        self.indices = self.manifest.indices(split)
         self.split = split
         self.flip_p = float(flip_p)
         self._array: np.ndarray | None = None
@@ -120,14 +91,15 @@ class _CacheDataset(Dataset):
     @property
     def array(self) -> np.ndarray:
         if self._array is None:
-            self._array = open_volumes(self.root, self.manifest)
+            self._array = self.manifest.open_array()
         return self._array
 
     @property
     def slice_array(self) -> np.ndarray:
         """``slices.npy`` ``[M, 1, H, W]`` (every axial slice), memory-mapped on first use."""
         if self._slices is None:
-            self._slices = open_volumes(self.root, {"array": self.manifest["slices"]["array"]})
+            assert self.manifest.slices is not None, "the dataset has no slices.npy"
+            self._slices = open_array(self.root / self.manifest.slices.array)
         return self._slices
 
     def __getstate__(self) -> dict:
@@ -139,13 +111,15 @@ class _CacheDataset(Dataset):
     @property
     def labelled(self) -> bool:
         """Whether the dataset was prepared with labels (``prepare --labels``)."""
-        return bool(self.manifest.get("labels"))
+        return bool(self.manifest.labels)
 
     def label(self, i: int) -> int | float:
         """The label of volume ``i`` of the split (a labelled dataset; :mod:`medgan3d.data.labels`)."""
         if not self.labelled:
             raise DatasetError(f"{self.root}: the dataset has no labels (prepare it with --labels CSV)")
-        return self.manifest["items"][self.indices[i]]["label"]
+        label = self.manifest.items[self.indices[i]].label
+        assert label is not None  # Manifest.load refuses a labelled manifest with an unlabelled item
+        return label
 
     def _maybe_flip(self, x: torch.Tensor, dims: list[int]) -> torch.Tensor:
         chosen = [d for d in dims if torch.rand(()) < self.flip_p]
@@ -203,15 +177,17 @@ class SliceDataset(_CacheDataset):
         if any(d < 1 for d in self._dims):
             raise ValueError("slices can be flipped along H and W only")
         self.slices = slice_source(self.manifest, slices)
-        self._from_file = self.slices == "all" and "slices" in self.manifest
-        items, depth = self.manifest["items"], self.manifest["shape"][1]
+        self._from_file = self.slices == "all" and self.manifest.slices is not None
+        items, depth = self.manifest.items, self.manifest.shape[1]
         pairs = []
         for v in self.indices:
             if self._from_file:  # (-1, row of slices.npy)
-                a, b = items[v]["slice_rows"]
+                rows = items[v].slice_rows
+                assert rows is not None, f"{self.manifest.path}: items[{v}] has no slice_rows"
+                a, b = rows
                 pairs += [(-1, r) for r in range(a, b)]
             else:
-                a, b = (0, depth) if include_padding else items[v]["valid_slices"]
+                a, b = (0, depth) if include_padding else items[v].valid_slices
                 pairs += [(v, d) for d in range(a, b)]
         self.pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
 

@@ -21,10 +21,13 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from medgan3d.data.manifest import Manifest
 
 from medgan3d.data.io import IMAGE_SUFFIXES, suffix_of
 from medgan3d.errors import MedganError
@@ -105,22 +108,23 @@ class LabelSpec:
         return torch.tensor([index[int(v)] for v in torch.as_tensor(labels).reshape(-1).tolist()])
 
 
-def spec_of(manifest: Mapping[str, Any]) -> LabelSpec | None:
+def spec_of(manifest: Manifest) -> LabelSpec | None:
     """The label spec of a prepared dataset's manifest (None when it has no labels)."""
-    block = manifest.get("labels")
-    return None if not block else LabelSpec.from_dict(block)
+    return None if not manifest.labels else LabelSpec.from_dict(manifest.labels)
 
 
-def item_labels(manifest: Mapping[str, Any], indices: Iterable[int]) -> list[float]:
+def item_labels(manifest: Manifest, indices: Iterable[int]) -> list[float]:
     """The labels of items ``indices`` of a labelled manifest."""
-    items = manifest["items"]
-    return [items[i]["label"] for i in indices]
+    labels = [manifest.items[i].label for i in indices]
+    if any(v is None for v in labels):
+        raise ValueError(f"{manifest.path}: the dataset has no labels (prepare --labels)")
+    return [v for v in labels if v is not None]
 
 
-def dataset_labels(manifest: Mapping[str, Any], n: int, split: str = "all") -> list[float]:
+def dataset_labels(manifest: Manifest, n: int, split: str = "all") -> list[float]:
     """``n`` labels with the real set's label distribution: the split's item labels in order, cycled (what a
     conditional model is sampled with when it is scored against that set as a whole)."""
-    idx = list(range(manifest["count"])) if split == "all" else list(manifest["splits"][split])
+    idx = manifest.indices(split)
     labels = item_labels(manifest, idx)
     if not labels:
         raise ValueError(f"dataset split {split!r} is empty")

@@ -23,7 +23,7 @@ from scipy.ndimage import gaussian_filter, map_coordinates, zoom
 from medgan3d.data.io import write_nifti
 from medgan3d.data.prepare import prepare_dataset
 from medgan3d.data.preprocess import get_preset
-from medgan3d.modeling import umask_temp_dir
+from medgan3d.fs import umask_temp_dir
 
 MNI_FILE = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 

@@ -21,7 +21,6 @@ import json
 import multiprocessing as mp
 import multiprocessing.connection
 import os
-import shutil
 import signal
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -42,15 +41,16 @@ from medgan3d.data.io import (
     suffix_of,
 )
 from medgan3d.data.labels import LABELS_NAME, LabelSpec, check_csv_against_sources, label_items, labels_block
+from medgan3d.data.manifest import (
+    ARRAY_NAME,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    REPORT_NAME,
+    SLICES_NAME,
+)
 from medgan3d.data.preprocess import PreprocessConfig, preprocess
-from medgan3d.modeling import umask_temp_dir
-
-FORMAT = "medgan3d-dataset"
-FORMAT_VERSION = 1
-ARRAY_NAME = "volumes.npy"
-SLICES_NAME = "slices.npy"
-MANIFEST_NAME = "dataset.json"
-REPORT_NAME = "report.json"
+from medgan3d.fs import atomic_dir
 
 
 class PrepareError(RuntimeError):
@@ -441,11 +441,6 @@ def _json_bytes(obj) -> bytes:
     return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
 
 
-def _tmp_dir(out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return umask_temp_dir(out.parent, f".{out.name}.tmp-")  # mkdtemp alone gives 0700: the group reads it
-
-
 def _finalize_array(raw: Path, final: Path, count: int, shape: tuple, dtype: np.dtype) -> str:
     """Copy the raw stream of ``count`` arrays of ``shape`` into a .npy with the right header; return the
     sha256 of the data bytes."""
@@ -472,17 +467,11 @@ def _is_prepared(folder: Path) -> bool:
     return isinstance(manifest, dict) and manifest.get("format") == FORMAT
 
 
-def _install(tmp: Path, out: Path) -> None:
-    """Replace ``out`` by ``tmp`` with renames; refuse to clobber a folder that is not a dataset."""
-    if out.exists():
-        if out.is_dir() and (not any(out.iterdir()) or _is_prepared(out)):
-            trash = umask_temp_dir(out.parent, f".{out.name}.old-")
-            os.replace(out, trash / "old")
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-            return
-        raise PrepareError(f"{out}: exists and is not a prepared dataset; choose another output folder")
-    os.replace(tmp, out)
+def _replaceable(out: Path) -> bool:
+    """An existing output folder may be replaced when it is empty or a prepared dataset; else refuse."""
+    if out.is_dir() and (not any(out.iterdir()) or _is_prepared(out)):
+        return True
+    raise PrepareError(f"{out}: exists and is not a prepared dataset; choose another output folder")
 
 
 def prepare_dataset(
@@ -527,8 +516,7 @@ def prepare_dataset(
         raise PrepareError(f"{skipped[0]['source']}: {skipped[0]['reason']}")
     if labels is not None:
         check_csv_against_sources(labels, [s.name for s in sources])
-    tmp = _tmp_dir(out)
-    try:
+    with atomic_dir(out, replace=_replaceable) as tmp:
         tasks = [(s, cfg, max_voxels, all_slices) for s in sources]
         items = _collect(tasks, workers, strict, np_dtype, tmp, skipped, progress)
         if not items:
@@ -556,10 +544,6 @@ def prepare_dataset(
         }
         (tmp / REPORT_NAME).write_bytes(_json_bytes(report))
         (tmp / MANIFEST_NAME).write_bytes(_json_bytes(manifest))  # last: its presence marks a complete folder
-        _install(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report
 
 

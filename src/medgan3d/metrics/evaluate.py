@@ -46,14 +46,15 @@ import torch
 from torch import Tensor
 
 from medgan3d import __version__
-from medgan3d.data import SliceDataset, load_manifest, open_volumes
+from medgan3d.data import SliceDataset
 from medgan3d.data.labels import LabelSpec, dataset_labels, spec_of
+from medgan3d.data.manifest import Manifest
+from medgan3d.fs import atomic_write, file_sha256
 from medgan3d.metrics import frechet, intervals, memorisation, mmd, msssim, psnr
 from medgan3d.metrics.extractors import FeatureExtractor, auto_extractor, cache_dir, get_extractor
 from medgan3d.metrics.inception_score import Classifier, get_classifier, inception_score
 from medgan3d.metrics.inputs import load_real, real_indices
 from medgan3d.metrics.slices import PLANES, plane_slices
-from medgan3d.modeling import atomic_write
 from medgan3d.sampling import synthesize
 
 METRICS = ("fid", "fid_3d", "kid", "mmd", "ms_ssim", "psnr", "memorisation", "is")
@@ -166,14 +167,10 @@ def _score_key(view: str) -> str:
     return "fid_3d" if view == "3d" else "fid_2d" if view.startswith("2d:") else f"fid_{view}"
 
 
-def _data_hash(root: Path, manifest: dict) -> str:
-    if manifest.get("content_hash"):
-        return str(manifest["content_hash"])
-    digest = hashlib.sha256()
-    with open(root / manifest.get("array", "volumes.npy"), "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
+def _data_hash(manifest: Manifest) -> str:
+    if manifest.content_hash:
+        return manifest.content_hash
+    return "sha256:" + file_sha256(manifest.root / manifest.array)
 
 
 def _cache_file(
@@ -309,14 +306,13 @@ class _Rows:
         return self.array[np.asarray(picked)] if isinstance(key, slice) else self.array[picked]
 
 
-def _memorisation_group(root: Path, manifest: dict, fake: Tensor, result: dict) -> None:
+def _memorisation_group(manifest: Manifest, fake: Tensor, result: dict) -> None:
     """Nearest-training distances of the generated vs the held-out volumes (the copy detector)."""
-    splits = manifest.get("splits") or {}
-    train = list(splits.get("train") or range(manifest["count"]))
-    val = list(splits.get("val") or [])
-    heldout = load_real(root, val) if val else None
-    result["memorisation"] = memorisation.memorisation(fake, _Rows(open_volumes(root, manifest), train), heldout,
-                                                       train)  # fmt: skip
+    train = list(manifest.splits.get("train") or range(manifest.count))
+    val = list(manifest.splits.get("val") or ())
+    heldout = load_real(manifest, val) if val else None
+    rows = _Rows(manifest.open_array(), train)
+    result["memorisation"] = memorisation.memorisation(fake, rows, heldout, train)
 
 
 def _is_group(clf: Classifier, fake: Tensor, s: EvalSettings, result: dict) -> None:
@@ -352,11 +348,11 @@ def evaluate_volumes_with_artifacts(
     if fake.ndim == 4:
         return _evaluate_images(fake, Path(data_root), s, t0)
     root = Path(data_root)
-    manifest = load_manifest(root)
+    manifest = Manifest.load(root)
     indices = real_indices(manifest, s.split, s.num_real, s.seed, s.label)
-    real = load_real(root, indices)
-    fake, fake_range = _check_fake(fake, manifest["shape"])
-    data_hash = _data_hash(root, manifest)
+    real = load_real(manifest, indices)
+    fake, fake_range = _check_fake(fake, list(manifest.shape))
+    data_hash = _data_hash(manifest)
     result: dict = {"ci95": {}, "details": {}}
     art = EvalArtifacts(real, fake)
     extractors = {}
@@ -376,7 +372,7 @@ def evaluate_volumes_with_artifacts(
     if "psnr" in s.metrics:
         _psnr_group(real, fake, s, result)
     if "memorisation" in s.metrics:
-        _memorisation_group(root, manifest, fake, result)
+        _memorisation_group(manifest, fake, result)
     classifier = None
     if "is" in s.metrics:
         classifier = get_classifier(s.classifier, s.extractor_seed).to(s.device)
@@ -385,10 +381,10 @@ def evaluate_volumes_with_artifacts(
         "medgan3d_version": __version__,
         "dataset": str(root.resolve()),
         "data_hash": data_hash,
-        "preset": manifest.get("preset", {}).get("name"),
-        "resolution": list(manifest["shape"][1:]),
-        "spacing": manifest.get("spacing"),
-        "data_units": manifest.get("intensity"),
+        "preset": manifest.preset.name,
+        "resolution": list(manifest.shape[1:]),
+        "spacing": list(manifest.spacing),
+        "data_units": manifest.intensity.to_dict(),
         "intensity_range": [-1.0, 1.0],
         "fake_intensity_before_clip": [fake_range["min"], fake_range["max"]],
         "num_real": len(real),
@@ -421,10 +417,10 @@ def _evaluate_images(fake: Tensor, root: Path, s: EvalSettings, t0: float) -> tu
     if set(s.metrics) - {"fid"}:
         raise ValueError(f"2D images are scored with fid only (fid_2d against axial slices); "
                          f"{sorted(set(s.metrics) - {'fid'})} need volumes")  # fmt: skip
-    manifest = load_manifest(root)
+    manifest = Manifest.load(root)
     real, idx, source = real_axial_slices(root, s)
     fake, fake_range = _check_fake(fake, list(real.shape[1:]))
-    data_hash = _data_hash(root, manifest)
+    data_hash = _data_hash(manifest)
     result: dict = {"ci95": {}, "details": {}}
     art = EvalArtifacts(real, fake)
     ext = _extractor(s.extractor_2d, 2, s.weights_2d, s)
@@ -435,10 +431,10 @@ def _evaluate_images(fake: Tensor, root: Path, s: EvalSettings, t0: float) -> tu
         "medgan3d_version": __version__,
         "dataset": str(root.resolve()),
         "data_hash": data_hash,
-        "preset": manifest.get("preset", {}).get("name"),
+        "preset": manifest.preset.name,
         "resolution": list(real.shape[2:]),
-        "spacing": manifest.get("spacing"),
-        "data_units": manifest.get("intensity"),
+        "spacing": list(manifest.spacing),
+        "data_units": manifest.intensity.to_dict(),
         "intensity_range": [-1.0, 1.0],
         "fake_intensity_before_clip": [fake_range["min"], fake_range["max"]],
         "num_real": len(real),
@@ -535,7 +531,7 @@ def evaluate_generator(
     t0 = time.perf_counter()
     c = None
     if spec is not None:
-        c = spec.encode(dataset_labels(load_manifest(Path(data_root)), num_samples, s.split))
+        c = spec.encode(dataset_labels(Manifest.load(data_root), num_samples, s.split))
     fake = generate_volumes(G, num_samples, s.seed, truncation_psi, batch_size, c)
     result = evaluate_volumes(fake, data_root, s)
     result["provenance"]["generator"] = {"truncation_psi": truncation_psi, "z_seed": s.seed,
@@ -551,7 +547,7 @@ def evaluate_per_class(
     against the real items of that class, with the same settings. ``{class: {score: value, ..., "ci95",
     "num_real", "num_fake", "warnings"}}``; a class with fewer than 2 generated volumes is left out."""
     s = _settings(settings, overrides)
-    manifest = load_manifest(Path(data_root))
+    manifest = Manifest.load(data_root)
     spec = spec_of(manifest)
     if spec is None or spec.kind != "class":
         raise ValueError(f"{data_root}: per-class scores need a dataset with class labels")

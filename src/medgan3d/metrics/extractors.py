@@ -16,7 +16,6 @@ with dilated layers 3–4; 512-d or 2048-d global-average-pooled features), as u
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -25,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from medgan3d.fs import atomic_write, file_sha256
 
 FID_INCEPTION_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
 INCEPTION_FILES = ("inception_fid.safetensors", "pt_inception-2015-12-05-6726825d.pth")
@@ -39,14 +40,6 @@ class ExtractorError(RuntimeError):
 def cache_dir() -> Path:
     """``$MEDGAN3D_CACHE`` or ``~/.cache/medgan3d``."""
     return Path(os.environ.get("MEDGAN3D_CACHE", Path.home() / ".cache" / "medgan3d"))
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------ base class
@@ -407,14 +400,12 @@ def load_weights(model: FeatureExtractor, path: str | os.PathLike, family: str) 
             f"{path}: does not fit {model.name} (missing {missing[:4]}{'...' if len(missing) > 4 else ''}, "
             f"unexpected {unexpected[:4]}{'...' if len(unexpected) > 4 else ''})"
         )
-    model.set_weights_info(str(Path(path).resolve()), sha256_file(path))
+    model.set_weights_info(str(Path(path).resolve()), file_sha256(path))
 
 
 def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Rewrite a ``.pth`` state dict as safetensors (read with ``weights_only=True``; atomic write)."""
     from safetensors.torch import save_file
-
-    from medgan3d.modeling import atomic_write
 
     state = {k: v.contiguous() for k, v in read_state_dict(src).items()}
     dst = Path(dst)

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from medgan3d.modeling import WEIGHTS_NAME, PretrainedMixin, file_sha256, from_pretrained
+from medgan3d.fs import file_sha256
+from medgan3d.modeling import WEIGHTS_NAME, PretrainedMixin, from_pretrained
 
 RANDOM_CLASSES = 10  # classes of the default random classifier (arbitrary: its IS means nothing anyway)
 GN_GROUPS = 8

@@ -21,15 +21,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from medgan3d.data import (
-    PreprocessConfig,
-    VolumeReadError,
-    load_manifest,
-    open_volumes,
-    preprocess,
-    read_volumes,
-)
+from medgan3d.data import VolumeReadError, preprocess, read_volumes
 from medgan3d.data.io import IMAGE_SUFFIXES, suffix_of
+from medgan3d.data.manifest import Manifest
 
 MODES = ("auto", "model", "preset")
 
@@ -38,15 +32,16 @@ class FakeVolumesError(RuntimeError):
     """Generated volumes that cannot be used; the message names every bad file and its reason."""
 
 
-def real_indices(manifest: dict, split: str = "all", limit: int | None = None, seed: int = 0,
-                 label: float | None = None) -> list[int]:  # fmt: skip
+def real_indices(
+    manifest: Manifest, split: str = "all", limit: int | None = None, seed: int = 0, label: float | None = None
+) -> list[int]:
     """Indices of the real set: a split (``all``/``train``/``val``), only the items of class ``label`` when
     given (a labelled dataset), optionally a seeded subset of ``limit``."""
-    idx = list(range(manifest["count"])) if split == "all" else list(manifest["splits"].get(split, []))
+    idx = list(range(manifest.count)) if split == "all" else list(manifest.splits.get(split, ()))
     if label is not None:
-        if not manifest.get("labels"):
+        if not manifest.labels:
             raise ValueError("the dataset has no labels (prepare --labels) to select a class from")
-        idx = [i for i in idx if manifest["items"][i]["label"] == label]
+        idx = [i for i in idx if manifest.items[i].label == label]
         if not idx:
             raise ValueError(f"dataset split {split!r} holds no item of label {label:g}")
     if not idx:
@@ -56,9 +51,9 @@ def real_indices(manifest: dict, split: str = "all", limit: int | None = None, s
     return idx
 
 
-def load_real(root: str | os.PathLike, indices: list[int]) -> Tensor:
-    """Real volumes ``[N, 1, D, H, W]`` float32 in [-1, 1] from the dataset cache."""
-    arr = open_volumes(root, load_manifest(root))
+def load_real(data: Manifest | str | os.PathLike, indices: list[int]) -> Tensor:
+    """Real volumes ``[N, 1, D, H, W]`` float32 in [-1, 1] from the dataset cache (a manifest or its folder)."""
+    arr = Manifest.of(data).open_array()
     return torch.from_numpy(np.asarray(arr[np.asarray(indices)], dtype=np.float32))
 
 
@@ -75,21 +70,20 @@ def _fits_model_space(array: np.ndarray, shape: tuple[int, ...]) -> bool:
     return tuple(array.shape) == shape and float(array.min()) >= -1.001 and float(array.max()) <= 1.001
 
 
-def to_dataset_space(volume, manifest: dict, mode: str) -> tuple[np.ndarray, str]:
+def to_dataset_space(volume, manifest: Manifest, mode: str) -> tuple[np.ndarray, str]:
     """One read :class:`~medgan3d.data.Volume` as ``[D, H, W]`` in [-1, 1] at the dataset shape, and the mode used."""
-    shape = tuple(manifest["shape"][1:])
+    shape = tuple(manifest.shape[1:])
     chosen = mode if mode != "auto" else ("model" if _fits_model_space(volume.array, shape) else "preset")
     if chosen == "model":
         if tuple(volume.array.shape) != shape:
             raise VolumeReadError(volume.source, f"shape {list(volume.array.shape)} != dataset {list(shape)}")
         return np.clip(volume.array, -1.0, 1.0), chosen
-    cfg = PreprocessConfig.from_dict(manifest["preset"])
-    array, _ = preprocess(volume.array, volume.meta, cfg, volume.source)
+    array, _ = preprocess(volume.array, volume.meta, manifest.preset, volume.source)
     return array, chosen
 
 
 def load_fake_dir(
-    folder: str | os.PathLike, data_root: str | os.PathLike, mode: str = "auto"
+    folder: str | os.PathLike, data: Manifest | str | os.PathLike, mode: str = "auto"
 ) -> tuple[Tensor, list[dict]]:
     """Every volume under ``folder`` as ``[N, 1, D, H, W]`` in the dataset's space, and a record per volume.
 
@@ -97,7 +91,7 @@ def load_fake_dir(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    manifest = load_manifest(data_root)
+    manifest = Manifest.of(data)
     arrays, records, errors = [], [], []
     for path in _files(Path(folder)):
         for res in read_volumes(path):

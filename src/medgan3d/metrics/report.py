@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from medgan3d import __version__
+from medgan3d.fs import atomic_write
 from medgan3d.metrics.evaluate import SCORE_KEYS, SCORE_KEYS_2D, EvalArtifacts
-from medgan3d.modeling import atomic_write
 from medgan3d.viz import IntensityWindow, save_image_grid, save_slice_grid
 
 _FID = "Fréchet distance between Gaussians fitted to {what} of real and generated {unit}; 0 when they match, lower is better."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -14,7 +15,8 @@ import numpy as np
 import torch.nn.functional as F
 from torch import Tensor
 
-from medgan3d.modeling import atomic_write
+from medgan3d.data.manifest import Manifest
+from medgan3d.fs import atomic_write
 
 if TYPE_CHECKING:
     from medgan3d.generate import SyntheticInfo
@@ -31,12 +33,12 @@ class Target:
     unit: str = ""
 
 
-def read_scan(path: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+def read_scan(path: Path, manifest: Manifest) -> tuple[np.ndarray, dict[str, Any]]:
     """One scan, read and preprocessed with the run's dataset preset: ``([D, H, W] in [-1, 1], item info)``."""
-    from medgan3d.data import PreprocessConfig, preprocess, read_volume
+    from medgan3d.data import preprocess, read_volume
 
     array, meta = read_volume(path)
-    return preprocess(array, meta, PreprocessConfig.from_dict(manifest["preset"]), str(path))
+    return preprocess(array, meta, manifest.preset, str(path))
 
 
 def reconstruction_metrics(rec: Tensor, target: Tensor) -> dict[str, float]:
@@ -94,33 +96,29 @@ def scan_names(scans: Sequence[os.PathLike[str] | str]) -> list[str]:
     return unique_names([safe_name(Path(s).name.split(".")[0] or Path(s).name) for s in scans])
 
 
-def scan_targets(scans: Sequence[Path], manifest: dict[str, Any]) -> Iterator[Target]:
+def scan_targets(scans: Sequence[Path], manifest: Manifest) -> Iterator[Target]:
     """Scans read and preprocessed one at a time (a batch of large scans never sits in memory at once)."""
-    unit = str(manifest.get("intensity", {}).get("unit", ""))
+    unit = manifest.intensity.unit
     for scan, name in zip(scans, scan_names(scans), strict=True):
         array, info = read_scan(Path(scan), manifest)
         yield Target(name, str(scan), array, info, unit)
 
 
 def dataset_targets(data: str | os.PathLike[str], split: str | None = None, limit: int | None = None
-                    ) -> tuple[list[Target], dict[str, Any]]:  # fmt: skip
+                    ) -> tuple[list[Target], Manifest]:  # fmt: skip
     """The volumes of a prepared dataset's ``split`` (all with None), first ``limit`` of them, and its manifest."""
-    from medgan3d.data import load_manifest, open_volumes
-
-    manifest = load_manifest(data)
-    if split is not None and split not in manifest["splits"]:
-        raise ValueError(f"--split must be one of {sorted(manifest['splits'])}, got {split!r}")
-    rows = list(range(manifest["count"])) if split is None else list(manifest["splits"][split])
+    manifest = Manifest.load(data)
+    if split is not None and split not in manifest.splits:
+        raise ValueError(f"--split must be one of {sorted(manifest.splits)}, got {split!r}")
+    rows = manifest.indices("all" if split is None else split)
     rows = rows[:limit] if limit is not None else rows
     if not rows:
         raise ValueError(f"{data}: no volumes in split {split!r}")
-    volumes = open_volumes(data, manifest)
-    unit = str(manifest["intensity"].get("unit", ""))
+    volumes = manifest.open_array()
     targets = []
     for i in rows:
-        item = manifest["items"][i]
-        name = safe_name(f"{i:04d}-{Path(str(item['source'])).name.split('.')[0]}")
-        targets.append(
-            Target(name, str(item["source"]), np.asarray(volumes[i, 0], dtype=np.float32), item, unit)
-        )
+        item = manifest.items[i]
+        name = safe_name(f"{i:04d}-{Path(item.source).name.split('.')[0]}")
+        volume = np.asarray(volumes[i, 0], dtype=np.float32)
+        targets.append(Target(name, item.source, volume, dataclasses.asdict(item), manifest.intensity.unit))
     return targets, manifest

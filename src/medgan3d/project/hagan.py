@@ -24,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from medgan3d.modeling import atomic_write, from_pretrained
+from medgan3d.data.manifest import Manifest
+from medgan3d.fs import atomic_write
+from medgan3d.modeling import from_pretrained
 from medgan3d.project.common import read_scan, reconstruction_info, reconstruction_metrics, write_json
 
 if TYPE_CHECKING:
@@ -120,11 +122,11 @@ def _write_volume(
     atomic_write(path, lambda p: write_nifti(p, units, affine=np.asarray(info["affine"])))
 
 
-def project_scan(model: HAGANModel, scan: Path, manifest: dict[str, Any], out: Path, steps: int = 0,
+def project_scan(model: HAGANModel, scan: Path, manifest: Manifest, out: Path, steps: int = 0,
                  chunk_depth: int | None = 8, seed: int = 0) -> dict[str, Any]:  # fmt: skip
     """Encode (and refine) one scan; write reconstruction/target NIfTI, latent.npy, metrics.json, preview.png."""
     array, info = read_scan(scan, manifest)
-    unit = str(manifest.get("intensity", {}).get("unit", ""))
+    unit = manifest.intensity.unit
     return project_array(model, array, info, str(scan), out, steps, chunk_depth, seed, unit)
 
 
@@ -168,11 +170,9 @@ def dataset_features(
 ) -> Path:
     """z of every volume of a prepared dataset (one row per volume, in manifest order) as ``features.npy``
     plus ``features.csv`` (index, source, split) for downstream regression (Sun et al., Table "R²")."""
-    from medgan3d.data import load_manifest, open_volumes
-
-    manifest = load_manifest(data)
-    volumes = open_volumes(data, manifest)
-    split_of = {i: name for name, idx in manifest["splits"].items() for i in idx}
+    manifest = Manifest.load(data)
+    volumes = manifest.open_array()
+    split_of = {i: name for name, idx in manifest.splits.items() for i in idx}
     rows = [i for i in range(len(volumes)) if split is None or split_of.get(i) == split]
     if not rows:
         raise ValueError(f"{data}: no volumes in split {split!r}")
@@ -184,6 +184,6 @@ def dataset_features(
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow(["index", "source", "split"])
-    writer.writerows([i, manifest["items"][i]["source"], split_of.get(i, "")] for i in rows)
+    writer.writerows([i, manifest.items[i].source, split_of.get(i, "")] for i in rows)
     atomic_write(out / "features.csv", lambda p: p.write_text(table.getvalue(), encoding="utf-8"))
     return out / "features.npy"

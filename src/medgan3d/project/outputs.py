@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from medgan3d.fs import atomic_write
 from medgan3d.latents import Geometry, render
-from medgan3d.modeling import atomic_write
 from medgan3d.project.common import Target, reconstruction_info, reconstruction_metrics, write_json
 from medgan3d.project.stylegan import Projection, ProjectorConfig, project_volume, w_statistics
 

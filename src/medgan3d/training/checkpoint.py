@@ -19,16 +19,8 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from medgan3d.modeling import (
-    CONFIG_NAME,
-    WEIGHTS_NAME,
-    atomic_write,
-    check_pretrained,
-    file_sha256,
-    load_weights,
-    umask_temp_dir,
-    verify_weights,
-)
+from medgan3d.fs import atomic_dir, atomic_write, file_sha256
+from medgan3d.modeling import CONFIG_NAME, WEIGHTS_NAME, check_pretrained, load_weights, verify_weights
 from medgan3d.networks import Generator
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -260,8 +252,7 @@ def save_checkpoint(
     root = Path(run_dir) / CHECKPOINTS_DIR
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(cur_nimg)
-    tmp = umask_temp_dir(root, ".tmp-")
-    try:
+    with atomic_dir(final, replace=True, prefix=".tmp-") as tmp:
         for name, net in networks.items():
             net.save_pretrained(tmp / name)  # type: ignore[operator]
         all_tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
@@ -271,15 +262,12 @@ def save_checkpoint(
             all_tensors |= opt_tensors
         # through atomic_write, which gives it the umask's mode: safetensors writes files 0600
         atomic_write(tmp / TENSORS_NAME, lambda p: save_file(all_tensors, str(p)))
-        payload = state | {"optimizer_param_groups": groups, NETWORKS_KEY: sorted(networks),
-                           STATE_SHA_KEY: file_sha256(tmp / TENSORS_NAME)}  # fmt: skip
+        payload = state | {
+            "optimizer_param_groups": groups,
+            NETWORKS_KEY: sorted(networks),
+            STATE_SHA_KEY: file_sha256(tmp / TENSORS_NAME),
+        }
         (tmp / STATE_NAME).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     kept = {final.name} | ({Path(protect).name} if protect is not None else set())
     for old in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
         if old.name not in kept:

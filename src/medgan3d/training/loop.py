@@ -29,13 +29,16 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from medgan3d.data import SliceDataset, VolumeDataset
 from medgan3d.data.labels import LabelSpec, spec_of
+from medgan3d.data.manifest import Manifest
 from medgan3d.errors import MedganError, UsageError, check_batch_fits_model
 from medgan3d.training import checkpoint as ckpt
 from medgan3d.training import runfolder
 from medgan3d.training.family import Family, MicroBatch, Networks, Phase, family_for
-from medgan3d.training.observe import RunLogger, dataset_window, generated_volumes, new_run_dir, save_grid
+from medgan3d.training.observe import RunLogger, generated_volumes, new_run_dir, save_grid
 from medgan3d.training.optim import guarded_step
+from medgan3d.viz import IntensityWindow
 
 
 class TrainingError(MedganError, RuntimeError):
@@ -495,10 +498,8 @@ def rounds_for(cfg: TrainConfig, d: Dist) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
-def open_dataset(data: str | Path, model: Any, flip: bool) -> torch.utils.data.Dataset:
+def open_dataset(data: str | Path, model: Any, flip: bool) -> VolumeDataset | SliceDataset:
     """Volumes for a 3D model, axial slices for a 2D twin; refuses a shape the model does not generate."""
-    from medgan3d.data import SliceDataset, VolumeDataset
-
     dataset = (VolumeDataset if model.spatial_dims == 3 else SliceDataset)(data, split="train", flip=flip)
     if len(dataset) == 0:
         raise ValueError(f"{data}: the train split is empty")
@@ -518,7 +519,7 @@ def label_spec_of(model: Any) -> LabelSpec | None:
     return LabelSpec.from_dict(labels) if labels else None
 
 
-def conditioned(model: Any, manifest: dict[str, Any], cond: bool, data: Path, inflated: bool = False) -> Any:
+def conditioned(model: Any, manifest: Manifest, cond: bool, data: Path, inflated: bool = False) -> Any:
     """The model config to train on a dataset: conditional on its labels when it has some and ``cond``
     (3D models of families that support it), else as given. Refuses a mismatch with one clear line."""
     spec = spec_of(manifest)
@@ -571,7 +572,7 @@ def _resume_run_dir(resume: str | Path) -> Path:
 def _write_run_files(run_dir: Path, config: dict[str, Any], data: Path) -> None:
     import yaml
 
-    from medgan3d.modeling import atomic_write
+    from medgan3d.fs import atomic_write
 
     text = yaml.safe_dump(config, sort_keys=False)
     atomic_write(run_dir / "config.yaml", lambda p: p.write_text(text, encoding="utf-8"))
@@ -587,14 +588,6 @@ def _stop_requested(flag: StopFlag, d: Dist) -> bool:
     t = torch.tensor([1.0 if flag.requested else 0.0], device=d.device)
     dist.all_reduce(t)
     return bool(t.item() > 0)
-
-
-def _spacing(data: Path, spatial_dims: int) -> Any:
-    try:
-        spacing = json.loads((data / "dataset.json").read_text(encoding="utf-8")).get("spacing")
-    except (OSError, ValueError):
-        return None
-    return spacing if spatial_dims == 3 else None
 
 
 def _judged_by(cfg: TrainConfig) -> list[str]:
@@ -614,14 +607,15 @@ def snapshot_labels(spec: LabelSpec | None, n: int) -> tuple[Tensor | None, list
 
 
 def _observe(family: Family, nets: Networks, state: TrainState, cfg: TrainConfig, run_dir: Path,
-             record: dict[str, Any], logger: Any, spacing: Any, data: Path,
+             record: dict[str, Any], logger: RunLogger, manifest: Manifest, data: Path,
              spec: LabelSpec | None = None) -> None:  # fmt: skip
     """The snapshot's PNG grid and (with ``cfg.metrics``) scores into ``record`` and metrics.jsonl."""
     kimg = state.cur_nimg / 1000
     G = nets.modules[family.sample_from]
     c, names = snapshot_labels(spec, cfg.grid)
-    png = save_grid(generated_volumes(G, cfg.grid, c=c), run_dir / f"fakes{state.cur_nimg:09d}.png", spacing,
-                    title=f"generated ({family.sample_from}), kimg {kimg:g}", window=dataset_window(data),
+    png = save_grid(generated_volumes(G, cfg.grid, c=c), run_dir / f"fakes{state.cur_nimg:09d}.png",
+                    manifest.spacing, title=f"generated ({family.sample_from}), kimg {kimg:g}",
+                    window=IntensityWindow.of_manifest(manifest),
                     labels=[f"seed {i}{names[i]}" for i in range(cfg.grid)])  # fmt: skip
     logger.image("fakes", png, kimg)
     if cfg.metrics:
@@ -659,7 +653,7 @@ class Run:
     rounds: int
     run_dir: Path | None
     logger: RunLogger
-    spacing: Any
+    manifest: Manifest  # the training data's (spacing and intensity window of the snapshot grids)
     data: Path
     config: dict[str, Any]
     last_good: Path | None  # newest checkpoint written with no bad streak (never pruned, named on failure)
@@ -729,14 +723,13 @@ def _train(
         )
     dataset = open_dataset(data, model, cfg.flip)
     if run_dir is None:
-        model = conditioned(model, dataset.manifest, cfg.cond, data, init is not None)  # type: ignore[attr-defined]
+        model = conditioned(model, dataset.manifest, cfg.cond, data, init is not None)
     spec = label_spec_of(model)
     rounds = rounds_for(cfg, d)
     from_inflated = bool(init_info and init_info.get("strategy", "none") != "none")
     nets = build_networks(family, model, cfg, d.device, from_inflated, init)
     config = {"preset": preset, "data": str(data.resolve()), "world_size": d.world, "init": init_info,
               "model": model.to_dict(), "train": cfg.to_dict()}  # fmt: skip
-    spacing = _spacing(data, model.spatial_dims)
     with contextlib.ExitStack() as stack:
         if d.is_main:
             run_dir = run_dir or new_run_dir(outdir, desc or f"{preset or 'custom'}-{data.name}")
@@ -759,15 +752,16 @@ def _train(
             _write_run_files(run_dir, config, data)
             if resume is None:
                 reals_grid = np.stack([dataset[i][0].numpy() for i in range(min(cfg.grid, len(dataset)))])
-                save_grid(reals_grid, run_dir / "reals.png", spacing, title="real training items",
-                          labels=[f"real {i}" for i in range(len(reals_grid))], window=dataset_window(data))  # fmt: skip
+                save_grid(reals_grid, run_dir / "reals.png", dataset.manifest.spacing, title="real training items",
+                          labels=[f"real {i}" for i in range(len(reals_grid))],
+                          window=IntensityWindow.of_manifest(dataset.manifest))  # fmt: skip
         logger = RunLogger(run_dir if d.is_main else None, cfg.kimg, state.cur_nimg / 1000)
         if d.is_main and resume is None:  # a resumed run's events keep the first session's
             assert run_dir is not None
             logger.image("reals", run_dir / "reals.png", 0.0)
             logger.hparams(config, _judged_by(cfg))
         run = Run(family, nets, RealBatches(dataset, cfg, d, rounds, spec), state, cfg, d, rounds,
-                  run_dir if d.is_main else None, logger, spacing, data, config, last_good)  # fmt: skip
+                  run_dir if d.is_main else None, logger, dataset.manifest, data, config, last_good)  # fmt: skip
         logger.print(f"run {run_dir} · {len(dataset)} training items · batch {cfg.batch} = {d.world} × {rounds} × "
                      f"{cfg.batch_gpu} · {'bf16' if cfg.bf16 else 'fp32'} · {d.device}")  # fmt: skip
         try:
@@ -840,7 +834,7 @@ def _tick(run: Run, rows: list[dict[str, Stat]], tick_time: float, snapshot: boo
         snap = False
     if snap:
         assert run.run_dir is not None
-        _observe(run.family, run.nets, state, cfg, run.run_dir, record, logger, run.spacing, run.data,
+        _observe(run.family, run.nets, state, cfg, run.run_dir, record, logger, run.manifest, run.data,
                  run.reals.spec)  # fmt: skip
     logger.tick(record)
     if snap:

@@ -76,15 +76,6 @@ def generated_volumes(G: nn.Module, n: int, seed: int = 0, psi: float = 1.0,
     return img[:, 0].float().cpu().numpy()
 
 
-def dataset_window(data: Path) -> IntensityWindow:
-    """The units a prepared dataset's [-1, 1] stand for (its manifest's intensity block), for colour bars."""
-    try:
-        manifest = json.loads((Path(data) / "dataset.json").read_text(encoding="utf-8"))
-        return IntensityWindow.of_manifest(manifest)
-    except (OSError, ValueError, KeyError, TypeError):
-        return MODEL_WINDOW
-
-
 def save_grid(volumes: np.ndarray, path: Path, spacing: Any = None, title: str = "",
               labels: list[str] | None = None, window: IntensityWindow = MODEL_WINDOW) -> Path:  # fmt: skip
     """Centre-slice grid for 3D volumes, a grid of axial images for 2D samples; ``title`` is drawn in the

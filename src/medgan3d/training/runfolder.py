@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from medgan3d.modeling import atomic_write
+from medgan3d.fs import atomic_write
 from medgan3d.training.checkpoint import CHECKPOINTS_DIR
 
 LOCK_NAME = ".lock"
