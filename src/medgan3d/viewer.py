@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from medgan3d.modeling import atomic_write
+from medgan3d.fs import atomic_write
 from medgan3d.viz import IntensityWindow
 
 DISPLAY_PX = 220  # the largest plane extent of any volume, in screen pixels
@@ -208,7 +208,7 @@ def _run_sources(path: Path, num: int, seed: int, psi: float) -> list[Source]:
         raise ValueError(f"{path}: a {G.spatial_dims}D generator; the viewer shows 3D volumes")
     manifest = find_manifest(path, None)
     window = IntensityWindow.of_manifest(manifest)
-    spacing = manifest.get("spacing") if manifest else None
+    spacing = manifest.spacing if manifest else None
     seeds = list(range(seed, seed + num))
     vols = np.stack([generated_volumes(G, 1, seed=s, psi=psi)[0] for s in seeds])
     kimg = f", kimg {origin['kimg']:g}" if origin["kimg"] is not None else ""
@@ -223,15 +223,14 @@ def _run_sources(path: Path, num: int, seed: int, psi: float) -> list[Source]:
 
 
 def _dataset_source(root: Path, num: int, split: str, name: str | None = None) -> Source:
-    from medgan3d.data import load_manifest, open_volumes
+    from medgan3d.data import Manifest
 
-    manifest = load_manifest(root)
-    idx = list(manifest.get("splits", {}).get(split) or range(manifest["count"]))[:num]
-    arr = np.asarray(open_volumes(root, manifest)[np.asarray(idx)], dtype=np.float32)
+    manifest = Manifest.load(root)
+    idx = list(manifest.splits.get(split) or range(manifest.count))[:num]
+    arr = np.asarray(manifest.open_array()[np.asarray(idx)], dtype=np.float32)
     window = IntensityWindow.of_manifest(manifest)
-    items = manifest.get("items") or []
-    names = [Path(str(items[i].get("source", i))).name if i < len(items) else f"#{i}" for i in idx]
-    group = model_group(name or f"{root.name} ({split})", arr, window, manifest.get("spacing"), names)
+    names = [Path(manifest.items[i].source).name for i in idx]
+    group = model_group(name or f"{root.name} ({split})", arr, window, manifest.spacing, names)
     return Source([group], window)
 
 
