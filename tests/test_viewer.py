@@ -191,7 +191,7 @@ def test_view_page_renders_scrolls_and_windows_in_chromium(browser, sources, cap
     real = np.asarray(
         np.load(sources["dataset"] / "volumes.npy")[manifest["splits"]["train"][0], 0], np.float32
     )
-    units = IntensityWindow.of_manifest(manifest).to_units(real)
+    units = IntensityWindow.of_intensity(manifest["intensity"]).to_units(real)
     k = round(0.5 * (real.shape[0] - 1))
     expected = _expected_axial(units, k, lo, hi, wlo, whi)
     px = _pixels(page, group, "axial")
@@ -273,7 +273,7 @@ def test_view_of_a_run_shows_its_samples_beside_its_training_volumes(tmp_path, c
     text = out.read_text(encoding="utf-8")
     data = json.loads(re.search(r'class="mv-data">(.*?)</script>', text, re.S).group(1).replace("<\\/", "</"))
     manifest = json.loads((tmp_path / "data" / "dataset.json").read_text(encoding="utf-8"))
-    window = IntensityWindow.of_manifest(manifest)
+    window = IntensityWindow.of_intensity(manifest["intensity"])
     assert data["range"] == [window.lo, window.hi] and data["unit"] == window.unit
     gen, real = data["groups"]
     assert gen["name"] == "generated (00000-tiny, kimg 12, psi 1)" and real["name"] == "real training volumes"
