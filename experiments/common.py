@@ -213,11 +213,8 @@ def _content_hash(data: Path) -> str:
 def train_config(preset: str, **over: Any) -> Any:
     """The preset's train section resolved for its family, with ``over`` applied."""
     from medgan3d.config import load_preset
-    from medgan3d.training.family import family_for
-    from medgan3d.training.loop import train_config_from_dict
 
-    p = load_preset(preset)
-    cfg = train_config_from_dict(dict(p.extra.get("train", {})), preset, family_for(p.model))
+    cfg = load_preset(preset).train
     return dataclasses.replace(cfg, **({"keep_last": 1, "grid": 4} | over))
 
 

@@ -456,9 +456,9 @@ def test_networks_round_trip_through_save_pretrained(tmp_path: Path, family: str
 def test_paper_presets_train_sections_resolve(name: str) -> None:
     preset = load_preset(name)
     family = family_for(preset.model)
-    cfg = loop.train_config_from_dict(preset.extra["train"], name, family)
+    cfg = preset.train
     assert isinstance(cfg.loss, family.loss_cls) and (cfg.batch, cfg.batch_gpu) == (4, 4)
-    with pytest.raises(ValueError, match=r"unknown .* loss keys"):
+    with pytest.raises(ValueError, match=r"unknown .* loss key 'lambda'"):
         loop.train_config_from_dict({"loss": {"lambda": 1}}, name, family)
 
 

@@ -51,7 +51,7 @@ def networks(model: Any) -> dict[str, Any]:
 
 def resolved(name: str) -> dict[str, Any]:
     preset = load_preset(name)
-    train = train_config_from_dict(dict(preset.extra.get("train", {})), name, family_for(preset.model))
+    train = preset.train
     header = {
         k: getattr(preset, k) for k in ("name", "description", "reference", "paper_params_m", "data_preset")
     }
@@ -124,3 +124,79 @@ def test_an_old_run_folder_resumes_bit_identically(tmp_path: Path) -> None:
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     rewritten = yaml.safe_load((resumed / "config.yaml").read_text(encoding="utf-8"))
     assert missing_or_changed(saved | {"train": saved["train"] | {"kimg": 0.064}}, rewritten) == []
+
+
+# ------------------------------------------------------------------------------------ one reader, one writer
+
+
+def preset_yaml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "x.yaml"
+    path.write_text("name: x\nmodel:\n  num_blocks: 3\n" + text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("train:\n  lr_g: 1.0\n", r"x\.yaml: unknown train key 'lr_g' \(known: kimg, batch, batch_gpu, lr, "),
+        (
+            "train:\n  loss:\n    lr_g: 1.0\n",
+            r"x\.yaml: unknown stylegan2 loss key 'lr_g' \(known: r1_gamma, ",
+        ),
+        ("trian:\n  batch: 4\n", r"x\.yaml: unknown preset key 'trian' \(known: name, model, description, "),
+        ("train:\n  batch: eight\n", r"x\.yaml: train key 'batch' must be an integer, got 'eight'$"),
+        (
+            "train:\n  lr: 1e-4\n",
+            r"train key 'lr' must be a number or null, got '1e-4' \(YAML reads 1e-4 as text",
+        ),
+        ("train:\n  flip: 1\n", r"train key 'flip' must be true or false, got 1$"),
+        ("train:\n  betas: [0.5]\n", r"train key 'betas' must be a list of 2 numbers or null, got \(0\.5,\)"),
+        ("train:\n  batch: 0\n", r"x\.yaml: train: batch must be an integer >= 1, got 0$"),
+        ("train: [1, 2]\n", r"x\.yaml: the train section must be a mapping, got list$"),
+    ],
+)
+def test_a_bad_key_or_value_is_one_line_naming_the_file_section_and_key(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    from medgan3d.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message) as info:
+        load_preset(preset_yaml(tmp_path, text))
+    assert "\n" not in str(info.value)
+
+
+def test_a_model_key_of_another_family_is_refused_by_name(tmp_path: Path) -> None:
+    from medgan3d.config import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=r"unknown hagan model key 'num_blocks' \(known: resolution, latent_dim, width, labels\)"
+    ):
+        model_config_from_dict({"family": "hagan", "num_blocks": 3}, "x.yaml")
+    with pytest.raises(ConfigError, match=r"x\.yaml: unknown model family 'gan' \(known: stylegan2, hagan, "):
+        model_config_from_dict({"family": "gan"}, "x.yaml")
+    with pytest.raises(ConfigError, match=r"x\.yaml: train\.loss needs the model family"):
+        train_config_from_dict({"loss": {"r1_gamma": 1}}, "x.yaml")
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_to_dict_and_from_dict_are_inverse_for_every_preset(name: str) -> None:
+    from medgan3d.config import from_dict, preset_from_dict, preset_to_yaml, to_dict
+
+    preset = load_preset(name)
+    assert model_config_from_dict(yaml.safe_load(yaml.safe_dump(preset.model.to_dict()))) == preset.model
+    again = train_config_from_dict(
+        yaml.safe_load(yaml.safe_dump(preset.train.to_dict())), family=preset.model
+    )
+    assert again == preset.train
+    assert from_dict(type(preset.train.loss), to_dict(preset.train.loss)) == preset.train.loss
+    assert preset_from_dict(yaml.safe_load(preset_to_yaml(preset))) == preset
+
+
+def test_every_family_reads_the_loss_settings_its_model_config_names() -> None:
+    import medgan3d.training.families  # noqa: F401  (registers the shipped families)
+    from medgan3d.config import MODEL_CONFIGS
+    from medgan3d.training.family import FAMILIES
+
+    assert set(MODEL_CONFIGS) <= set(FAMILIES)
+    for name, cls in MODEL_CONFIGS.items():
+        assert FAMILIES[name]().loss_cls is cls.loss_cls, name

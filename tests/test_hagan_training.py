@@ -130,7 +130,7 @@ def test_two_processes_match_micro_batches(brain32: Path, tmp_path: Path) -> Non
     (ddp_run,) = (tmp_path / "ddp").iterdir()
     saved = yaml.safe_load((ddp_run / "config.yaml").read_text(encoding="utf-8"))
     assert saved["world_size"] == 2
-    cfg = loop.train_config_from_dict(saved["train"])
+    cfg = loop.train_config_from_dict(saved["train"], family=HAGAN())
     assert (cfg.batch, cfg.batch_gpu, cfg.seed) == (4, 2, 3)
     one = train(brain32, tiny_model(), dataclasses.replace(cfg, grid=1), outdir=tmp_path / "one")
     other = train(brain32, tiny_model(), dataclasses.replace(cfg, grid=1, seed=4), outdir=tmp_path / "other")
@@ -173,7 +173,7 @@ def test_ablations_freeze_what_they_should(brain32: Path, tmp_path: Path) -> Non
                     loss={"selection": "deterministic", "aligned": False, "downsample": "area"})  # fmt: skip
     stats = json.loads((train(brain32, model, cfg, outdir=tmp_path / "rest") / "stats.jsonl").read_text())
     assert all(np.isfinite(stats[k]) for k in ("loss/D", "loss/G", "loss/E_H", "loss/E_G"))
-    with pytest.raises(ValueError, match=r"unknown hagan loss keys \['r1_gamma'\]"):
+    with pytest.raises(ValueError, match=r"unknown hagan loss key 'r1_gamma' \(known: lr_g, "):
         train(brain32, model, hagan_cfg(loss={"r1_gamma": 1.0}), outdir=tmp_path / "bad")
     with pytest.raises(ValueError, match="selection"):
         HAGANLoss(selection="fixed")

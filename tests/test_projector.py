@@ -172,14 +172,11 @@ def test_3dstylegan_2mm_layers_and_bands() -> None:
      ("3dstylegan-1mm", 18, 96), ("3dstylegan-1mm-f16", 16, 96), ("3dstylegan-1mm-f24", 24, 96)],
 )  # fmt: skip
 def test_3dstylegan_presets(name: str, channels: int, latent: int) -> None:
-    from medgan3d.training.families.stylegan2 import StyleGAN2
-    from medgan3d.training.loop import train_config_from_dict
-
     preset = load_preset(name)
     m = preset.model
     assert (m.channels, m.z_dim, m.w_dim, m.g_architecture, m.base_shape) == (channels, latent, latent, "orig",
                                                                               (5, 6, 7))  # fmt: skip
-    train = train_config_from_dict(preset.extra["train"], name, StyleGAN2())
+    train = preset.train
     assert (train.lr, train.ema_kimg, train.ema_rampup, train.loss.r1_gamma) == (0.002, 10, None, 10)
     assert preset.data_preset == f"brain-t1-{name.split('-')[1]}"
 

@@ -1,19 +1,39 @@
-"""Typed configuration ⇄ YAML, and the named presets shipped in ``configs/``.
+"""The whole configuration as typed dataclasses ⇄ YAML: a preset in ``configs/*.yaml`` and a run's config.yaml.
 
-A preset names an architecture from the papers (Liu et al., arXiv 2208.03934 §4.2.2, §4.3.3, Tables 3, 5, 7). Each 3D preset
-has a 2D twin (:meth:`ModelConfig.twin_2d`) with the same widths and variants, for pretraining on slices.
+A YAML file has these sections (docs/configuration.md lists every key with its default and meaning):
+
+* the header: ``name``, ``description``, ``reference``, ``paper_params_m``, ``data_preset`` (:class:`Preset`);
+* ``model``: the architecture of one model family, named by ``family`` (default ``stylegan2``):
+  :class:`ModelConfig` (StyleGAN2 and Split&Shuffle), :class:`HAGANConfig`, and the baselines
+  :class:`WGANGPConfig`, :class:`VAEGANConfig`, :class:`AlphaGANConfig`, :class:`AlphaWGANGPConfig`;
+* ``train``: :class:`TrainConfig`, the loop's settings, with ``train.loss`` the family's objective settings
+  (:class:`LossConfig` for StyleGAN2, :class:`HAGANLoss`, :class:`WGANGPLoss`, ...).
+
+A run's config.yaml holds ``model`` and ``train`` as written by :func:`to_dict` plus the run's provenance
+(``preset``, ``data``, ``world_size``, ``init``). Every section is read by the one :func:`from_dict`, which
+refuses unknown keys and values of the wrong type with one line naming the file, the section and the key.
+
+A preset names an architecture from the papers (Liu et al., "3D Split&Shuffle-GAN", arXiv 2208.03934 §4.2.2,
+§4.3.3, Tables 3, 5, 7; Sun et al., HA-GAN, IEEE JBHI 2022; Hong et al., 3D-StyleGAN, DGM4MICCAI 2021). Each
+3D StyleGAN2 preset has a 2D twin (:meth:`ModelConfig.twin_2d`) with the same widths and variants, for
+pretraining on slices.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union
 
 import yaml
 
+from medgan3d.errors import MedganError
 from medgan3d.networks.layers import D_VARIANTS, G_VARIANTS
 
 if TYPE_CHECKING:
@@ -25,6 +45,435 @@ if TYPE_CHECKING:
         HAGANGenerator,
         HAGANLatentEncoder,
     )
+
+T = TypeVar("T")
+DEFAULT_FAMILY = "stylegan2"  # the family of a model section without a ``family`` key
+
+
+class ConfigError(MedganError, ValueError):
+    """A configuration file or mapping that cannot be read; the message names the file, section and key."""
+
+
+# ------------------------------------------------------------------------------------------------ generic
+
+
+def doc(default: Any, meaning: str, omit_default: bool = False) -> Any:
+    """A dataclass field with its default and a one-line meaning (docs/configuration.md is made from it);
+    ``omit_default``: :func:`to_dict` leaves the key out while it holds its default (an optional section that
+    older files never had)."""
+    if isinstance(default, list | dict | set):
+        raise TypeError("a mutable default needs default_factory")
+    return field(default=default, metadata={"doc": meaning, "omit_default": omit_default})
+
+
+def from_dict(cls: type[T], data: Any, source: str = "<dict>", section: str = "") -> T:
+    """``cls`` built from a parsed YAML/JSON mapping: unknown keys and values of the wrong type are refused
+    with one line ``SOURCE: unknown SECTION key 'KEY' (known: ...)``; lists become tuples where the field is
+    a tuple; a nested dataclass field is read from a nested mapping; the class's own checks run last."""
+    section = section or cls.__name__
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: the {section} section must be a mapping, got {type(data).__name__}")
+    names = [f.name for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"{source}: unknown {section} key {key!r} (known: {', '.join(names)})")
+    hints = _hints(cls)
+    values = {key: _read(value, hints[key], source, section, key) for key, value in data.items()}
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        message = str(exc)
+        raise ConfigError(
+            message if message.startswith(source) else f"{source}: {section}: {message}"
+        ) from exc
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Plain YAML/JSON types of a config dataclass, in field order: tuples as lists, nested dataclasses as
+    mappings; :func:`from_dict` reads it back to an equal object."""
+    return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+            if not (f.metadata.get("omit_default") and getattr(obj, f.name) == f.default)}  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_dict(value)
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return [_plain(v) for v in value] if isinstance(value, tuple | list) else value
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _options(hint: Any) -> tuple[Any, ...]:
+    """The alternatives of a union hint (``int | None`` → int, NoneType), or the hint alone."""
+    origin = typing.get_origin(hint)
+    return typing.get_args(hint) if origin in (Union, types.UnionType) else (hint,)
+
+
+_KINDS: dict[Any, tuple[str, Any]] = {
+    bool: ("true or false", lambda v: isinstance(v, bool)),
+    int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    float: ("a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool)),
+    str: ("a string", lambda v: isinstance(v, str)),
+    type(None): ("null", lambda v: v is None),
+}
+
+
+def _read(value: Any, hint: Any, source: str, section: str, key: str) -> Any:
+    """``value`` checked against the field's type hint; lists become tuples, mappings nested dataclasses."""
+    options = _options(hint)
+    for option in options:
+        if dataclasses.is_dataclass(option) and isinstance(value, Mapping):
+            return from_dict(option, value, source, f"{section}.{key}")  # type: ignore[arg-type]
+    if isinstance(value, list) and any(typing.get_origin(o) is tuple for o in options):
+        value = tuple(value)
+    described = []
+    for option in options:
+        if option is Any or _matches(value, option):
+            return value
+        described.append(_describe(option))
+    hint_text = (
+        " (YAML reads 1e-4 as text: write 1.0e-4)" if isinstance(value, str) and _is_number(value) else ""
+    )
+    raise ConfigError(
+        f"{source}: {section} key {key!r} must be {' or '.join(described)}, got {value!r}{hint_text}"
+    )
+
+
+def _matches(value: Any, option: Any) -> bool:
+    if option in _KINDS:
+        return bool(_KINDS[option][1](value))
+    if typing.get_origin(option) is tuple:
+        args = typing.get_args(option)
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        return len(args) == len(value) and all(_matches(v, a) for v, a in zip(value, args, strict=True))
+    if dataclasses.is_dataclass(option):
+        return isinstance(value, option)  # type: ignore[arg-type]
+    return True  # a type this reader does not check (paths, built objects): the class checks it
+
+
+def _describe(option: Any) -> str:
+    if option in _KINDS:
+        return str(_KINDS[option][0])
+    if typing.get_origin(option) is tuple:
+        args = typing.get_args(option)
+        item = _describe(args[0]).removeprefix("an ").removeprefix("a ")
+        count = "" if len(args) == 2 and args[1] is Ellipsis else f"{len(args)} "
+        return f"a list of {count}{item}s"
+    return f"a {getattr(option, 'section', getattr(option, '__name__', str(option)))} mapping"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------------- objectives (train.loss)
+
+# HA-GAN
+SELECTIONS = ("random", "deterministic")
+DOWNSAMPLES = ("nearest", "area")
+# baselines
+REFERENCE_BETAS = (0.9, 0.999)  # Adam's defaults, used by every reference notebook (spec Q4)
+GP_NORMS = ("sample", "voxel")
+ADVERSARIAL = ("minimax", "non_saturating")
+CRITIC_BATCHES = ("same", "next")
+MAX_G_STEPS = 6  # phase indices seed the micro-batches and stop at 7
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """StyleGAN2 objective (Karras et al., "Analyzing and Improving the Image Quality of StyleGAN", CVPR 2020,
+    §2–4, App. B); defaults follow Liu et al., arXiv 2208.03934 §4.2.3 (γ = 0.0512) and StyleGAN2 for the rest."""
+
+    r1_gamma: float = doc(0.0512, "R1 weight γ on the reals (D's gradient penalty)")
+    r1_interval: int = doc(16, "lazy R1: D steps between R1 steps")
+    pl_weight: float = doc(2.0, "path-length regulariser weight")
+    pl_interval: int = doc(4, "lazy path length: G steps between path-length steps")
+    pl_decay: float = doc(0.01, "decay of the running mean path length")
+    pl_batch_shrink: int = doc(2, "path length on batch / pl_batch_shrink samples")
+    style_mixing: float = doc(0.9, "probability of style mixing per micro-batch")
+
+
+@dataclass(frozen=True)
+class HAGANLoss:
+    """HA-GAN objective settings (Sun et al., IEEE JBHI 2022, §III-C): the published defaults and the
+    ablations of its Table "Ablation"."""
+
+    lr_g: float = doc(
+        1e-4, "Adam learning rate of G (train.lr, when given, sets it; D and E keep their ratio)"
+    )
+    lr_d: float = doc(4e-4, "Adam learning rate of D")
+    lr_e: float = doc(1e-4, "Adam learning rate of E^H and E^G")
+    betas: tuple[float, float] = doc((0.0, 0.999), "Adam betas of every network")
+    low_res: bool = doc(True, "false: 'HA-GAN w/o low-resolution branch' (no G^L, no D^L)")
+    encoder: bool = doc(True, "false: 'HA-GAN w/o encoder' (E^H and E^G are not trained)")
+    selection: str = doc(
+        "random", "sub-volume choice: random | deterministic (cycle over 8 fixed sub-volumes)"
+    )
+    aligned: bool = doc(True, "false: the reference's misaligned crop (real start r, latent start r // 4)")
+    downsample: str = doc(
+        "nearest", "real low-res volume: nearest (x[..., ::4, ::4, ::4], the reference) | area"
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", tuple(self.betas))
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection {self.selection!r} not in {SELECTIONS}")
+        if self.downsample not in DOWNSAMPLES:
+            raise ValueError(f"downsample {self.downsample!r} not in {DOWNSAMPLES}")
+        if min(self.lr_g, self.lr_d, self.lr_e) <= 0:
+            raise ValueError("HA-GAN learning rates must be positive")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def _check_common(lr: float, betas: tuple[float, float]) -> tuple[float, float]:
+    betas = (float(betas[0]), float(betas[1]))
+    _require(lr > 0, f"lr must be positive, got {lr}")
+    _require(all(0 <= b < 1 for b in betas), f"betas must be in [0, 1), got {list(betas)}")
+    return betas
+
+
+@dataclass(frozen=True)
+class WGANGPLoss:
+    """3D-WGAN-GP (``WGAN_ADNI_train.ipynb``; Gulrajani et al., "Improved Training of Wasserstein GANs",
+    NeurIPS 2017, Algorithm 1, Eq. 3): Adam 2e-4 for G and critic, λ = 10.
+
+    ``gp_norm``: ``sample`` = ‖∇‖₂ over each sample's whole gradient (Gulrajani et al., Eq. 3); ``voxel`` =
+    the reference's norm over the channel axis only, i.e. every voxel's |∂D/∂x_v| pushed to 1 (Q1).
+    ``n_critic`` critic steps per generator turn and ``g_steps`` generator steps per turn: 5 and 1 as
+    Gulrajani et al.; the reference runs 1 and 5 (Q2).
+    """
+
+    lr: float = doc(2e-4, "Adam learning rate of G and the critic")
+    betas: tuple[float, float] = doc(REFERENCE_BETAS, "Adam betas")
+    gp_weight: float = doc(10.0, "gradient-penalty weight λ")
+    gp_norm: str = doc("sample", "penalty norm: sample (whole gradient) | voxel (the reference's)")
+    n_critic: int = doc(5, "critic steps per generator turn")
+    g_steps: int = doc(1, f"generator steps per turn (at most {MAX_G_STEPS})")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", _check_common(self.lr, self.betas))
+        _require(self.gp_norm in GP_NORMS, f"gp_norm {self.gp_norm!r} not in {GP_NORMS}")
+        _require(self.gp_weight >= 0, "gp_weight must be >= 0")
+        _require(self.n_critic >= 1, f"n_critic must be >= 1, got {self.n_critic}")
+        _require(
+            1 <= self.g_steps <= MAX_G_STEPS, f"g_steps must be in [1, {MAX_G_STEPS}], got {self.g_steps}"
+        )
+
+
+@dataclass(frozen=True)
+class VAEGANLoss:
+    """3D-VAE-GAN (``VAEGAN_ADNI_train.ipynb``): Adam 1e-4 for D, G, E; γ = 20, β = 10, KL weight 1.
+
+    L_D = BCE(D(x),1) + BCE(D(x_rec),0) + BCE(D(x_rand),0); L_G = γ·MSE(x_rec, x) + adversarial;
+    L_E = kl_weight·KL + β·MSE(x_rec, x), KL averaged over the B·L code entries. ``adversarial``: ``minimax``
+    = −L_D (the reference: saturating, and its D(x) term carries no gradient to G; Q13) or ``non_saturating``
+    = BCE(D(x_rec),1) + BCE(D(x_rand),1). ``shared_noise``: D and GE phases use the same (z_p, ε) per
+    micro-batch (the reference's single draw); False draws each phase's own. ``stable_bce``: BCE from logits;
+    False applies the sigmoid first and clamps the log at −100 as ``nn.BCELoss`` (the reference).
+    """
+
+    lr: float = doc(1e-4, "Adam learning rate of D, G and E")
+    betas: tuple[float, float] = doc(REFERENCE_BETAS, "Adam betas")
+    gamma: float = doc(20.0, "weight γ of G's reconstruction MSE")
+    beta: float = doc(10.0, "weight β of E's reconstruction MSE")
+    kl_weight: float = doc(1.0, "weight of E's KL term")
+    adversarial: str = doc("minimax", "G's adversarial loss: minimax (the reference) | non_saturating")
+    shared_noise: bool = doc(True, "D and GE phases share (z_p, ε) per micro-batch (the reference)")
+    stable_bce: bool = doc(True, "BCE from logits; false: sigmoid then clamped log (the reference)")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", _check_common(self.lr, self.betas))
+        _require(self.adversarial in ADVERSARIAL, f"adversarial {self.adversarial!r} not in {ADVERSARIAL}")
+        _require(min(self.gamma, self.beta, self.kl_weight) >= 0, "gamma, beta and kl_weight must be >= 0")
+
+
+@dataclass(frozen=True)
+class AlphaGANLoss:
+    """3D-α-GAN (``Alpha_GAN_ADNI_train.ipynb``; Rosca et al., arXiv 1706.04987, §3, Algorithm 1): Adam 2e-4
+    for E, G, D, CD.
+
+    L_EG = rec_weight·L1(x_rec, x) + code_weight·BCE(CD(z_e),1) + BCE(D(x_rec),1) + BCE(D(x_rand),1);
+    L_D = real_weight·BCE(D(x),1) + BCE(D(x_rec),0) + BCE(D(x_rand),0);
+    L_CD = BCE(CD(z_e),0) + BCE(CD(z_p),1).
+    ``g_double_step``: a second Adam step of G on the same gradient (the reference's double
+    ``g_optimizer.step()``, Q5). ``critic_batch``: ``same`` real batch for all three phases (the reference)
+    or the ``next`` one for D and CD. ``stable_bce`` as :class:`VAEGANLoss`.
+    """
+
+    lr: float = doc(2e-4, "Adam learning rate of E, G, D and CD")
+    betas: tuple[float, float] = doc(REFERENCE_BETAS, "Adam betas")
+    rec_weight: float = doc(10.0, "weight of the L1 reconstruction")
+    real_weight: float = doc(2.0, "weight of D's real term")
+    code_weight: float = doc(1.0, "weight of the code critic's term in L_EG")
+    g_double_step: bool = doc(False, "a second Adam step of G on the same gradient (the reference)")
+    critic_batch: str = doc("same", "real batch of D and CD: same (the reference) | next")
+    stable_bce: bool = doc(True, "BCE from logits; false: sigmoid then clamped log (the reference)")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", _check_common(self.lr, self.betas))
+        _require(
+            self.critic_batch in CRITIC_BATCHES, f"critic_batch {self.critic_batch!r} not in {CRITIC_BATCHES}"
+        )
+        _require(min(self.rec_weight, self.real_weight, self.code_weight) >= 0, "loss weights must be >= 0")
+
+
+@dataclass(frozen=True)
+class AlphaWGANGPLoss:
+    """3D-α-WGAN-GP (``Alpha_WGAN_ADNI_train.ipynb``; Kwon et al., MICCAI 2019, §2, Eq. 1–4): Adam 2e-4 for
+    E, G, D, CD.
+
+    L_EG = rec_weight·L1(x_rec, x) − code_weight·mean CD(z_e) − mean D(x_rec) − mean D(x_rand) (code_weight 0:
+    the unmerged PR #10, Q9); L_D = −real_weight·mean D(x) + mean D(x_rec) + mean D(x_rand) + GP(x, x_rand) +
+    GP(x, x_rec), each penalty weighted ``gp_weight`` (Q6); L_CD = mean CD(z_e) − mean CD(z_p) + GP(z_e, z_p)
+    with z_e = E(x) encoded in the CD phase. ``cd_sees_encoded=False`` drops the mean CD(z_e) term, which is
+    what the reference's CD effectively optimises (its z_e term has no gradient to CD, Q8). Penalties use the
+    per-sample norm √Σ(g² + 1e−15) of the reference's helper. ``g_double_step`` as :class:`AlphaGANLoss`;
+    ``critic_batch``: the reference draws the ``next`` real batch for D (and CD encodes that batch).
+    """
+
+    lr: float = doc(2e-4, "Adam learning rate of E, G, D and CD")
+    betas: tuple[float, float] = doc(REFERENCE_BETAS, "Adam betas")
+    rec_weight: float = doc(10.0, "weight of the L1 reconstruction")
+    real_weight: float = doc(2.0, "weight of D's real term")
+    code_weight: float = doc(1.0, "weight of the code critic's term in L_EG (0: the unmerged PR #10)")
+    gp_weight: float = doc(10.0, "weight of each of D's two gradient penalties")
+    code_gp_weight: float = doc(10.0, "weight of CD's gradient penalty")
+    cd_sees_encoded: bool = doc(
+        True, "CD's loss keeps its mean CD(z_e) term (false: what the reference optimises)"
+    )
+    g_double_step: bool = doc(False, "a second Adam step of G on the same gradient (the reference)")
+    critic_batch: str = doc("next", "real batch of D and CD: same | next (the reference)")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", _check_common(self.lr, self.betas))
+        _require(
+            self.critic_batch in CRITIC_BATCHES, f"critic_batch {self.critic_batch!r} not in {CRITIC_BATCHES}"
+        )
+        weights = (self.rec_weight, self.real_weight, self.code_weight, self.gp_weight, self.code_gp_weight)
+        _require(min(weights) >= 0, "loss weights must be >= 0")
+
+
+LossSettings = LossConfig | HAGANLoss | WGANGPLoss | VAEGANLoss | AlphaGANLoss | AlphaWGANGPLoss
+
+
+# ------------------------------------------------------------------------------------------------ train
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings shared by every family (the ``train`` section); defaults are Liu et al., arXiv
+    2208.03934 §4.2.3 (batch 128) and StyleGAN2.
+
+    ``lr``, ``betas`` and ``loss`` left at null take the family's defaults (StyleGAN2: lr 0.0025, or 0.002
+    from inflated weights, betas (0, 0.99), :class:`LossConfig`).
+    """
+
+    kimg: float = doc(5000.0, "total training length, thousands of real items shown to D")
+    batch: int = doc(128, "global minibatch (all processes, all micro-batches)")
+    batch_gpu: int = doc(8, "micro-batch per process; gradient accumulation makes up the rest")
+    lr: float | None = doc(None, "learning rate; null: the family's default")
+    betas: tuple[float, float] | None = doc(None, "Adam betas; null: the family's default")
+    eps: float = doc(1e-8, "Adam epsilon")
+    ema_kimg: float | None = doc(None, "half-life of G's EMA in kimg; null: batch · 10 / 32 (StyleGAN2 only)")
+    ema_rampup: float | None = doc(
+        0.05, "EMA ramp-up: half-life at most this fraction of the images seen; null: none"
+    )
+    tick_kimg: float = doc(4.0, "kimg per progress tick (one stats row)")
+    snapshot_ticks: int = doc(50, "ticks between snapshots (PNG grid, metrics, checkpoint)")
+    keep_last: int = doc(3, "checkpoints kept (older ones are pruned)")
+    grid: int = doc(6, "generated samples in each snapshot PNG")
+    bf16: bool | None = doc(
+        None, "bf16 autocast; null: on for CUDA, off elsewhere (config.yaml records the choice)"
+    )
+    seed: int = doc(0, "seed of the weights, the data order and every micro-batch's randomness")
+    flip: bool = doc(False, "random left-right flips of the reals")
+    cond: bool = doc(True, "a labelled dataset trains a conditional model (false: --no-cond)")
+    max_bad_steps: int = doc(10, "iterations in a row with a skipped (non-finite) phase before the run stops")
+    metrics: tuple[str, ...] = doc((), "metrics scored at every snapshot (medgan3d evaluate's names)")
+    metrics_samples: int = doc(64, "generated volumes scored at every snapshot")
+    loss: LossSettings | None = doc(None, "the family's objective settings (train.loss); null: its defaults")
+
+    def __post_init__(self) -> None:
+        if self.betas is not None:
+            object.__setattr__(self, "betas", tuple(self.betas))
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        # checked as given: the optimizers later scale lr for lazy regularisation, errors must not show that
+        bounds = {"kimg": ">", "tick_kimg": ">", "eps": ">", "lr": ">", "ema_kimg": ">=", "ema_rampup": ">="}
+        for key, op in bounds.items():
+            value = getattr(self, key)
+            if value is None and key in ("lr", "ema_kimg", "ema_rampup"):  # None: the default
+                continue
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (number and (value > 0 if op == ">" else value >= 0) and value != float("inf")):
+                raise ValueError(f"{key} must be a number {op} 0, got {value!r}")
+        minimum = {"batch": 1, "batch_gpu": 1, "snapshot_ticks": 1, "keep_last": 1, "grid": 1,
+                   "max_bad_steps": 0, "metrics_samples": 2}  # fmt: skip
+        for key, low in minimum.items():
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
+        if self.betas is not None and not (len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON types (tuples as lists, the loss settings as a mapping)."""
+        return to_dict(self)
+
+
+def _loss_owner(family: Any) -> tuple[type, str]:
+    """The loss settings class and family name of a training family or a model config."""
+    name = getattr(family, "name", None) or getattr(family, "family", DEFAULT_FAMILY)
+    return family.loss_cls, str(name)
+
+
+def loss_from_dict(data: Any, family: Any, source: str = "<dict>") -> LossSettings:
+    """The objective settings of ``family`` (a training family or a model config, both name their
+    ``loss_cls``) from a ``train.loss`` mapping, None (the defaults) or settings already of that class."""
+    loss_cls, name = _loss_owner(family)
+    if isinstance(data, loss_cls):
+        return data  # type: ignore[no-any-return]
+    if data is None or isinstance(data, Mapping):
+        return from_dict(loss_cls, data or {}, source, f"{name} loss")  # type: ignore[no-any-return]
+    raise ConfigError(f"{source}: loss settings {type(data).__name__} do not belong to family {name}")
+
+
+def resolve_loss(cfg: TrainConfig, family: Any, source: str = "<config>") -> TrainConfig:
+    """``cfg`` with ``loss`` as the settings of ``family`` (None: its defaults)."""
+    loss = loss_from_dict(cfg.loss, family, source)
+    return cfg if loss is cfg.loss else dataclasses.replace(cfg, loss=loss)
+
+
+def train_config_from_dict(data: Any, source: str = "<dict>", family: Any = None) -> TrainConfig:
+    """A :class:`TrainConfig` from a preset's or run's ``train`` section; ``loss`` is read as the settings of
+    ``family`` (a training family or a model config). Without a family, a ``loss`` mapping is refused."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: the train section must be a mapping, got {type(data).__name__}")
+    rest = {k: v for k, v in data.items() if k != "loss"}
+    cfg = from_dict(TrainConfig, rest, source, "train")
+    if family is None:
+        if data.get("loss") is not None:
+            raise ConfigError(f"{source}: train.loss needs the model family to be read")
+        return cfg
+    return dataclasses.replace(cfg, loss=loss_from_dict(data.get("loss"), family, source))
+
+
+# ------------------------------------------------------------------------------------------------ model
 
 
 def _check_labels(labels: dict[str, Any] | None) -> None:
@@ -47,6 +496,7 @@ class ModelConfig:
     """Architecture of a StyleGAN2-family generator + discriminator pair."""
 
     family: ClassVar[str] = "stylegan2"
+    loss_cls: ClassVar[type[LossConfig]] = LossConfig
     spatial_dims: int = 3
     base_shape: tuple[int, ...] = (2, 4, 4)
     num_blocks: int = 5
@@ -60,8 +510,8 @@ class ModelConfig:
     mbstd_group_size: int = 4
     d_group_count: int = 4
     g_architecture: str = "skip"  # "orig": one toRGB at the end (3D-StyleGAN, Hong et al. 2021)
-    # a conditional model's LabelSpec as a mapping (medgan3d.data.labels); set by train on a labelled dataset
-    labels: dict[str, Any] | None = None
+    labels: dict[str, Any] | None = doc(None, "a conditional model's labels (a LabelSpec mapping, medgan3d.data."
+                                        "labels); set by train on a labelled dataset", omit_default=True)  # fmt: skip
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_shape", tuple(int(s) for s in self.base_shape))
@@ -93,9 +543,8 @@ class ModelConfig:
         return (self.img_channels, *(s * scale for s in self.base_shape))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain YAML/JSON types (tuples as lists); ``ModelConfig(**d)`` rebuilds it. ``labels`` only when set."""
-        out = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-        return out if self.labels else {k: v for k, v in out.items() if k != "labels"}
+        """The ``model`` section (plain YAML/JSON types); :func:`model_config_from_dict` reads it back."""
+        return model_to_dict(self)
 
     def twin_2d(self) -> ModelConfig:
         """The 2D twin: same widths, mapping and variants; the base loses its depth (first) axis. It is
@@ -152,12 +601,13 @@ class HAGANConfig:
     """
 
     family: ClassVar[str] = "hagan"
+    loss_cls: ClassVar[type[HAGANLoss]] = HAGANLoss
     spatial_dims: ClassVar[int] = 3
     resolution: int = 256
     latent_dim: int = 1024
     width: int = 64
-    # the conditional variant's classes (a class LabelSpec as a mapping); set by train on a labelled dataset
-    labels: dict[str, Any] | None = None
+    labels: dict[str, Any] | None = doc(None, "the conditional variant's classes (a class LabelSpec mapping); set "
+                                        "by train on a labelled dataset", omit_default=True)  # fmt: skip
 
     def __post_init__(self) -> None:
         r = self.resolution
@@ -183,8 +633,7 @@ class HAGANConfig:
         return self.latent_dim
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"family": self.family, **dataclasses.asdict(self)}
-        return out if self.labels else {k: v for k, v in out.items() if k != "labels"}
+        return model_to_dict(self)
 
     def twin_2d(self) -> HAGANConfig:
         raise ValueError("HA-GAN has no 2D twin: pretraining on slices and inflation are StyleGAN2-only")
@@ -241,6 +690,7 @@ class BaselineConfig:
     """
 
     family: ClassVar[str] = ""
+    loss_cls: ClassVar[type] = WGANGPLoss
     spatial_dims: ClassVar[int] = 3
     stem: ClassVar[str] = "linear"  # G's first layer: "linear" (WGAN-GP, VAE-GAN) or "transposed" (α models)
     shape: tuple[int, int, int] = (64, 64, 64)
@@ -272,8 +722,7 @@ class BaselineConfig:
         return self.latent_dim
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-        return {"family": self.family, **data}
+        return model_to_dict(self)
 
     def twin_2d(self) -> BaselineConfig:
         raise ValueError(f"{self.family} has no 2D twin (slice pretraining and inflation are StyleGAN2's)")
@@ -307,6 +756,7 @@ class WGANGPConfig(BaselineConfig):
     last conv (2×2×2 scores, averaged by the loss), ``global`` = one score per volume."""
 
     family: ClassVar[str] = "wgan-gp"
+    loss_cls: ClassVar[type] = WGANGPLoss
     critic_head: str = "patch"
 
     def __post_init__(self) -> None:
@@ -325,6 +775,7 @@ class VAEGANConfig(BaselineConfig):
     """3D-VAE-GAN: G (fully connected stem), D, VAE encoder E with heads of width ``vae_hidden`` (H)."""
 
     family: ClassVar[str] = "vae-gan"
+    loss_cls: ClassVar[type] = VAEGANLoss
     vae_hidden: int = 512
 
     def build_networks(self) -> dict[str, Any]:
@@ -340,6 +791,7 @@ class AlphaGANConfig(BaselineConfig):
     ``code_hidden`` (U) with normalisation ``cd_norm``."""
 
     family: ClassVar[str] = "alpha-gan"
+    loss_cls: ClassVar[type] = AlphaGANLoss
     stem: ClassVar[str] = "transposed"
     code_hidden: int = 512
     cd_norm: str = "batch"
@@ -362,26 +814,48 @@ class AlphaWGANGPConfig(AlphaGANConfig):
     """3D-α-WGAN-GP: the α-GAN networks, trained with Wasserstein losses and gradient penalties."""
 
     family: ClassVar[str] = "alpha-wgan-gp"
+    loss_cls: ClassVar[type] = AlphaWGANGPLoss
 
 
-MODEL_CONFIGS: dict[str, type] = {
+ModelSettings = ModelConfig | HAGANConfig | BaselineConfig
+MODEL_CONFIGS: dict[str, type[ModelConfig] | type[HAGANConfig] | type[BaselineConfig]] = {
     "stylegan2": ModelConfig,
     "hagan": HAGANConfig,
     **{cls.family: cls for cls in (WGANGPConfig, VAEGANConfig, AlphaGANConfig, AlphaWGANGPConfig)},
 }
 
 
+def model_to_dict(model: ModelSettings) -> dict[str, Any]:
+    """The ``model`` section: ``family`` first unless it is the default (StyleGAN2), then every field."""
+    tag = {} if model.family == DEFAULT_FAMILY else {"family": model.family}
+    return tag | to_dict(model)
+
+
+def model_config_from_dict(data: Any, source: str = "<dict>") -> ModelSettings:
+    """A model config of the family named by ``family`` (default ``stylegan2``); unknown keys are refused."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: the model section must be a mapping, got {type(data).__name__}")
+    family = data.get("family", DEFAULT_FAMILY)
+    if family not in MODEL_CONFIGS:
+        raise ConfigError(f"{source}: unknown model family {family!r} (known: {', '.join(MODEL_CONFIGS)})")
+    rest = {k: v for k, v in data.items() if k != "family"}
+    return from_dict(MODEL_CONFIGS[family], rest, source, f"{family} model")
+
+
+# ------------------------------------------------------------------------------------------------ presets
+
+
 @dataclass(frozen=True)
 class Preset:
-    """A named, documented configuration."""
+    """A named, documented configuration: the header keys, ``model`` and ``train``."""
 
-    name: str
-    model: ModelConfig | HAGANConfig | BaselineConfig
-    description: str = ""
-    reference: str = ""
-    paper_params_m: float | None = None  # G+D parameters the paper reports, in millions
-    data_preset: str | None = None  # the preprocessing preset this architecture expects (data issue)
-    extra: dict[str, Any] = field(default_factory=dict)  # sections owned by later subsystems (train, ...)
+    name: str = doc("", "the preset's name (the file's stem)")
+    model: ModelSettings = field(default_factory=lambda: ModelConfig(), metadata={"doc": "the model section"})
+    description: str = doc("", "one line: what the preset is")
+    reference: str = doc("", "the paper (authors, title, venue, section) it reproduces")
+    paper_params_m: float | None = doc(None, "G+D parameters the paper reports, in millions (medgan3d info)")
+    data_preset: str | None = doc(None, "the preprocessing preset of medgan3d prepare this model expects")
+    train: TrainConfig = field(default_factory=TrainConfig, metadata={"doc": "the train section"})
 
     def twin_2d(self) -> Preset:
         return dataclasses.replace(
@@ -398,33 +872,15 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in _configs_dir().glob("*.yaml"))
 
 
-def model_config_from_dict(
-    data: dict[str, Any], source: str = "<dict>"
-) -> ModelConfig | HAGANConfig | BaselineConfig:
-    """A model config of the family named by ``family`` (default ``stylegan2``); unknown keys are refused."""
-    data = dict(data)
-    family = data.pop("family", "stylegan2")
-    if family not in MODEL_CONFIGS:
-        raise ValueError(f"{source}: unknown model family {family!r}; known: {sorted(MODEL_CONFIGS)}")
-    cls = MODEL_CONFIGS[family]
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - known
-    if unknown:
-        raise ValueError(
-            f"{source}: unknown model keys {sorted(unknown)} for family {family}; known: {sorted(known)}"
-        )
-    return cls(**data)  # type: ignore[no-any-return]
-
-
-def preset_from_dict(data: dict[str, Any], source: str = "<dict>") -> Preset:
-    """Build a :class:`Preset` from parsed YAML, naming ``source`` in errors."""
-    if not isinstance(data, dict) or "model" not in data:
-        raise ValueError(f"{source}: a preset needs a 'model' section")
-    data = dict(data)
-    model = model_config_from_dict(dict(data.pop("model")), source)
-    known = {f.name for f in dataclasses.fields(Preset)} - {"model", "extra"}
-    extra = {k: data.pop(k) for k in list(data) if k not in known}
-    return Preset(model=model, extra=extra, **data)
+def preset_from_dict(data: Any, source: str = "<dict>") -> Preset:
+    """Build a :class:`Preset` from parsed YAML, naming ``source`` in errors; ``train.loss`` is read as the
+    settings of the model's family."""
+    if not isinstance(data, Mapping) or "model" not in data:
+        raise ConfigError(f"{source}: a preset needs a 'model' section")
+    model = model_config_from_dict(data["model"], source)
+    train = train_config_from_dict(data.get("train") or {}, source, model)
+    header = {k: v for k, v in data.items() if k not in ("model", "train")}
+    return dataclasses.replace(from_dict(Preset, header, source, "preset"), model=model, train=train)
 
 
 def load_preset(name_or_path: str | Path) -> Preset:
@@ -436,29 +892,20 @@ def load_preset(name_or_path: str | Path) -> Preset:
     if not path.suffix:
         path = _configs_dir() / f"{base_name}.yaml"
         if not path.is_file():
-            raise ValueError(f"unknown preset {text_name!r}; available: {', '.join(list_presets())}")
+            raise ConfigError(f"unknown preset {text_name!r}; available: {', '.join(list_presets())}")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: preset file not found")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: invalid YAML ({exc})") from exc
+        raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
     preset = preset_from_dict(data, str(path))
     return preset.twin_2d() if twin else preset
 
 
 def preset_to_yaml(preset: Preset) -> str:
-    """YAML text of a preset (round-trips through :func:`preset_from_dict`)."""
-    model = preset.model.to_dict()
-    data: dict[str, Any] = {
-        "name": preset.name,
-        "description": preset.description,
-        "reference": preset.reference,
-    }
-    if preset.paper_params_m is not None:
-        data["paper_params_m"] = preset.paper_params_m
-    if preset.data_preset is not None:
-        data["data_preset"] = preset.data_preset
-    data["model"] = model
-    data.update(preset.extra)
+    """YAML text of a preset, every train key written out (round-trips through :func:`preset_from_dict`)."""
+    header = ("name", "description", "reference", "paper_params_m", "data_preset")
+    data: dict[str, Any] = {k: getattr(preset, k) for k in header if getattr(preset, k) is not None}
+    data |= {"model": model_to_dict(preset.model), "train": preset.train.to_dict()}
     return yaml.safe_dump(data, sort_keys=False)

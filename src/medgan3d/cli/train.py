@@ -194,20 +194,15 @@ def _configure(config: str, overrides: dict[str, Any]) -> tuple[Preset, TrainCon
     """The preset and its train section with the flags applied; a bad value is named as the user gave it."""
     from medgan3d.config import load_preset
     from medgan3d.training.family import family_for
-    from medgan3d.training.loop import train_config_from_dict
 
     try:
         preset = load_preset(config)
+        family_for(preset.model)  # a family the loop knows
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     source = f"preset {config}"
     try:
-        family = family_for(preset.model)
-        cfg = train_config_from_dict(dict(preset.extra.get("train", {})), source, family)
-    except ValueError as exc:
-        raise UsageError(str(exc) if str(exc).startswith(source) else f"{source}: {exc}") from exc
-    try:
-        return preset, dataclasses.replace(cfg, **overrides)
+        return preset, dataclasses.replace(preset.train, **overrides)
     except ValueError as exc:
         key = str(exc).split(" ", 1)[0]
         flag = _FLAGS.get(key) if key in overrides else None

@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from medgan3d.config import TrainConfig, model_config_from_dict, resolve_loss, train_config_from_dict
 from medgan3d.data import SliceDataset, VolumeDataset
 from medgan3d.data.labels import LabelSpec, spec_of
 from medgan3d.data.manifest import Manifest
@@ -55,102 +56,10 @@ class TrainingStopped(MedganError):
         self.exit_code = 128 + signum
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training hyper-parameters shared by every family; defaults are Liu et al., arXiv 2208.03934 §4.2.3 (batch 128) + StyleGAN2.
-
-    ``lr``, ``betas`` and ``loss`` left at None take the family's defaults (StyleGAN2: lr 0.0025, or 0.002 from
-    inflated weights, betas (0, 0.99), :class:`~medgan3d.training.losses.LossConfig`).
-    """
-
-    kimg: float = 5000.0
-    batch: int = 128  # global minibatch (all ranks, all micro-batches)
-    batch_gpu: int = 8  # micro-batch per process; gradient accumulation makes up the rest
-    lr: float | None = None  # None: the family's default
-    betas: tuple[float, float] | None = None  # None: the family's default
-    eps: float = 1e-8
-    ema_kimg: float | None = None  # None: batch * 10 / 32 (StyleGAN2; families without an EMA ignore it)
-    ema_rampup: float | None = 0.05
-    tick_kimg: float = 4.0
-    snapshot_ticks: int = 50
-    keep_last: int = 3
-    grid: int = 6  # generated volumes in each snapshot PNG
-    bf16: bool | None = None  # bf16 autocast; None: on for CUDA, off elsewhere (resolved when a run starts)
-    seed: int = 0
-    flip: bool = False  # random left-right flips of the reals
-    cond: bool = True  # a labelled dataset trains a conditional model (False: --no-cond)
-    max_bad_steps: int = 10  # iterations in a row with a skipped (non-finite) phase before the run stops
-    metrics: tuple[str, ...] = ()
-    metrics_samples: int = 64
-    loss: Any = None  # the family's objective settings (a dict until resolved by resolve_loss)
-
-    def __post_init__(self) -> None:
-        if self.betas is not None:
-            object.__setattr__(self, "betas", tuple(self.betas))
-        object.__setattr__(self, "metrics", tuple(self.metrics))
-        # checked as given: the optimizers later scale lr for lazy regularisation, errors must not show that
-        bounds = {"kimg": ">", "tick_kimg": ">", "eps": ">", "lr": ">", "ema_kimg": ">=", "ema_rampup": ">="}
-        for key, op in bounds.items():
-            value = getattr(self, key)
-            if value is None and key in ("lr", "ema_kimg", "ema_rampup"):  # None: the default
-                continue
-            number = isinstance(value, int | float) and not isinstance(value, bool)
-            if not (number and (value > 0 if op == ">" else value >= 0) and value != float("inf")):
-                raise ValueError(f"{key} must be a number {op} 0, got {value!r}")
-        minimum = {"batch": 1, "batch_gpu": 1, "snapshot_ticks": 1, "keep_last": 1, "grid": 1,
-                   "max_bad_steps": 0, "metrics_samples": 2}  # fmt: skip
-        for key, low in minimum.items():
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
-        if self.betas is not None and not (len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain YAML/JSON types (tuples as lists, the loss settings as a mapping)."""
-        return _plain(dataclasses.asdict(self))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return [_plain(v) for v in value] if isinstance(value, tuple | list) else value
-
-
-def _checked_keys(cls: type, data: dict[str, Any], what: str, source: str) -> dict[str, Any]:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - known
-    if unknown:
-        raise ValueError(f"{source}: unknown {what} keys {sorted(unknown)}; known: {sorted(known)}")
-    return data
-
-
-def resolve_loss(cfg: TrainConfig, family: Family, source: str = "<config>") -> TrainConfig:
-    """``cfg`` with ``loss`` as the family's settings dataclass (from None, a mapping, or already one)."""
-    loss = cfg.loss
-    if isinstance(loss, family.loss_cls):
-        return cfg
-    if loss is None:
-        loss = {}
-    if not isinstance(loss, dict):
-        raise ValueError(
-            f"{source}: loss settings {type(loss).__name__} do not belong to family {family.name}"
-        )
-    data = _checked_keys(family.loss_cls, dict(loss), f"{family.name} loss", source)
-    return dataclasses.replace(cfg, loss=family.loss_cls(**data))
-
-
 def resolve_precision(cfg: TrainConfig, device: torch.device) -> TrainConfig:
     """``bf16`` left at None becomes bf16 autocast on CUDA and fp32 elsewhere; config.yaml records the result,
     so a resumed run keeps its precision (bf16 tracks fp32: tests/test_step_memory.py)."""
     return cfg if cfg.bf16 is not None else dataclasses.replace(cfg, bf16=device.type == "cuda")
-
-
-def train_config_from_dict(data: dict[str, Any], source: str = "<dict>", family: Family | None = None
-                           ) -> TrainConfig:  # fmt: skip
-    """A :class:`TrainConfig` from a preset's or run's ``train`` section; unknown keys are refused."""
-    cfg = TrainConfig(**_checked_keys(TrainConfig, dict(data), "train", source))
-    return resolve_loss(cfg, family, source) if family is not None else cfg
 
 
 # --------------------------------------------------------------------------------------------------
@@ -705,14 +614,12 @@ def _train(
 ) -> Path:
     import yaml
 
-    from medgan3d.config import model_config_from_dict
-
     run_dir = _resume_run_dir(resume) if resume is not None else None
     if run_dir is not None:
         saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
         source = str(run_dir / "config.yaml")
         model = model_config_from_dict(saved["model"], source)
-        cfg = dataclasses.replace(train_config_from_dict(saved["train"], source), kimg=cfg.kimg)
+        cfg = dataclasses.replace(train_config_from_dict(saved["train"], source, model), kimg=cfg.kimg)
         data, preset, init_info = Path(saved["data"]), saved.get("preset", ""), saved.get("init")
     family = family_for(model)
     cfg = resolve_loss(resolve_precision(cfg, d.device), family)

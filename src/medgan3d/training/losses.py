@@ -20,26 +20,15 @@ from __future__ import annotations
 
 import math
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from medgan3d.config import LossConfig
 from medgan3d.networks import Discriminator, Generator
 
-
-@dataclass(frozen=True)
-class LossConfig:
-    """Defaults follow Liu et al., arXiv 2208.03934 §4.2.3 (γ = 0.0512) and StyleGAN2 for the rest."""
-
-    r1_gamma: float = 0.0512
-    r1_interval: int = 16
-    pl_weight: float = 2.0
-    pl_interval: int = 4
-    pl_decay: float = 0.01
-    pl_batch_shrink: int = 2
-    style_mixing: float = 0.9
+__all__ = ["LossConfig", "d_main", "d_r1", "g_main", "g_pl", "map_with_mixing"]
 
 
 def map_with_mixing(G: Generator, z: Tensor, prob: float, c: Tensor | None = None) -> Tensor:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -40,146 +39,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from medgan3d.config import (
+    MAX_G_STEPS,
+    AlphaGANLoss,
+    AlphaWGANGPLoss,
+    VAEGANLoss,
+    WGANGPLoss,
+)
 from medgan3d.training.family import Family, MicroBatch, Networks, Phase, PhaseResult, register
 from medgan3d.training.optim import adam, guarded_step
-
-REFERENCE_BETAS = (0.9, 0.999)  # Adam's defaults, used by every reference notebook (spec Q4)
-GP_NORMS = ("sample", "voxel")
-ADVERSARIAL = ("minimax", "non_saturating")
-CRITIC_BATCHES = ("same", "next")
-MAX_G_STEPS = 6  # phase indices seed the micro-batches and stop at 7
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)
-
-
-def _check_common(lr: float, betas: tuple[float, float]) -> tuple[float, float]:
-    betas = (float(betas[0]), float(betas[1]))
-    _require(lr > 0, f"lr must be positive, got {lr}")
-    _require(all(0 <= b < 1 for b in betas), f"betas must be in [0, 1), got {list(betas)}")
-    return betas
-
-
-# ------------------------------------------------------------------------------------------------ settings
-
-
-@dataclass(frozen=True)
-class WGANGPLoss:
-    """3D-WGAN-GP (``WGAN_ADNI_train.ipynb``): Adam 2e-4 for G and critic, λ = 10.
-
-    ``gp_norm``: ``sample`` = ‖∇‖₂ over each sample's whole gradient (Gulrajani et al., Eq. 3); ``voxel`` =
-    the reference's norm over the channel axis only, i.e. every voxel's |∂D/∂x_v| pushed to 1 (Q1).
-    ``n_critic`` critic steps per generator turn and ``g_steps`` generator steps per turn: 5 and 1 as
-    Gulrajani et al.; the reference runs 1 and 5 (Q2).
-    """
-
-    lr: float = 2e-4
-    betas: tuple[float, float] = REFERENCE_BETAS
-    gp_weight: float = 10.0
-    gp_norm: str = "sample"
-    n_critic: int = 5
-    g_steps: int = 1
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "betas", _check_common(self.lr, self.betas))
-        _require(self.gp_norm in GP_NORMS, f"gp_norm {self.gp_norm!r} not in {GP_NORMS}")
-        _require(self.gp_weight >= 0, "gp_weight must be >= 0")
-        _require(self.n_critic >= 1, f"n_critic must be >= 1, got {self.n_critic}")
-        _require(
-            1 <= self.g_steps <= MAX_G_STEPS, f"g_steps must be in [1, {MAX_G_STEPS}], got {self.g_steps}"
-        )
-
-
-@dataclass(frozen=True)
-class VAEGANLoss:
-    """3D-VAE-GAN (``VAEGAN_ADNI_train.ipynb``): Adam 1e-4 for D, G, E; γ = 20, β = 10, KL weight 1.
-
-    L_D = BCE(D(x),1) + BCE(D(x_rec),0) + BCE(D(x_rand),0); L_G = γ·MSE(x_rec, x) + adversarial;
-    L_E = kl_weight·KL + β·MSE(x_rec, x), KL averaged over the B·L code entries. ``adversarial``: ``minimax``
-    = −L_D (the reference: saturating, and its D(x) term carries no gradient to G; Q13) or ``non_saturating``
-    = BCE(D(x_rec),1) + BCE(D(x_rand),1). ``shared_noise``: D and GE phases use the same (z_p, ε) per
-    micro-batch (the reference's single draw); False draws each phase's own. ``stable_bce``: BCE from logits;
-    False applies the sigmoid first and clamps the log at −100 as ``nn.BCELoss`` (the reference).
-    """
-
-    lr: float = 1e-4
-    betas: tuple[float, float] = REFERENCE_BETAS
-    gamma: float = 20.0
-    beta: float = 10.0
-    kl_weight: float = 1.0
-    adversarial: str = "minimax"
-    shared_noise: bool = True
-    stable_bce: bool = True
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "betas", _check_common(self.lr, self.betas))
-        _require(self.adversarial in ADVERSARIAL, f"adversarial {self.adversarial!r} not in {ADVERSARIAL}")
-        _require(min(self.gamma, self.beta, self.kl_weight) >= 0, "gamma, beta and kl_weight must be >= 0")
-
-
-@dataclass(frozen=True)
-class AlphaGANLoss:
-    """3D-α-GAN (``Alpha_GAN_ADNI_train.ipynb``): Adam 2e-4 for E, G, D, CD.
-
-    L_EG = rec_weight·L1(x_rec, x) + code_weight·BCE(CD(z_e),1) + BCE(D(x_rec),1) + BCE(D(x_rand),1);
-    L_D = real_weight·BCE(D(x),1) + BCE(D(x_rec),0) + BCE(D(x_rand),0);
-    L_CD = BCE(CD(z_e),0) + BCE(CD(z_p),1).
-    ``g_double_step``: a second Adam step of G on the same gradient (the reference's double
-    ``g_optimizer.step()``, Q5). ``critic_batch``: ``same`` real batch for all three phases (the reference)
-    or the ``next`` one for D and CD. ``stable_bce`` as :class:`VAEGANLoss`.
-    """
-
-    lr: float = 2e-4
-    betas: tuple[float, float] = REFERENCE_BETAS
-    rec_weight: float = 10.0
-    real_weight: float = 2.0
-    code_weight: float = 1.0
-    g_double_step: bool = False
-    critic_batch: str = "same"
-    stable_bce: bool = True
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "betas", _check_common(self.lr, self.betas))
-        _require(
-            self.critic_batch in CRITIC_BATCHES, f"critic_batch {self.critic_batch!r} not in {CRITIC_BATCHES}"
-        )
-        _require(min(self.rec_weight, self.real_weight, self.code_weight) >= 0, "loss weights must be >= 0")
-
-
-@dataclass(frozen=True)
-class AlphaWGANGPLoss:
-    """3D-α-WGAN-GP (``Alpha_WGAN_ADNI_train.ipynb``): Adam 2e-4 for E, G, D, CD.
-
-    L_EG = rec_weight·L1(x_rec, x) − code_weight·mean CD(z_e) − mean D(x_rec) − mean D(x_rand) (code_weight 0:
-    the unmerged PR #10, Q9); L_D = −real_weight·mean D(x) + mean D(x_rec) + mean D(x_rand) + GP(x, x_rand) +
-    GP(x, x_rec), each penalty weighted ``gp_weight`` (Q6); L_CD = mean CD(z_e) − mean CD(z_p) + GP(z_e, z_p)
-    with z_e = E(x) encoded in the CD phase. ``cd_sees_encoded=False`` drops the mean CD(z_e) term, which is
-    what the reference's CD effectively optimises (its z_e term has no gradient to CD, Q8). Penalties use the
-    per-sample norm √Σ(g² + 1e−15) of the reference's helper. ``g_double_step`` as :class:`AlphaGANLoss`;
-    ``critic_batch``: the reference draws the ``next`` real batch for D (and CD encodes that batch).
-    """
-
-    lr: float = 2e-4
-    betas: tuple[float, float] = REFERENCE_BETAS
-    rec_weight: float = 10.0
-    real_weight: float = 2.0
-    code_weight: float = 1.0
-    gp_weight: float = 10.0
-    code_gp_weight: float = 10.0
-    cd_sees_encoded: bool = True
-    g_double_step: bool = False
-    critic_batch: str = "next"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "betas", _check_common(self.lr, self.betas))
-        _require(
-            self.critic_batch in CRITIC_BATCHES, f"critic_batch {self.critic_batch!r} not in {CRITIC_BATCHES}"
-        )
-        weights = (self.rec_weight, self.real_weight, self.code_weight, self.gp_weight, self.code_gp_weight)
-        _require(min(weights) >= 0, "loss weights must be >= 0")
-
 
 # ------------------------------------------------------------------------------------------ shared pieces
 

@@ -31,35 +31,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from medgan3d.config import HAGANLoss
 from medgan3d.training.family import Family, MicroBatch, Networks, Phase, PhaseResult, register
 from medgan3d.training.optim import adam
-
-SELECTIONS = ("random", "deterministic")
-DOWNSAMPLES = ("nearest", "area")
-
-
-@dataclass(frozen=True)
-class HAGANLoss:
-    """HA-GAN objective settings: the published defaults and the ablations of Sun et al. (Table "Ablation")."""
-
-    lr_g: float = 1e-4
-    lr_d: float = 4e-4
-    lr_e: float = 1e-4  # E^H and E^G
-    betas: tuple[float, float] = (0.0, 0.999)
-    low_res: bool = True  # False: "HA-GAN w/o low-resolution branch" (no G^L, no D^L)
-    encoder: bool = True  # False: "HA-GAN w/o encoder" (E^H and E^G are not trained)
-    selection: str = "random"  # "deterministic": "HA-GAN w/ deterministic" (cycle over 8 fixed sub-volumes)
-    aligned: bool = True  # False: the reference's misaligned crop (real start r, latent start r // 4)
-    downsample: str = "nearest"  # real low-res volume: "nearest" = x[..., ::4, ::4, ::4] (reference) | "area"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "betas", tuple(self.betas))
-        if self.selection not in SELECTIONS:
-            raise ValueError(f"selection {self.selection!r} not in {SELECTIONS}")
-        if self.downsample not in DOWNSAMPLES:
-            raise ValueError(f"downsample {self.downsample!r} not in {DOWNSAMPLES}")
-        if min(self.lr_g, self.lr_d, self.lr_e) <= 0:
-            raise ValueError("HA-GAN learning rates must be positive")
 
 
 @dataclass(frozen=True)
