@@ -24,9 +24,9 @@ import torch
 
 GOLDEN = {
     "AVX512": {
-        "G": "76f013fdb2691a1d9892ba8a3cbbc9870ad6d11d5f0c62140d2f8c4caad3f40f",
-        "G_ema": "bb3bb15657eb1139a97ded75cd705eae0b10baef8e08c9776f4e6ff3166c7356",
-        "D": "6f911b1bae80ab1408621a8801a5c15ac5428086a3e37a6db9f859ce8353c1c6",
+        "G": "391b37cdb0c6a163a3650cdf9d18de841b7140c508a631754304a980a9f2be46",
+        "G_ema": "4c282cceef23eb3fbf1b7b679fe71bede088e637d998f5fe7fe524f56cc8d3b8",
+        "D": "56259a6d1cfd79f0be1407cdeec1a6cf8fc77070fc0e10e6e1a541b97a4390a8",
     },
 }
 

@@ -365,23 +365,26 @@ class Conv(nn.Module):
     def _split_forward(self, x: Tensor, gain: float) -> Tensor:
         """The two branches of Split&Shuffle-D, each at its own cost: the ``k^n`` conv on the first half of
         the channels, the ``1^n`` conv on the second (after ``down=2``: FIR downsampling, which equals the
-        centre tap of the ``k^n`` grid), bias and gain folded into the convolutions, then ONE copy that
-        writes both outputs side by side or interleaved (the shuffle), and the activation in place."""
+        centre tap of the ``k^n`` grid), bias and gain folded into the convolutions, the activation in place,
+        then ONE copy that writes both outputs side by side or interleaved (the shuffle)."""
         nd, k, half = self.spatial_dims, self.kernel_size, self.in_channels // 2
         g = gain * (LRELU_GAIN if self.activation == "lrelu" else 1.0)  # lrelu(g·y) = g·lrelu(y) for g > 0
         wa = (self.weight * (g / math.sqrt(self.weight[0].numel()))).to(x.dtype)
         wb = (self.weight_1x1 * (g / math.sqrt(self.weight_1x1[0].numel()))).to(x.dtype)
         ba, bb = (self.bias * g).to(x.dtype).chunk(2) if self.bias is not None else (None, None)
         conv = conv_fn(nd)
-        xa, xb = x[:, :half], x[:, half:]
+        xa, xb = x.split(half, dim=1)  # backward: one cat (a slice's backward zero-fills the whole input)
         if self.down == 2:
             ya = conv(blur_fir(xa, nd, pad=(k + 1) // 2), wa, ba, stride=2)
             yb = conv(downsample_fir(xb, nd), wb, bb)
         else:
             ya = conv(xa, wa, ba, padding=k // 2)
             yb = conv(xb, wb, bb)
-        y = join_branches(ya, yb, interleave=self.variant == "split_shuffle")
-        return F.leaky_relu_(y, LRELU_SLOPE) if self.activation == "lrelu" else y
+        if self.activation == "lrelu":
+            # in place on the fresh conv outputs: on the joined view, autograd would rebase the in-place op
+            # through as_strided, whose backward zero-fills a gradient of the whole output
+            ya, yb = F.leaky_relu_(ya, LRELU_SLOPE), F.leaky_relu_(yb, LRELU_SLOPE)
+        return join_branches(ya, yb, interleave=self.variant == "split_shuffle")
 
     def extra_repr(self) -> str:
         return (
