@@ -499,3 +499,15 @@ def test_augmentation_driver_at_a_toy_budget(tmp_path: Path) -> None:
     before = sorted(p.name for p in (tmp_path / "runs").iterdir())
     aug.main(args)  # the GAN runs are reused
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == before
+
+
+def test_evaluate_fake_folder_scores_per_class_from_the_sidecars(cond_run: Path, brain8: Path, tmp_path: Path
+                                                                  ) -> None:  # fmt: skip
+    res = runner.invoke(app, ["generate", str(cond_run), "--labels-from", str(brain8 / "labels.csv"),
+                              "-o", str(tmp_path / "g")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["evaluate", "--fake", str(tmp_path / "g"), "--data", str(brain8), "--metrics", "psnr",
+                              "--bootstrap", "0", "-o", str(tmp_path / "e")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    result = json.loads((tmp_path / "e" / "metrics.json").read_text(encoding="utf-8"))
+    assert {k: v["num_fake"] for k, v in result["per_class"].items()} == {"0": 4, "1": 4}
