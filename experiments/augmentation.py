@@ -6,7 +6,8 @@ HA-GAN, accuracy and AUC on held-out real volumes): per seed, a class-conditiona
 labelled real set, ``--synthetic`` volumes per class are sampled from it, and a small 3D classifier (MONAI's
 DenseNet, ``spatial_dims=3``) is trained for the same number of steps on (a) the real set, (b) real +
 synthetic, (c) synthetic alone, then scored on a larger held-out real set. Every seed repeats everything (GAN,
-sampling, classifier), so the intervals cover the GAN's variability too.
+sampling, classifier), so the intervals cover the GAN's variability too. The classifier trained on the real set
+also labels the synthetic volumes (GAN-test, Shmelkov et al., ECCV 2018): whether they show their class.
 
     python experiments/augmentation.py --out OUT [--data LABELLED --test-data LABELLED] [--seeds 0,1,2]
 
@@ -194,10 +195,19 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "synthetic": (x_syn, y_syn)}  # fmt: skip
         for name, (x, y) in sets.items():
             net = train_classifier(x, y, args, seed)
-            records.append({"seed": seed, "training_set": name, "n_train": len(x), "n_test": len(x_test),
-                            **scores(net, x_test, y_test)})  # fmt: skip
-            print(f"seed {seed} · {name:17s} · n {len(x):3d} · accuracy {records[-1]['accuracy']:.3f} · "
-                  f"AUC {records[-1]['auc']:.3f}", flush=True)  # fmt: skip
+            record = {"seed": seed, "training_set": name, "n_train": len(x), "n_test": len(x_test),
+                      **scores(net, x_test, y_test), "synthetic_accuracy": ""}  # fmt: skip
+            if (
+                name == "real"
+            ):  # GAN-test: do the synthetic volumes look like their class to a real-trained model?
+                record["synthetic_accuracy"] = scores(net, x_syn, y_syn)["accuracy"]
+            records.append(record)
+            print(f"seed {seed} · {name:17s} · n {len(x):3d} · accuracy {record['accuracy']:.3f} · "
+                  f"AUC {record['auc']:.3f}", flush=True)  # fmt: skip
+        fidelity = next(r["synthetic_accuracy"] for r in records[-3:] if r["training_set"] == "real")
+        print(
+            f"seed {seed} · the real-trained classifier labels the synthetic volumes with accuracy {fidelity:.3f}"
+        )
         print(f"seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
     return records
 
@@ -215,6 +225,13 @@ def table(records: list[dict[str, Any]], args: argparse.Namespace) -> str:
             cells.append(f"{mean:.3f}" + ("" if np.isnan(half) else f" ± {half:.3f}"))
         lines.append(f"| {name} | {rows[0]['n_train']} | {cells[0]} | {cells[1]} |")
     n_test = records[0]["n_test"] if records else 0
+    fidelity = [r["synthetic_accuracy"] for r in records if r["training_set"] == "real"]
+    if fidelity:
+        mean, half = mean_ci(fidelity)
+        lines.append("")
+        lines.append(f"The classifier trained on the real set gives the synthetic volumes their intended class with "
+                     f"accuracy {mean:.3f}" + ("" if np.isnan(half) else f" ± {half:.3f}") + " (GAN-test, Shmelkov et "
+                     "al., \"How good is my GAN?\", ECCV 2018): how much of the class the conditional GAN renders.")  # fmt: skip
     lines.append("")
     lines.append(f"Mean ± 95 % Student-t half-width over seeds {', '.join(map(str, seeds))}; {n_test} held-out real "
                  f"test volumes; {args.steps} classifier steps of {args.batch} for every training set; conditional "
