@@ -83,15 +83,16 @@ def datasets(args: argparse.Namespace) -> tuple[Path, Path]:
 
 def load_labelled(root: Path) -> tuple[torch.Tensor, torch.Tensor, Any]:
     """Every volume ``[N, 1, D, H, W]`` of a labelled dataset, its class positions ``[N]`` and its label spec."""
-    from medgan3d.data import load_manifest, open_volumes
-    from medgan3d.data.labels import spec_of
+    from medgan3d.data import open_volumes
+    from medgan3d.data.labels import item_labels, spec_of
+    from medgan3d.data.manifest import Manifest
 
-    manifest = load_manifest(root)
+    manifest = Manifest.load(root)
     spec = spec_of(manifest)
     if spec is None or spec.kind != "class":
         raise SystemExit(f"{root}: needs class labels (prepare --labels)")
     x = torch.from_numpy(np.asarray(open_volumes(root, manifest), dtype=np.float32))
-    return x, spec.index([it["label"] for it in manifest["items"]]), spec
+    return x, spec.index(item_labels(manifest, range(len(manifest.items)))), spec
 
 
 # ------------------------------------------------------------------------------------------ GAN
