@@ -3,8 +3,9 @@
 On CPU a device→host read is counted where every one of them passes: ``aten._local_scalar_dense`` (what
 ``.item()``, ``float(t)``, ``bool(t)`` and ``if t:`` dispatch to), seen by a ``TorchDispatchMode``. Reads of
 tensors that live on the host in a CUDA run too are not syncs and are told apart: the optimizers' step
-counters (CPU tensors of non-fused Adam, by identity) and the decisions drawn from the CPU generator
-(style-mixing coin and cutoff, HA-GAN's crop), by the function that reads them
+counters (CPU tensors of non-fused Adam, read in ``torch.optim``), the decisions drawn from the CPU generator
+(style-mixing coin and cutoff, HA-GAN's crop) and the guard's flag when the device is the CPU, by the
+function that reads them
 (:class:`medgan3d.training.measure.DeviceReads`). Where CUDA exists the same iterations also run under
 ``torch.cuda.set_sync_debug_mode("error")``.
 """
@@ -19,8 +20,8 @@ import torch
 from medgan3d.config import load_preset
 from medgan3d.training import loop
 from medgan3d.training.family import family_for
-from medgan3d.training.measure import DeviceReads, optimizer_step_counters
-from medgan3d.training.optim import guarded_step
+from medgan3d.training.measure import DeviceReads
+from medgan3d.training.optim import guarded_step, masked_step
 
 
 class RandomReals(loop.RealBatches):
@@ -54,7 +55,7 @@ def test_no_device_reads_inside_iterations(preset: str, start: int) -> None:
     rows = [loop.train_step(family, nets, reals, state, cfg, d, 2) for _ in range(2)]  # the optimizer states
     state.batch_idx = start
     names = {p.name for p in family.phases(start, cfg)}
-    with DeviceReads(optimizer_step_counters(nets.optimizers.values())) as counter:
+    with DeviceReads() as counter:
         for _ in range(3):
             rows.append(loop.train_step(family, nets, reals, state, cfg, d, 2))
     assert counter.reads == [], (
@@ -101,10 +102,10 @@ def test_the_tick_applies_the_streak_rule_as_the_iterations_did() -> None:
         loop.settle_rows([row(0.3, Gmain=1), row(0.4, Greg=1), row(0.5)], state, cfg)
 
 
-def _adam(fused: bool) -> tuple[list[torch.Tensor], torch.optim.Adam]:
+def _adam(how: str) -> tuple[list[torch.Tensor], torch.optim.Adam]:
     g = torch.Generator().manual_seed(0)
     params = [torch.randn(7, 3, generator=g).requires_grad_(), torch.randn(5, generator=g).requires_grad_()]
-    return params, torch.optim.Adam(params, lr=0.01, betas=(0.0, 0.99), fused=fused)
+    return params, torch.optim.Adam(params, lr=0.01, betas=(0.0, 0.99), fused=how == "fused")
 
 
 def _grads(params: list[torch.Tensor], seed: int, bad: bool = False) -> None:
@@ -119,19 +120,22 @@ def _opt_state(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
     return [v.clone() for s in opt.state.values() for v in s.values()]
 
 
-@pytest.mark.parametrize("fused", [False, True])
-def test_guarded_step_is_the_step_or_nothing(fused: bool) -> None:
+@pytest.mark.parametrize("how", ["host flag", "masked", "fused"])
+def test_guarded_step_is_the_step_or_nothing(how: str) -> None:
     """A finite guarded step is bit-identical to ``step()``; a non-finite one leaves parameters, moments and
-    the step counter as they were, also on the first step (whose state a later first step recreates)."""
-    (ref, ref_opt), (got, got_opt) = _adam(fused), _adam(fused)
+    the step counter as they were, also on the first step (whose state a later first step recreates). The
+    three ways: the CPU's host read, the masked step (non-fused optimizers on a GPU), fused Adam's
+    ``found_inf`` (CUDA; fused Adam takes it on CPU too)."""
+    (ref, ref_opt), (got, got_opt) = _adam(how), _adam(how)
+    step = masked_step if how == "masked" else guarded_step
     yes, no = torch.tensor(True), torch.tensor(False)
     _grads(got, 0, bad=True)
-    guarded_step(got_opt, no)  # a skipped first step
+    step(got_opt, no)  # a skipped first step
     assert all(torch.equal(a, b) for a, b in zip(ref, got, strict=True))
     for seed, bad in ((1, False), (2, True), (3, False), (4, False)):
         before, state = [p.detach().clone() for p in got], _opt_state(got_opt)
         _grads(got, seed, bad)
-        guarded_step(got_opt, no if bad else yes)
+        step(got_opt, no if bad else yes)
         if bad:
             assert all(torch.equal(a, b) for a, b in zip(before, got, strict=True))
             assert all(torch.equal(a, b) for a, b in zip(state, _opt_state(got_opt), strict=True))

@@ -7,8 +7,8 @@ Used by ``benchmarks/bench_step.py`` and the tests of the step (``tests/test_ste
   launch, up to ops that a backend fuses or that are views;
 * :class:`DeviceReads` counts ``aten._local_scalar_dense`` (what ``.item()``, ``float(t)``, ``bool(t)``
   dispatch to), the host↔device syncs of a CUDA run, leaving out reads of tensors that live on the host in a
-  CUDA run too (given by identity, e.g. non-fused Adam's step counters) or are read by one of ``host_sites``
-  (``(file name, function)`` of host-side decisions, e.g. drawn from the CPU generator);
+  CUDA run too (non-fused Adam's step counters; with a GPU ``device``, every CPU tensor) or are read by one
+  of ``host_sites`` (``(file name, function)`` of host-side decisions, e.g. drawn from the CPU generator);
 * :class:`SavedActivations` tracks the bytes autograd keeps for backward (``saved_tensors_hooks``): the
   total packed and the peak alive at once.
 """
@@ -24,7 +24,11 @@ import torch
 from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
-HOST_RNG_READS = frozenset({("losses.py", "map_with_mixing"), ("hagan.py", "draw_crop")})
+# (file, function) whose reads are of host memory on every device: decisions drawn from the CPU generator, and
+# the guard's flag where the device is the CPU (on a GPU guarded_step never reads it)
+HOST_READS = frozenset(
+    {("losses.py", "map_with_mixing"), ("hagan.py", "draw_crop"), ("optim.py", "guarded_step")}
+)
 
 
 class OpCounter(TorchDispatchMode):
@@ -44,31 +48,30 @@ class OpCounter(TorchDispatchMode):
 
 
 class DeviceReads(TorchDispatchMode):
-    """``_local_scalar_dense`` calls, except on tensors in ``host`` (data pointers) or from ``host_sites``;
-    ``reads`` holds a short stack of each counted one, ``host_reads`` counts the others."""
+    """``_local_scalar_dense`` calls except the host reads; ``reads`` holds a short stack of each counted one,
+    ``host_reads`` counts the others. Host reads: of a CPU tensor by ``torch.optim`` (non-fused Adam's step
+    counters: CPU tensors on every device), from one of ``host_sites``, and with a GPU ``device`` of any CPU
+    tensor."""
 
-    def __init__(self, host: set[int] | None = None, host_sites: frozenset = HOST_RNG_READS) -> None:
+    def __init__(self, host_sites: frozenset = HOST_READS, device: torch.device | None = None) -> None:
         super().__init__()
-        self.host, self.host_sites = host or set(), host_sites
+        self.host_sites = host_sites
+        self.cpu_is_host = device is not None and device.type != "cpu"  # CPU tensors of a GPU run
         self.reads: list[str] = []
         self.host_reads = 0
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         if func is torch.ops.aten._local_scalar_dense.default:
-            frames = traceback.extract_stack()[:-1]
+            t, frames = args[0], traceback.extract_stack()[:-1]
             ours = [f for f in frames if "/medgan3d/" in f.filename and not f.filename.endswith("measure.py")]
             site = (ours[-1].filename.rsplit("/", 1)[-1], ours[-1].name) if ours else ("?", "?")
-            if args[0].data_ptr() in self.host or site in self.host_sites:
+            on_cpu = t.device.type == "cpu"
+            optimizer = on_cpu and any("/torch/optim/" in f.filename for f in frames)
+            if optimizer or site in self.host_sites or (self.cpu_is_host and on_cpu):
                 self.host_reads += 1
             else:
                 self.reads.append("".join(traceback.format_list(frames[-6:])))
         return func(*args, **(kwargs or {}))
-
-
-def optimizer_step_counters(optimizers: Any) -> set[int]:
-    """Data pointers of the CPU step counters of ``optimizers`` (host tensors of non-fused Adam)."""
-    return {s["step"].data_ptr() for opt in optimizers for s in opt.state.values()
-            if isinstance(s.get("step"), Tensor) and s["step"].device.type == "cpu"}  # fmt: skip
 
 
 class _Saved:

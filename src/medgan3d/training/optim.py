@@ -3,9 +3,10 @@
 The loop's non-finite guard (:func:`medgan3d.training.loop.run_phase`) decides on the device whether a phase's
 gradients are finite and hands that 0-dim boolean to :func:`guarded_step`, which skips the update without a
 host↔device synchronisation: fused Adam (CUDA) takes it as ``found_inf`` and leaves parameters, moments and
-step counter as they were, the way mixed-precision loss scaling skips steps; any other optimizer steps and
-then selects the old values back with ``torch.where`` (exact: a finite step is bit-identical to an unguarded
-one, a non-finite one to no step at all).
+step counter as they were, the way mixed-precision loss scaling skips steps; any other optimizer on a
+device steps and then selects the old values back with ``torch.where`` (exact: a finite step is
+bit-identical to an unguarded one, a non-finite one to no step at all). On the CPU the flag is host memory:
+reading it costs nothing and spares the copies of the masked step.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ def supports_found_inf(opt: torch.optim.Optimizer) -> bool:
 
 def guarded_step(opt: torch.optim.Optimizer, finite: Tensor) -> None:
     """``opt.step()`` if ``finite`` (a 0-dim bool on the parameters' device) is true, else nothing at all."""
+    if finite.device.type == "cpu" and not supports_found_inf(opt):
+        if bool(finite):  # host memory: not a sync (listed in medgan3d.training.measure.HOST_READS)
+            opt.step()
+        return
     if supports_found_inf(opt):
         opt.found_inf = (~finite).float()  # type: ignore[attr-defined]
         opt.grad_scale = None  # type: ignore[attr-defined]
@@ -38,6 +43,12 @@ def guarded_step(opt: torch.optim.Optimizer, finite: Tensor) -> None:
         finally:
             del opt.found_inf, opt.grad_scale  # type: ignore[attr-defined]
         return
+    masked_step(opt, finite)
+
+
+def masked_step(opt: torch.optim.Optimizer, finite: Tensor) -> None:
+    """Step, then keep the old parameters and state unless ``finite``: any optimizer whose state starts at
+    zeros (Adam), no host read, but a copy of the parameters and the state."""
     saved = _snapshot(opt)
     opt.step()
     _keep_if(finite, opt, saved)
