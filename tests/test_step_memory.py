@@ -126,3 +126,23 @@ def test_bf16_training_tracks_fp32(brain16: Path, tmp_path: Path) -> None:
     assert differs  # bf16 did run: its rounding shows
     mmd = {p: _rows(run, "metrics.jsonl")[-1]["mmd"] for p, run in runs.items()}
     assert abs(mmd["fp32"] - mmd["bf16"]) < 0.01 + 0.05 * mmd["fp32"], mmd
+
+
+@pytest.mark.parametrize("preset", ["tiny", "coca-ss"])
+def test_discriminator_saves_each_activation_in_one_layout(preset: str) -> None:
+    """D(x)'s backward keeps every saved activation of a given shape in one memory layout (no tensor kept both
+    as NCDHW and as a channels-last copy)."""
+    model = load_preset(preset).model
+    D = model.build_discriminator()
+    x = torch.randn(2, *model.output_shape)
+    layouts: dict[tuple[int, ...], set[tuple[int, ...]]] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if not isinstance(t, torch.nn.Parameter) and t.dim() == x.dim() and t.shape[0] == 2:
+            layouts.setdefault(tuple(t.shape), set()).add(t.stride())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        D(x)
+    assert len(layouts) > 3
+    assert all(len(strides) == 1 for strides in layouts.values()), layouts
