@@ -316,3 +316,15 @@ def test_view_reads_a_dicom_series_as_one_volume(tmp_path) -> None:
     (shown,) = source.groups[0].volumes
     assert shown.array.shape == (6, 10, 12) and shown.spacing == pytest.approx((2.5, 0.8, 0.8))
     assert source.window is None  # unknown units: the page quantises over the pooled percentiles
+
+
+def test_view_window_option_sets_the_stored_and_shown_range(sources, tmp_path) -> None:
+    out = tmp_path / "w.html"
+    assert cli(["view", str(sources["nifti"]), "--window", "-100,500", "-o", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    data = json.loads(re.search(r'class="mv-data">(.*?)</script>', text, re.S).group(1).replace("<\\/", "</"))
+    assert data["range"] == [-100.0, 500.0] and data["window"] == [-100.0, 500.0]
+    vol = nib.load(sources["nifti"] / "vol0.nii.gz").get_fdata(dtype=np.float32).transpose(2, 1, 0)
+    stored = np.frombuffer(base64.b64decode(data["groups"][0]["volumes"][0]["data"]), np.uint8)
+    assert np.array_equal(stored.reshape(vol.shape), quantize(vol, -100.0, 500.0))
+    assert data["groups"][0]["volumes"][0]["spacing"] == pytest.approx([2.0, 1.0, 1.5])
