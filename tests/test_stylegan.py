@@ -10,7 +10,7 @@ import torch
 from medgan3d.config import ModelConfig
 from medgan3d.modeling import from_pretrained
 from medgan3d.networks import Discriminator, Generator
-from medgan3d.networks.layers import D_VARIANTS, G_VARIANTS, upsample_fir
+from medgan3d.networks.layers import D_VARIANTS, G_VARIANTS
 
 
 def tiny(nd: int, g: str = "split_shuffle", d: str = "split_shuffle") -> ModelConfig:
@@ -225,22 +225,20 @@ def test_generator_fused_and_nonfused_modulated_conv_agree(
 
 
 @pytest.mark.parametrize("nd", DIMS)
-def test_split_shuffle_generator_deferred_shuffle_equals_explicit_shuffles(nd: int) -> None:
-    """The synthesis network hands the shuffle to the next layer / toRGB; running every layer with its own
-    shuffle (the textbook order, Liu et al., arXiv 2208.03934 Fig. 3) gives the same image."""
-    torch.manual_seed(1)
-    G = tiny(nd, g="split_shuffle").build_generator()
-    ws = G.mapping(torch.randn(2, 16))
+@pytest.mark.parametrize("up", [False, True])
+def test_split_shuffle_layer_is_the_shuffled_split_layer(nd: int, up: bool) -> None:
+    """The S&S layer writes its shuffle inside the bias/activation pass; it equals the split layer's output
+    shuffled afterwards (Liu et al., arXiv 2208.03934 Fig. 3), bit for bit."""
+    from medgan3d.networks.layers import channel_shuffle
+    from medgan3d.networks.stylegan import SynthesisLayer
+
+    torch.manual_seed(5)
+    res = (4, 8, 8)[-nd:] if up else (2, 4, 4)[-nd:]
+    split = SynthesisLayer(8, 8, 16, res, nd, up=up, variant="split")
+    shuffled = SynthesisLayer(8, 8, 16, res, nd, up=up, variant="split_shuffle")
+    shuffled.load_state_dict(split.state_dict())
+    x, w = torch.randn(2, 8, *(r // 2 if up else r for r in res)), torch.randn(2, 16)
     with torch.no_grad():
-        got = G.synthesis(ws, noise_mode="const")
-        img, w_idx, x = None, 0, None
-        for block in G.synthesis.blocks:
-            w = ws[:, w_idx : w_idx + block.num_conv + 1]
-            if block.is_first:
-                x = block.conv1(block.const.unsqueeze(0).expand(2, *block.const.shape), w[:, 0], "const")
-            else:
-                x = block.conv1(block.conv0(x, w[:, 0], "const"), w[:, 1], "const")
-            y = block.torgb(x, w[:, block.num_conv])
-            img = y if img is None else upsample_fir(img, nd) + y
-            w_idx += block.num_conv
-    torch.testing.assert_close(got, img, rtol=1e-5, atol=1e-5)
+        split.bias.normal_()
+        shuffled.bias.copy_(split.bias)
+        assert torch.equal(shuffled(x, w, "const"), channel_shuffle(split(x, w, "const"), 2))

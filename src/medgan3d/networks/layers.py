@@ -29,15 +29,30 @@ def conv_transpose_fn(spatial_dims: int) -> Callable[..., Tensor]:
     return {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[spatial_dims]
 
 
-def bias_act(x: Tensor, bias: Tensor | None, activation: str, gain: float = 1.0) -> Tensor:
+def bias_act(
+    x: Tensor, bias: Tensor | None, activation: str, gain: float = 1.0, shuffle: bool = False
+) -> Tensor:
     """Add a per-channel bias, then ``linear`` or ``lrelu`` (slope 0.2, gain √2), then an extra gain.
 
     Computed as ``lrelu(g·x + g·b)`` (equal for g > 0) in two passes and one allocation: elementwise work is a
-    large share of a CPU step, the more so once Split&Shuffle halves the convolutions.
+    large share of a CPU step, the more so once Split&Shuffle halves the convolutions. ``shuffle=True``
+    returns ``channel_shuffle`` of the result, written by the same add (its output takes the layout of the
+    bias laid out in interleaved order), so the shuffle costs no copy.
     """
     if activation not in ("lrelu", "linear"):
         raise ValueError(f"unknown activation {activation!r}")
     g = gain * (LRELU_GAIN if activation == "lrelu" else 1.0)
+    if shuffle:
+        if bias is None:
+            raise ValueError("bias_act(shuffle=True) needs a bias")
+        n, c = x.shape[:2]
+        ones = [1] * (x.ndim - 2)
+        xv = x.reshape(n, 2, c // 2, *x.shape[2:]).transpose(1, 2)  # [N, C/2, 2, *S]: interleaved order
+        bv = (bias * g).reshape(2, c // 2).t().contiguous().reshape(1, c // 2, 2, *ones)
+        y = torch.add(bv, xv, alpha=g)
+        if activation == "lrelu":
+            F.leaky_relu_(y, LRELU_SLOPE)  # on the fresh tensor, before the view below
+        return y.reshape(x.shape)
     if bias is not None:
         x = torch.add(bias.reshape(1, -1, *([1] * (x.ndim - 2))) * g, x, alpha=g)
     elif g != 1.0:
@@ -447,7 +462,6 @@ def modulated_conv(
     groups: int = 1,
     eps: float = 1e-8,
     fused: bool | None = None,
-    in_shuffled: bool = False,
 ) -> Tensor:
     """Modulated (Eq. 1) and optionally demodulated (Eq. 2) convolution.
 
@@ -456,9 +470,7 @@ def modulated_conv(
     ``fused=True`` folds the batch into the channel axis and runs ONE convolution with ``N*groups`` groups of
     per-sample weights; ``fused=False`` scales the input by the styles, runs one dense (``groups``-grouped)
     convolution with the shared weight and scales the output by the demodulation coefficients (equal up to
-    float rounding); ``None`` takes :func:`fused_modconv_default`. ``in_shuffled=True``: the layer's input is
-    ``channel_shuffle(x, 2)`` (the branch outputs of a Split&Shuffle layer before their interleaving); the
-    non-fused form writes the interleaving within its style scaling, the fused one copies it first.
+    float rounding); ``None`` takes :func:`fused_modconv_default`.
     ``up=True`` doubles every spatial dim: transposed stride-2 conv then the FIR filter (gain ``2**dims``).
     """
     n, c_in = styles.shape
@@ -469,18 +481,12 @@ def modulated_conv(
         fused = fused_modconv_default(x.device)
     if not up and groups == 1 and math.prod(k) == 1:
         # 1^n kernels (toRGB) as a batched matmul: oneDNN's grouped 1^n conv with few outputs is ~10x slower.
-        if in_shuffled:  # permute the weight's inputs instead of the activations
-            weight, styles = channel_unshuffle(weight, 2), channel_unshuffle(styles, 2)
         w, d = _modulation(weight, styles, 1, demodulate, eps)
         w = w if d is None else w * d
         y = torch.bmm(w.reshape(n, c_out, c_in), x.reshape(n, c_in, -1))
         return y.reshape(n, c_out, *x.shape[2:])
     if not fused:
-        return _modulated_conv_nonfused(
-            x, weight, styles, spatial_dims, demodulate, up, groups, eps, in_shuffled
-        )
-    if in_shuffled:
-        x = channel_shuffle(x, 2)
+        return _modulated_conv_nonfused(x, weight, styles, spatial_dims, demodulate, up, groups, eps)
     w, d = _modulation(weight, styles, g, demodulate, eps)
     if d is not None:
         w = w * d
@@ -503,20 +509,12 @@ def _modulated_conv_nonfused(
     up: bool,
     groups: int,
     eps: float,
-    in_shuffled: bool,
 ) -> Tensor:
     """x·s → one convolution with the shared weight → ·demodulation (StyleGAN2-ADA's training form)."""
     n, c_in = styles.shape
     c_out, k = weight.shape[0], weight.shape[2:]
     ones = [1] * spatial_dims
-    if in_shuffled:
-        # the product's layout follows the style factor [N, C/2, 2]: the interleaved input, written once
-        xs = torch.mul(
-            styles.reshape(n, c_in // 2, 2, *ones), x.reshape(n, 2, c_in // 2, *x.shape[2:]).transpose(1, 2)
-        )
-        xs = xs.reshape(n, c_in, *x.shape[2:])
-    else:
-        xs = x * styles.reshape(n, c_in, *ones)
+    xs = x * styles.reshape(n, c_in, *ones)
     if not up:
         y = conv_fn(spatial_dims)(xs, weight, padding=k[0] // 2, groups=groups)
     else:

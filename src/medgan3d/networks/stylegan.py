@@ -22,7 +22,6 @@ from medgan3d.networks.layers import (
     MinibatchStd,
     as_shape,
     bias_act,
-    channel_shuffle,
     channels_last,
     modulated_conv,
     upsample_fir,
@@ -183,20 +182,11 @@ class SynthesisLayer(nn.Module):
         self.noise_strength = nn.Parameter(torch.zeros([]))
         self.register_buffer("noise_const", torch.randn(self.resolution))
 
-    def forward(
-        self,
-        x: Tensor,
-        w: Tensor,
-        noise_mode: str = "random",
-        in_shuffled: bool = False,
-        defer_shuffle: bool = False,
-    ) -> Tensor:
-        """``in_shuffled``: ``x`` is a deferred-shuffle output of a ``split_shuffle`` layer (the branches side
-        by side; this layer's input is their interleaving). ``defer_shuffle``: return this layer's branches
-        side by side and leave the interleaving to the consumer (no copy of its own)."""
+    def forward(self, x: Tensor, w: Tensor, noise_mode: str = "random") -> Tensor:
         styles = self.affine(w)
-        x = modulated_conv(x, self.weight.to(x.dtype), styles.to(x.dtype), self.spatial_dims, up=self.up,
-                           groups=self.groups, in_shuffled=in_shuffled)  # fmt: skip
+        x = modulated_conv(
+            x, self.weight.to(x.dtype), styles.to(x.dtype), self.spatial_dims, up=self.up, groups=self.groups
+        )
         if noise_mode == "random":
             noise = torch.randn(x.shape[0], 1, *self.resolution, device=x.device, dtype=x.dtype)
             x = torch.addcmul(x, noise, self.noise_strength.to(x.dtype))
@@ -204,10 +194,8 @@ class SynthesisLayer(nn.Module):
             x = x + (self.noise_const * self.noise_strength).to(x.dtype)
         elif noise_mode != "none":
             raise ValueError(f"noise_mode must be random|const|none, got {noise_mode!r}")
-        x = bias_act(x, self.bias.to(x.dtype), "lrelu")
-        if self.variant == "split_shuffle" and not defer_shuffle:
-            x = channel_shuffle(x, 2)
-        return x
+        # split_shuffle: the interleaving is written by the bias/activation pass itself (no copy of its own)
+        return bias_act(x, self.bias.to(x.dtype), "lrelu", shuffle=self.variant == "split_shuffle")
 
 
 class ToImage(nn.Module):
@@ -221,10 +209,9 @@ class ToImage(nn.Module):
         self.bias = nn.Parameter(torch.zeros(img_channels))
         self.weight_gain = 1.0 / math.sqrt(in_channels)
 
-    def forward(self, x: Tensor, w: Tensor, in_shuffled: bool = False) -> Tensor:
+    def forward(self, x: Tensor, w: Tensor) -> Tensor:
         styles = (self.affine(w) * self.weight_gain).to(x.dtype)
-        x = modulated_conv(x, self.weight.to(x.dtype), styles, self.spatial_dims, demodulate=False,
-                           in_shuffled=in_shuffled)  # fmt: skip
+        x = modulated_conv(x, self.weight.to(x.dtype), styles, self.spatial_dims, demodulate=False)
         return bias_act(x, self.bias.to(x.dtype), "linear")
 
 
@@ -261,23 +248,19 @@ class SynthesisBlock(nn.Module):
         self.conv1 = SynthesisLayer(out_channels, out_channels, **layer_kw)
         self.torgb = ToImage(out_channels, img_channels, w_dim, spatial_dims) if to_image else None
         self.num_conv = 1 if self.is_first else 2
-        self.shuffled = variant == "split_shuffle"
 
     def forward(
         self, x: Tensor | None, img: Tensor | None, ws: Tensor, noise_mode: str
     ) -> tuple[Tensor, Tensor | None]:
-        """``x`` in and out: features of a ``split_shuffle`` G travel with their shuffle deferred (see
-        :meth:`SynthesisLayer.forward`): the next layer or toRGB applies it within its own first pass."""
-        ss = self.shuffled
         if self.is_first:
             x = self.const.unsqueeze(0).expand(ws.shape[0], *self.const.shape).to(ws.dtype)
-            x = self.conv1(x, ws[:, 0], noise_mode, defer_shuffle=ss)
+            x = self.conv1(x, ws[:, 0], noise_mode)
         else:
-            x = self.conv0(x, ws[:, 0], noise_mode, in_shuffled=ss, defer_shuffle=ss)
-            x = self.conv1(x, ws[:, 1], noise_mode, in_shuffled=ss, defer_shuffle=ss)
+            x = self.conv0(x, ws[:, 0], noise_mode)
+            x = self.conv1(x, ws[:, 1], noise_mode)
         if self.torgb is None:
             return x, img
-        y = self.torgb(x, ws[:, self.num_conv], in_shuffled=ss)
+        y = self.torgb(x, ws[:, self.num_conv])
         img = y if img is None else upsample_fir(img, self.spatial_dims).to(y.dtype) + y
         return x, img
 
