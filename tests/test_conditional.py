@@ -511,3 +511,22 @@ def test_evaluate_fake_folder_scores_per_class_from_the_sidecars(cond_run: Path,
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "e" / "metrics.json").read_text(encoding="utf-8"))
     assert {k: v["num_fake"] for k, v in result["per_class"].items()} == {"0": 4, "1": 4}
+
+
+def test_float_labels_train_a_value_conditioned_stylegan(tmp_path: Path) -> None:
+    from medgan3d.training.checkpoint import load_generator
+
+    make_brain_phantoms(
+        4, tmp_path / "b", seed=0, shape=(16, 16, 16), raw_dir=tmp_path / "raw", val_fraction=0.0
+    )
+    csv_path = tmp_path / "scores.csv"
+    csv_path.write_text("".join(f"brain_{i:05d}.nii.gz,{0.25 * i}\n" for i in range(4)), encoding="utf-8")
+    prepare_dataset(tmp_path / "raw", tmp_path / "v", get_preset("adni", shape=(16, 16, 16)), labels=csv_path,
+                    val_fraction=0.0)  # fmt: skip
+    run = _train(tmp_path / "v", tmp_path / "runs")
+    G = load_generator(run)
+    assert G.c_dim == 1
+    res = runner.invoke(app, ["generate", str(run), "-n", "1", "--label", "0.6", "-o", str(tmp_path / "g")])
+    assert res.exit_code == 0, res.output
+    side = json.loads((tmp_path / "g" / "seed0000.json").read_text(encoding="utf-8"))
+    assert side["condition"] == {"kind": "value", "label": 0.6}

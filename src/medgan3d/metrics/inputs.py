@@ -33,7 +33,11 @@ class FakeVolumesError(RuntimeError):
 
 
 def real_indices(
-    manifest: Manifest, split: str = "all", limit: int | None = None, seed: int = 0, label: float | None = None
+    manifest: Manifest,
+    split: str = "all",
+    limit: int | None = None,
+    seed: int = 0,
+    label: float | None = None,
 ) -> list[int]:
     """Indices of the real set: a split (``all``/``train``/``val``), only the items of class ``label`` when
     given (a labelled dataset), optionally a seeded subset of ``limit``."""

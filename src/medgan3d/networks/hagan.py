@@ -184,12 +184,15 @@ class HAGANGenerator(PretrainedMixin, nn.Module):
     over the whole ``h_latent`` (Fig. 2), optionally in exact depth slabs to bound memory.
     """
 
-    def __init__(self, resolution: int = 256, latent_dim: int = 1024, width: int = 64, num_class: int = 0) -> None:
+    def __init__(
+        self, resolution: int = 256, latent_dim: int = 1024, width: int = 64, num_class: int = 0
+    ) -> None:
         super().__init__()
         R = _check_resolution(resolution)
         if latent_dim < 1:
             raise ValueError(f"latent_dim must be positive, got {latent_dim}")
-        self.c_dim = num_class  # conditional variant (Sun et al.'s --num-class): one-hot label concatenated to z
+        # the conditional variant (Sun et al.'s --num-class): a one-hot label concatenated to z
+        self.c_dim = num_class
         _check_groups(
             "HAGANGenerator", width, [8 * width, 4 * width, 2 * width, width, width // 2, width // 4]
         )
