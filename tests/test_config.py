@@ -10,6 +10,8 @@ network of the family is built with; and the config.yaml of a tiny run of StyleG
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -169,7 +171,8 @@ def test_a_model_key_of_another_family_is_refused_by_name(tmp_path: Path) -> Non
     from medgan3d.config import ConfigError
 
     with pytest.raises(
-        ConfigError, match=r"unknown hagan model key 'num_blocks' \(known: resolution, latent_dim, width, labels\)"
+        ConfigError,
+        match=r"unknown hagan model key 'num_blocks' \(known: resolution, latent_dim, width, labels\)",
     ):
         model_config_from_dict({"family": "hagan", "num_blocks": 3}, "x.yaml")
     with pytest.raises(ConfigError, match=r"x\.yaml: unknown model family 'gan' \(known: stylegan2, hagan, "):
@@ -200,3 +203,96 @@ def test_every_family_reads_the_loss_settings_its_model_config_names() -> None:
     assert set(MODEL_CONFIGS) <= set(FAMILIES)
     for name, cls in MODEL_CONFIGS.items():
         assert FAMILIES[name]().loss_cls is cls.loss_cls, name
+
+
+# ------------------------------------------------------------------------------------ defaults in one place
+
+
+@pytest.mark.parametrize("family", ["stylegan2", "hagan", "wgan-gp", "vae-gan", "alpha-gan", "alpha-wgan-gp"])
+def test_a_default_model_config_builds_the_networks_constructors_build_by_default(family: str) -> None:
+    """The model defaults are read from the constructors: a config left at its defaults builds every network
+    with the constructor's own defaults (WGAN-GP's critic head is the one family choice that differs)."""
+    from medgan3d.config import MODEL_CONFIGS
+
+    model = MODEL_CONFIGS[family]()
+    with torch.device("meta"):
+        built = model.build_networks()
+        plain_nets = {name: cls() for name, cls in model.networks.items()}
+    for name, net in built.items():
+        expected = (
+            plain_nets[name].config["args"]
+            | ({"stem": "transposed"} if family.startswith("alpha") and name == "G" else {})
+            | ({"head": "patch"} if family == "wgan-gp" and name == "D" else {})
+        )
+        assert net.config["args"] == expected, name
+
+
+def test_each_model_key_names_the_constructor_argument_it_becomes() -> None:
+    from medgan3d.config import ModelConfig
+    from medgan3d.networks import Discriminator, Generator
+
+    model = ModelConfig(g_variant="split", d_variant="group", d_group_count=2, g_architecture="orig")
+    assert (
+        model.network_kwargs("G")["variant"] == "split"
+        and model.network_kwargs("G")["architecture"] == "orig"
+    )
+    assert model.network_kwargs("D")["variant"] == "group" and model.network_kwargs("D")["group_count"] == 2
+    # every constructor argument comes from a model key, but those the family fixes or derives (labels → c_dim)
+    # (D's label mapping keeps its own depth: mapping_layers is G's)
+    fixed = {"mapping_lr_multiplier", "c_dim", "cmap_dim"}
+    assert set(model.network_kwargs("G")) == set(inspect.signature(Generator).parameters) - fixed
+    assert set(model.network_kwargs("D")) == set(inspect.signature(Discriminator).parameters) - fixed - {
+        "mapping_layers"
+    }
+
+
+def test_constructors_that_disagree_on_a_default_are_refused() -> None:
+    from medgan3d.config import arg
+
+    class A:
+        def __init__(self, width: int = 16) -> None: ...
+
+    class B:
+        def __init__(self, width: int = 32) -> None: ...
+
+    assert arg("w", {A: "width"}).default == 16
+    with pytest.raises(TypeError, match="one default"):
+        arg("w", {A: "width", B: "width"})
+
+
+# ---------------------------------------------------------------------------------------------- the docs
+
+
+def test_docs_configuration_md_lists_every_key_with_the_codes_default_and_meaning() -> None:
+    from medgan3d.config import SCHEMA_BEGIN, SCHEMA_END, schema_markdown, schema_sections
+
+    for _, cls, skip in schema_sections():
+        undocumented = [
+            f.name for f in dataclasses.fields(cls) if f.name not in skip and not f.metadata.get("doc")
+        ]
+        assert undocumented == [], cls.__name__
+    text = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    generated = SCHEMA_BEGIN + text.split(SCHEMA_BEGIN, 1)[1].split(SCHEMA_END, 1)[0] + SCHEMA_END + "\n"
+    assert generated == schema_markdown(), (
+        'docs/configuration.md disagrees with config.py: run PYTHONPATH=src python -c "from medgan3d.config '
+        "import update_schema_doc; update_schema_doc('docs/configuration.md')\""
+    )
+    assert "| `lr_g` | `0.0001` |" in text and "| `g_variant` | `split_shuffle` |" in text
+
+
+@pytest.mark.parametrize(
+    "name, order", [("vae-gan-tiny", ("E", "G", "D")), ("alpha-gan-tiny", ("E", "CD", "G", "D"))]
+)
+def test_seeded_networks_draw_their_initial_weights_in_the_pre_refactor_order(
+    name: str, order: tuple[str, ...]
+) -> None:
+    """The old build_networks constructed the encoders before G and D; the seeded initial weights keep that."""
+    model = load_preset(name).model
+    torch.manual_seed(0)
+    built = model.build_networks()
+    torch.manual_seed(0)
+    old = {n: model.networks[n](**model.network_kwargs(n)) for n in order}
+    assert list(built) == list(model.networks)
+    for n, net in built.items():
+        for (k, v), w in zip(net.state_dict().items(), old[n].state_dict().values(), strict=True):
+            assert torch.equal(v, w), (n, k)

@@ -23,28 +23,29 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
+import re
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union
+from typing import Any, ClassVar, TypeVar, Union
 
 import yaml
 
 from medgan3d.errors import MedganError
+from medgan3d.networks.baselines import (
+    BaselineCodeDiscriminator,
+    BaselineDiscriminator,
+    BaselineEncoder,
+    BaselineGenerator,
+    BaselineVAEEncoder,
+)
+from medgan3d.networks.hagan import HAGANDiscriminator, HAGANEncoder, HAGANGenerator, HAGANLatentEncoder
 from medgan3d.networks.layers import D_VARIANTS, G_VARIANTS
-
-if TYPE_CHECKING:
-    from medgan3d.networks import Discriminator, Generator
-    from medgan3d.networks.baselines import BaselineDiscriminator, BaselineGenerator
-    from medgan3d.networks.hagan import (
-        HAGANDiscriminator,
-        HAGANEncoder,
-        HAGANGenerator,
-        HAGANLatentEncoder,
-    )
+from medgan3d.networks.stylegan import Discriminator, Generator
 
 T = TypeVar("T")
 DEFAULT_FAMILY = "stylegan2"  # the family of a model section without a ``family`` key
@@ -491,25 +492,81 @@ def _c_dim(labels: dict[str, Any] | None) -> int:
     return LabelSpec.from_dict(labels).c_dim
 
 
+def arg(meaning: str, to: Mapping[type, str], default: Any = dataclasses.MISSING) -> Any:
+    """A model field that networks take: ``to`` maps each network class to its constructor parameter (the one
+    place where a field is renamed, e.g. ``g_variant`` → ``Generator(variant=...)``). Its default is the
+    constructors' own (config from the constructor, as diffusers' ``register_to_config``): every network in
+    ``to`` must agree. ``default`` only where the family deliberately differs from the constructor."""
+    if default is dataclasses.MISSING:
+        found = [inspect.signature(cls).parameters[param].default for cls, param in to.items()]
+        if not found or inspect.Parameter.empty in found or any(d != found[0] for d in found):
+            raise TypeError(f"{[c.__name__ for c in to]} must have one default for this field, got {found}")
+        default = found[0]
+    return field(default=default, metadata={"doc": meaning, "to": dict(to)})
+
+
+class BuildsNetworks:
+    """A model config that builds its family's networks: ``networks`` names each class (the names a
+    checkpoint uses); a subclass adds the constructor arguments that are the family's, not the user's, in
+    :meth:`network_kwargs`."""
+
+    networks: ClassVar[dict[str, type]]
+    build_order: ClassVar[tuple[str, ...]] = ()  # (): the order of ``networks``
+
+    def network_kwargs(self, name: str) -> dict[str, Any]:
+        """The constructor arguments of network ``name``: every field whose ``to`` names its class."""
+        cls = self.networks[name]
+        given = {f.metadata["to"][cls]: getattr(self, f.name) for f in dataclasses.fields(self)  # type: ignore[arg-type]
+                 if cls in f.metadata.get("to", {})}  # fmt: skip
+        return given
+
+    def build(self, name: str) -> Any:
+        """Network ``name`` built from this config."""
+        return self.networks[name](**self.network_kwargs(name))
+
+    def build_networks(self) -> dict[str, Any]:
+        """Every network of the family, by checkpoint name (``medgan3d info`` counts them), constructed in
+        ``build_order``: the random initialisation draws from torch's RNG in that order, so a seeded run's
+        initial weights depend on it."""
+        built = {name: self.build(name) for name in self.build_order or tuple(self.networks)}
+        return {name: built[name] for name in self.networks}
+
+
+def _both(param: str) -> dict[type, str]:
+    return {Generator: param, Discriminator: param}
+
+
 @dataclass(frozen=True)
-class ModelConfig:
-    """Architecture of a StyleGAN2-family generator + discriminator pair."""
+class ModelConfig(BuildsNetworks):
+    """Architecture of a StyleGAN2-family generator + discriminator pair (Karras et al., CVPR 2020; the
+    variants of Liu et al., arXiv 2208.03934 §3.3). Defaults are those of :class:`Generator` and
+    :class:`Discriminator`."""
 
     family: ClassVar[str] = "stylegan2"
     loss_cls: ClassVar[type[LossConfig]] = LossConfig
-    spatial_dims: int = 3
-    base_shape: tuple[int, ...] = (2, 4, 4)
-    num_blocks: int = 5
-    channels: int | tuple[int, ...] = 32
-    z_dim: int = 64
-    w_dim: int = 64
-    mapping_layers: int = 8
-    img_channels: int = 1
-    g_variant: str = "split_shuffle"
-    d_variant: str = "split_shuffle"
-    mbstd_group_size: int = 4
-    d_group_count: int = 4
-    g_architecture: str = "skip"  # "orig": one toRGB at the end (3D-StyleGAN, Hong et al. 2021)
+    networks: ClassVar[dict[str, type]] = {"G": Generator, "D": Discriminator}
+    spatial_dims: int = arg("3: volumes; 2: the 2D twin on axial slices", _both("spatial_dims"))
+    base_shape: tuple[int, ...] = arg(
+        "shape of the learned constant (D, H, W), doubled by every block", _both("base_shape")
+    )
+    num_blocks: int = arg(
+        "synthesis blocks: the output is base_shape · 2^(num_blocks − 1)", _both("num_blocks")
+    )
+    channels: int | tuple[int, ...] = arg(
+        "feature channels of every block, or one per block", _both("channels")
+    )
+    z_dim: int = arg("latent z size", {Generator: "z_dim"})
+    w_dim: int = arg("intermediate latent w size", {Generator: "w_dim"})
+    mapping_layers: int = arg("fully connected layers of the mapping network", {Generator: "mapping_layers"})
+    img_channels: int = arg("image channels", _both("img_channels"))
+    g_variant: str = arg(f"generator convolutions: {' | '.join(G_VARIANTS)}", {Generator: "variant"})
+    d_variant: str = arg(f"discriminator convolutions: {' | '.join(D_VARIANTS)}", {Discriminator: "variant"})
+    mbstd_group_size: int = arg("minibatch-std group size of D", {Discriminator: "mbstd_group_size"})
+    d_group_count: int = arg(
+        "convolution groups of Group-D (d_variant group)", {Discriminator: "group_count"}
+    )
+    g_architecture: str = arg("skip: toRGB per block, summed; orig: one toRGB at the end (3D-StyleGAN, Hong et al. 2021)",
+                              {Generator: "architecture"})  # fmt: skip
     labels: dict[str, Any] | None = doc(None, "a conditional model's labels (a LabelSpec mapping, medgan3d.data."
                                         "labels); set by train on a labelled dataset", omit_default=True)  # fmt: skip
 
@@ -536,6 +593,10 @@ class ModelConfig:
         """Width of the label vector a conditional model takes (0: unconditional)."""
         return _c_dim(self.labels)
 
+    def network_kwargs(self, name: str) -> dict[str, Any]:
+        """As :meth:`BuildsNetworks.network_kwargs`, with the label width of a conditional model (G and D)."""
+        return super().network_kwargs(name) | ({"c_dim": self.c_dim} if self.c_dim else {})
+
     @property
     def output_shape(self) -> tuple[int, ...]:
         """``[C, *spatial]`` of one generated sample."""
@@ -554,58 +615,34 @@ class ModelConfig:
         return dataclasses.replace(self, spatial_dims=2, base_shape=self.base_shape[1:], labels=None)
 
     def build_generator(self) -> Generator:
-        from medgan3d.networks import Generator
-
-        return Generator(**self.generator_kwargs())
+        return self.build("G")  # type: ignore[no-any-return]
 
     def build_discriminator(self) -> Discriminator:
-        from medgan3d.networks import Discriminator
+        return self.build("D")  # type: ignore[no-any-return]
 
-        return Discriminator(**self.discriminator_kwargs())
 
-    def generator_kwargs(self) -> dict[str, Any]:
-        return dict(
-            spatial_dims=self.spatial_dims,
-            base_shape=self.base_shape,
-            num_blocks=self.num_blocks,
-            channels=self.channels,
-            z_dim=self.z_dim,
-            w_dim=self.w_dim,
-            mapping_layers=self.mapping_layers,
-            img_channels=self.img_channels,
-            variant=self.g_variant,
-            architecture=self.g_architecture,
-        ) | ({"c_dim": self.c_dim} if self.c_dim else {})
-
-    def discriminator_kwargs(self) -> dict[str, Any]:
-        return dict(
-            spatial_dims=self.spatial_dims,
-            base_shape=self.base_shape,
-            num_blocks=self.num_blocks,
-            channels=self.channels,
-            img_channels=self.img_channels,
-            variant=self.d_variant,
-            mbstd_group_size=self.mbstd_group_size,
-            group_count=self.d_group_count,
-        ) | ({"c_dim": self.c_dim} if self.c_dim else {})
+_HAGAN = {"G": HAGANGenerator, "D": HAGANDiscriminator, "E_H": HAGANEncoder, "E_G": HAGANLatentEncoder}
 
 
 @dataclass(frozen=True)
-class HAGANConfig:
+class HAGANConfig(BuildsNetworks):
     """Architecture of HA-GAN (Sun et al., "Hierarchical Amortized GAN for 3D High Resolution Medical Image
     Synthesis", IEEE JBHI 2022, §III and Supplementary): G = G^A → {G^L, G^H}, D = D^H + D^L, E^H, E^G.
 
     ``resolution`` R is the side of the full volume (R³), ``latent_dim`` the size of z, ``width`` the channels
     of the latent feature map (64 published; every other width scales with it). 128 and 256 at width 64 and
-    latent 1024 are the published models.
+    latent 1024 are the published models. Defaults are those of the networks' constructors.
     """
 
     family: ClassVar[str] = "hagan"
     loss_cls: ClassVar[type[HAGANLoss]] = HAGANLoss
+    networks: ClassVar[dict[str, type]] = _HAGAN
     spatial_dims: ClassVar[int] = 3
-    resolution: int = 256
-    latent_dim: int = 1024
-    width: int = 64
+    resolution: int = arg("side R of the R³ volume (a power of two >= 32)",
+                          {HAGANGenerator: "resolution", HAGANDiscriminator: "resolution", HAGANLatentEncoder: "resolution"})  # fmt: skip
+    latent_dim: int = arg("size of z", {HAGANGenerator: "latent_dim", HAGANLatentEncoder: "latent_dim"})
+    width: int = arg("channels of the latent feature map (every other width scales with it)",
+                     {cls: "width" for cls in _HAGAN.values()})  # fmt: skip
     labels: dict[str, Any] | None = doc(None, "the conditional variant's classes (a class LabelSpec mapping); set "
                                         "by train on a labelled dataset", omit_default=True)  # fmt: skip
 
@@ -624,6 +661,10 @@ class HAGANConfig:
         """Classes of the conditional variant (0: unconditional)."""
         return _c_dim(self.labels)
 
+    def network_kwargs(self, name: str) -> dict[str, Any]:
+        """As :meth:`BuildsNetworks.network_kwargs`, with the classes of the conditional variant (G and D)."""
+        return super().network_kwargs(name) | ({"num_class": self.c_dim} if name in ("G", "D") else {})
+
     @property
     def output_shape(self) -> tuple[int, ...]:
         return (1, self.resolution, self.resolution, self.resolution)
@@ -639,31 +680,18 @@ class HAGANConfig:
         raise ValueError("HA-GAN has no 2D twin: pretraining on slices and inflation are StyleGAN2-only")
 
     def build_generator(self) -> HAGANGenerator:
-        from medgan3d.networks.hagan import HAGANGenerator
-
-        return HAGANGenerator(self.resolution, self.latent_dim, self.width, num_class=self.c_dim)
+        return self.build("G")  # type: ignore[no-any-return]
 
     def build_discriminator(self) -> HAGANDiscriminator:
-        from medgan3d.networks.hagan import HAGANDiscriminator
-
-        return HAGANDiscriminator(self.resolution, self.width, num_class=self.c_dim)
+        return self.build("D")  # type: ignore[no-any-return]
 
     def build_encoder(self) -> HAGANEncoder:
         """E^H: a sub-volume (or the whole volume) → latent feature map."""
-        from medgan3d.networks.hagan import HAGANEncoder
-
-        return HAGANEncoder(self.width)
+        return self.build("E_H")  # type: ignore[no-any-return]
 
     def build_latent_encoder(self) -> HAGANLatentEncoder:
         """E^G: the whole latent feature map → z."""
-        from medgan3d.networks.hagan import HAGANLatentEncoder
-
-        return HAGANLatentEncoder(self.resolution, self.latent_dim, self.width)
-
-    def build_networks(self) -> dict[str, Any]:
-        """Every network of the family, by checkpoint name (``medgan3d info`` counts them)."""
-        return {"G": self.build_generator(), "D": self.build_discriminator(), "E_H": self.build_encoder(),
-                "E_G": self.build_latent_encoder()}  # fmt: skip
+        return self.build("E_G")  # type: ignore[no-any-return]
 
     def flop_probes(self, nets: dict[str, Any], batch: int) -> dict[str, tuple[Any, tuple[Any, ...]]]:
         """What ``info`` times: G's full-volume inference (G^A + G^H over the whole latent map) and one D call
@@ -676,8 +704,12 @@ class HAGANConfig:
                 "D": (nets["D"], (sub, low, torch.empty(batch)))}  # fmt: skip
 
 
+_VOLUME_NETS = (BaselineGenerator, BaselineDiscriminator, BaselineEncoder, BaselineVAEEncoder)
+_CRITICS = (BaselineDiscriminator, BaselineEncoder, BaselineVAEEncoder)  # the d_width stacks
+
+
 @dataclass(frozen=True)
-class BaselineConfig:
+class BaselineConfig(BuildsNetworks):
     """Architecture of the 3D GAN baselines of Liu et al. (arXiv 2208.03934, Tables 6–8): Kwon et al.'s
     networks (MICCAI 2019; :mod:`medgan3d.networks.baselines`, facts in ``shared/specs/baselines.md``).
 
@@ -687,19 +719,27 @@ class BaselineConfig:
     paper's sizes are L = 100, c = d = 16, levels 4 (spec §3). ``d_norm``: the critic's normalisation
     (``batch`` as the reference; ``layer``/``instance``/``none`` for a gradient penalty without batch coupling).
     ``sample_norm``: BN statistics when sampling (``running``; ``batch`` as the reference's test notebook).
+    Defaults are those of the networks' constructors.
     """
 
     family: ClassVar[str] = ""
     loss_cls: ClassVar[type] = WGANGPLoss
+    networks: ClassVar[dict[str, type]] = {"G": BaselineGenerator, "D": BaselineDiscriminator}
     spatial_dims: ClassVar[int] = 3
     stem: ClassVar[str] = "linear"  # G's first layer: "linear" (WGAN-GP, VAE-GAN) or "transposed" (α models)
-    shape: tuple[int, int, int] = (64, 64, 64)
-    latent_dim: int = 100
-    g_width: int = 16
-    d_width: int = 16
-    d_norm: str = "batch"
-    sample_norm: str = "running"
-    levels: int = 4
+    shape: tuple[int, int, int] = arg("volume (D, H, W), each axis a multiple of 2^levels",
+                                      {cls: "shape" for cls in _VOLUME_NETS})  # fmt: skip
+    latent_dim: int = arg("size L of z (and of E's code)", {cls: "latent_dim" for cls in
+                          (BaselineGenerator, BaselineEncoder, BaselineVAEEncoder, BaselineCodeDiscriminator)})  # fmt: skip
+    g_width: int = arg("G's width c (G runs 8c → c)", {BaselineGenerator: "width"})
+    d_width: int = arg("D's and E's width d (they run d → 8d)", {cls: "width" for cls in _CRITICS})
+    d_norm: str = arg(
+        "the critic's normalisation: batch | layer | instance | none", {BaselineDiscriminator: "norm"}
+    )
+    sample_norm: str = arg(
+        "G's BatchNorm statistics when sampling: running | batch", {BaselineGenerator: "sample_norm"}
+    )
+    levels: int = arg("number of ×2 stages", {cls: "levels" for cls in _VOLUME_NETS})
 
     def __post_init__(self) -> None:
         from medgan3d.networks.baselines import NORMS, SAMPLE_NORMS, seed_shape
@@ -724,23 +764,17 @@ class BaselineConfig:
     def to_dict(self) -> dict[str, Any]:
         return model_to_dict(self)
 
+    def network_kwargs(self, name: str) -> dict[str, Any]:
+        return super().network_kwargs(name) | ({"stem": self.stem} if name == "G" else {})
+
     def twin_2d(self) -> BaselineConfig:
         raise ValueError(f"{self.family} has no 2D twin (slice pretraining and inflation are StyleGAN2's)")
 
     def build_generator(self) -> BaselineGenerator:
-        from medgan3d.networks.baselines import BaselineGenerator
-
-        return BaselineGenerator(
-            self.shape, self.latent_dim, self.g_width, self.stem, self.sample_norm, self.levels
-        )
+        return self.build("G")  # type: ignore[no-any-return]
 
     def build_discriminator(self) -> BaselineDiscriminator:
-        from medgan3d.networks.baselines import BaselineDiscriminator
-
-        return BaselineDiscriminator(self.shape, self.d_width, self.d_norm, "global", self.levels)
-
-    def build_networks(self) -> dict[str, Any]:
-        return {"G": self.build_generator(), "D": self.build_discriminator()}
+        return self.build("D")  # type: ignore[no-any-return]
 
     def flop_probes(self, nets: dict[str, Any], batch: int) -> dict[str, tuple[Any, tuple[Any, ...]]]:
         """One forward of every network: G and CD on codes, D and E on volumes (``torch.empty`` inputs)."""
@@ -757,17 +791,14 @@ class WGANGPConfig(BaselineConfig):
 
     family: ClassVar[str] = "wgan-gp"
     loss_cls: ClassVar[type] = WGANGPLoss
-    critic_head: str = "patch"
+    # the family's choice, not the constructor's default (global, what the other baselines' D uses)
+    critic_head: str = arg("critic's last layer: patch (the reference's 2×2×2 scores) | global",
+                           {BaselineDiscriminator: "head"}, default="patch")  # fmt: skip
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.critic_head not in ("global", "patch"):
             raise ValueError(f"critic_head {self.critic_head!r} not in ('global', 'patch')")
-
-    def build_discriminator(self) -> BaselineDiscriminator:
-        from medgan3d.networks.baselines import BaselineDiscriminator
-
-        return BaselineDiscriminator(self.shape, self.d_width, self.d_norm, self.critic_head, self.levels)
 
 
 @dataclass(frozen=True)
@@ -776,13 +807,9 @@ class VAEGANConfig(BaselineConfig):
 
     family: ClassVar[str] = "vae-gan"
     loss_cls: ClassVar[type] = VAEGANLoss
-    vae_hidden: int = 512
-
-    def build_networks(self) -> dict[str, Any]:
-        from medgan3d.networks.baselines import BaselineVAEEncoder
-
-        E = BaselineVAEEncoder(self.shape, self.latent_dim, self.d_width, self.vae_hidden, self.levels)
-        return super().build_networks() | {"E": E}
+    networks: ClassVar[dict[str, type]] = BaselineConfig.networks | {"E": BaselineVAEEncoder}
+    build_order: ClassVar[tuple[str, ...]] = ("E", "G", "D")  # as before config-from-constructor: same seeds
+    vae_hidden: int = arg("width H of the VAE encoder's heads", {BaselineVAEEncoder: "hidden"})
 
 
 @dataclass(frozen=True)
@@ -792,21 +819,21 @@ class AlphaGANConfig(BaselineConfig):
 
     family: ClassVar[str] = "alpha-gan"
     loss_cls: ClassVar[type] = AlphaGANLoss
+    networks: ClassVar[dict[str, type]] = BaselineConfig.networks | {
+        "E": BaselineEncoder,
+        "CD": BaselineCodeDiscriminator,
+    }
+    build_order: ClassVar[tuple[str, ...]] = ("E", "CD", "G", "D")  # as before: same seeded weights
     stem: ClassVar[str] = "transposed"
-    code_hidden: int = 512
-    cd_norm: str = "batch"
+    code_hidden: int = arg("width U of the code discriminator", {BaselineCodeDiscriminator: "hidden"})
+    cd_norm: str = arg(
+        "the code discriminator's normalisation: batch | layer | none", {BaselineCodeDiscriminator: "norm"}
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.cd_norm not in ("batch", "layer", "none"):
             raise ValueError(f"cd_norm {self.cd_norm!r} not in ('batch', 'layer', 'none')")
-
-    def build_networks(self) -> dict[str, Any]:
-        from medgan3d.networks.baselines import BaselineCodeDiscriminator, BaselineEncoder
-
-        E = BaselineEncoder(self.shape, self.latent_dim, self.d_width, self.levels)
-        CD = BaselineCodeDiscriminator(self.latent_dim, self.code_hidden, self.cd_norm)
-        return super().build_networks() | {"E": E, "CD": CD}
 
 
 @dataclass(frozen=True)
@@ -909,3 +936,75 @@ def preset_to_yaml(preset: Preset) -> str:
     data: dict[str, Any] = {k: getattr(preset, k) for k in header if getattr(preset, k) is not None}
     data |= {"model": model_to_dict(preset.model), "train": preset.train.to_dict()}
     return yaml.safe_dump(data, sort_keys=False)
+
+
+# ------------------------------------------------------------------------------------------------ schema doc
+
+SCHEMA_BEGIN = "<!-- BEGIN generated by medgan3d.config.schema_markdown(); edit the dataclasses, not this -->"
+SCHEMA_END = "<!-- END generated -->"
+
+
+def _yaml_value(value: Any) -> str:
+    if value == "":
+        return '""'
+    text = yaml.safe_dump(_plain(value), default_flow_style=True, width=10_000).strip()
+    return text.removesuffix("...").strip()
+
+
+def _section_table(cls: type, skip: tuple[str, ...] = ()) -> list[str]:
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name in skip:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else "(see below)"
+        shown = f"`{_yaml_value(default)}`" if f.default is not dataclasses.MISSING else default
+        meaning = str(f.metadata.get("doc", "")).replace("|", "\\|")
+        rows.append(f"| `{f.name}` | {shown} | {meaning} |")
+    return rows
+
+
+def _summary(cls: type) -> str:
+    """The first paragraph of a docstring as one Markdown line (reST roles and literals as code spans)."""
+    text = " ".join((cls.__doc__ or "").split("\n\n")[0].split()).replace("``", "`")
+    return re.sub(r":(?:class|func|meth|mod|data):`~?([^`]+)`", r"`\1`", text)
+
+
+def schema_sections() -> list[tuple[str, type, tuple[str, ...]]]:
+    """(heading, dataclass, keys left out) of every YAML section, in the order docs/configuration.md lists them."""
+    sections: list[tuple[str, type, tuple[str, ...]]] = [("Header (top level)", Preset, ("model", "train"))]
+    for name, cls in MODEL_CONFIGS.items():
+        tag = "" if name == DEFAULT_FAMILY else f"family: {name}"
+        sections.append(
+            (f"`model` — {name}" + (" (the default family)" if not tag else f" (`{tag}`)"), cls, ())
+        )
+    sections.append(("`train`", TrainConfig, ()))
+    for name, cls in MODEL_CONFIGS.items():
+        sections.append((f"`train.loss` — {name}", cls.loss_cls, ()))
+    return sections
+
+
+def schema_markdown() -> str:
+    """The YAML schema as Markdown: one table (key, default, meaning) per section, made from the dataclasses."""
+    lines = [SCHEMA_BEGIN, ""]
+    for heading, cls, skip in schema_sections():
+        lines += [
+            f"### {heading}",
+            "",
+            f"`{cls.__name__}`: {_summary(cls)}",
+            "",
+            *_section_table(cls, skip),
+            "",
+        ]
+    return "\n".join([*lines, SCHEMA_END]) + "\n"
+
+
+def update_schema_doc(path: str | Path) -> bool:
+    """Replace the generated part of ``path`` with :func:`schema_markdown`; True if the file changed."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    head, rest = text.split(SCHEMA_BEGIN, 1)
+    tail = rest.split(SCHEMA_END, 1)[1].removeprefix("\n")
+    new = head + schema_markdown() + tail
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
