@@ -442,8 +442,9 @@ _FUSED_DEFAULT: dict[str, bool] = {"cpu": True}
 def fused_modconv_default(device: torch.device) -> bool:
     """Whether :func:`modulated_conv` runs fused (one grouped convolution) while autograd records on ``device``.
 
-    CPU: fused, by measurement (``benchmarks/bench_modconv.py``: the fused grouped convolution is as fast or
-    faster for every layer of coca-baseline and coca-ss under oneDNN, see docs/training.md). Other devices:
+    CPU: fused, by measurement (``benchmarks/bench_modconv.py``, forward + backward of every synthesis layer:
+    fused took 0.81x / 0.80x of the non-fused time summed over coca-baseline's / coca-ss's layers, the large
+    layers deciding; whole Gmain phases were equal within noise; see docs/training.md). Other devices:
     non-fused while training, as StyleGAN2-ADA (Karras et al., NeurIPS 2020) does: one dense convolution runs
     on tensor-core kernels, a grouped one with groups = batch does not. Without autograd (inference) fused.
     """
