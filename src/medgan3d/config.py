@@ -404,6 +404,14 @@ class TrainConfig:
     )
     seed: int = doc(0, "seed of the weights, the data order and every micro-batch's randomness")
     flip: bool = doc(False, "random left-right flips of the reals")
+    aug: str = doc(
+        "none", "discriminator augmentation: ada | fixed:P | diffaugment | none (training/augment.py)"
+    )
+    aug_preset: str = doc(
+        "all", "transforms the augmentation may apply: all | laterality | in-plane | intensity"
+    )
+    ada_target: float = doc(0.6, "ada: target of r_t = E[sign(D(real))] (Karras et al., NeurIPS 2020, §3)")
+    ada_kimg: float = doc(500.0, "ada: kimg over which p can move from 0 to 1")
     cond: bool = doc(True, "a labelled dataset trains a conditional model (false: --no-cond)")
     max_bad_steps: int = doc(10, "iterations in a row with a skipped (non-finite) phase before the run stops")
     metrics: tuple[str, ...] = doc((), "metrics scored at every snapshot (medgan3d evaluate's names)")
@@ -431,6 +439,19 @@ class TrainConfig:
                 raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
         if self.betas is not None and not (len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)):
             raise ValueError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
+        if self.aug != "none" or self.aug_preset != "all":
+            from medgan3d.training.augment import (  # torch: only when augmentation is asked
+                PRESETS,
+                parse_mode,
+            )
+
+            parse_mode(self.aug)
+            if self.aug_preset not in PRESETS:
+                raise ValueError(f"aug_preset {self.aug_preset!r} is not one of {', '.join(PRESETS)}")
+        if not (isinstance(self.ada_target, int | float) and -1 < self.ada_target < 1):
+            raise ValueError(f"ada_target must be a number in (-1, 1), got {self.ada_target!r}")
+        if not (isinstance(self.ada_kimg, int | float) and 0 < self.ada_kimg < float("inf")):
+            raise ValueError(f"ada_kimg must be a number > 0, got {self.ada_kimg!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON types (tuples as lists, the loss settings as a mapping)."""

@@ -47,6 +47,35 @@ Flip = Annotated[
     bool | None,
     typer.Option("--flip/--no-flip", help="Random left-right flips of reals (default: the preset's)."),
 ]
+Aug = Annotated[
+    str | None,
+    typer.Option(
+        "--aug",
+        help="Discriminator augmentation (Karras et al., NeurIPS 2020): ada (adaptive p) | fixed:P | "
+        "diffaugment | none (default: the preset's, else none).",
+    ),
+]
+AugPreset = Annotated[
+    str | None,
+    typer.Option(
+        "--aug-preset",
+        help="Transforms --aug may apply: all | laterality (no reflections) | in-plane (anisotropic data) | "
+        "intensity (default: all).",
+    ),
+]
+AdaTarget = Annotated[
+    float | None,
+    typer.Option(
+        "--ada-target", help="ada: target of r_t = E[sign(D(real))]; p rises above it (default 0.6)."
+    ),
+]
+AdaKimg = Annotated[
+    float | None,
+    typer.Option(
+        "--ada-kimg",
+        help="ada: kimg over which p can go from 0 to 1 (default 500, the paper's; short runs need less).",
+    ),
+]
 Desc = Annotated[str | None, typer.Option("--desc", help="Run folder suffix (default: PRESET-DATASET).")]
 TrainDevice = Annotated[
     str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: cuda if available).")

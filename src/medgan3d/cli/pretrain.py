@@ -37,6 +37,10 @@ def pretrain(
     tick: opt.Tick = None,
     snap: opt.Snap = None,
     flip: opt.Flip = None,
+    aug: opt.Aug = None,
+    aug_preset: opt.AugPreset = None,
+    ada_target: opt.AdaTarget = None,
+    ada_kimg: opt.AdaKimg = None,
     desc: opt.Desc = None,
     device: opt.TrainDevice = None,
 ) -> None:
@@ -49,7 +53,8 @@ def pretrain(
         _report_slices(data)
         kimg = PRETRAIN_KIMG if kimg is None else kimg
     opts = RunOptions(data=data, config=twin, out=out, kimg=kimg, batch=batch, batch_gpu=batch_gpu, resume=resume,
-                      seed=seed, bf16=bf16, lr=lr, tick=tick, snap=snap, flip=flip, desc=desc, device=device)  # fmt: skip
+                      seed=seed, bf16=bf16, lr=lr, tick=tick, snap=snap, flip=flip, desc=desc, device=device,
+                      aug=aug, aug_preset=aug_preset, ada_target=ada_target, ada_kimg=ada_kimg)  # fmt: skip
     start_run(ctx, opts)
 
 

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 # TrainConfig keys set by flags: a refused value is named by the flag the user typed
 _FLAGS = {"kimg": "--kimg", "batch": "--batch", "batch_gpu": "--batch-gpu", "lr": "--lr", "tick_kimg": "--tick",
           "snapshot_ticks": "--snap", "seed": "--seed", "bf16": "--bf16", "flip": "--flip", "metrics": "--metrics",
-          "cond": "--no-cond"}  # fmt: skip
+          "cond": "--no-cond", "aug": "--aug", "aug_preset": "--aug-preset", "ada_target": "--ada-target",
+          "ada_kimg": "--ada-kimg"}  # fmt: skip
 _APPLY_ON_RESUME = {"--resume", "--kimg", "--device"}
 
 
@@ -47,12 +48,17 @@ class RunOptions:
     desc: str | None = None
     device: str | None = None
     cond: bool | None = None
+    aug: str | None = None
+    aug_preset: str | None = None
+    ada_target: float | None = None
+    ada_kimg: float | None = None
 
     def overrides(self) -> dict[str, Any]:
         """The TrainConfig fields the flags set."""
         given = {"kimg": self.kimg, "batch": self.batch, "batch_gpu": self.batch_gpu, "seed": self.seed,
                  "bf16": self.bf16, "lr": self.lr, "tick_kimg": self.tick, "snapshot_ticks": self.snap,
-                 "flip": self.flip, "cond": self.cond}  # fmt: skip
+                 "flip": self.flip, "cond": self.cond, "aug": self.aug, "aug_preset": self.aug_preset,
+                 "ada_target": self.ada_target, "ada_kimg": self.ada_kimg}  # fmt: skip
         found: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         if self.metrics:
             found["metrics"] = _metric_names(self.metrics)
@@ -111,6 +117,10 @@ def train(
         help="Comma-separated metrics at snapshots, e.g. fid,mmd (default: the preset's, usually none).",
     ),
     flip: opt.Flip = None,
+    aug: opt.Aug = None,
+    aug_preset: opt.AugPreset = None,
+    ada_target: opt.AdaTarget = None,
+    ada_kimg: opt.AdaKimg = None,
     cond: bool | None = typer.Option(
         None,
         "--cond/--no-cond",
@@ -142,7 +152,8 @@ def train(
     slices) or HA-GAN (`hagan-128`, `hagan-256`, `hagan-tiny`, ...)."""
     opts = RunOptions(data=data, config=config, out=out, kimg=kimg, batch=batch, batch_gpu=batch_gpu,
                       resume=resume, seed=seed, bf16=bf16, lr=lr, gamma=gamma, tick=tick, snap=snap,
-                      metrics=metrics, flip=flip, desc=desc, device=device, cond=cond)  # fmt: skip
+                      metrics=metrics, flip=flip, desc=desc, device=device, cond=cond, aug=aug,
+                      aug_preset=aug_preset, ada_target=ada_target, ada_kimg=ada_kimg)  # fmt: skip
     start_run(ctx, opts, Inflation(init_from, inflate, inflate_parts, equalized_lr, init_std))
 
 

@@ -81,6 +81,9 @@ class Family:
     phase_names: ClassVar[tuple[str, ...]]
     loss_cls: ClassVar[type]  # dataclass of the family's objective settings (TrainConfig.loss)
     sample_from: ClassVar[str]  # module that generates volumes for snapshots, metrics and generate
+    # modules (``name`` or ``name.submodule``) whose forwards see images: the augmentation acts on their first
+    # argument; the family reports mean(sign(D(real))) as ``side[augment.REAL_SIGN]`` from its D phase
+    augmented: ClassVar[tuple[str, ...]] = ("D",)
 
     def build(self, model: Any, cfg: Any, device: torch.device, from_inflated: bool,
               init: dict[str, nn.Module] | None) -> Networks:  # fmt: skip
@@ -113,6 +116,14 @@ class Family:
         """Family scalars kept in the training state (checkpointed, logged per tick); the family may
         replace them by 0-dim device tensors during the run (read at ticks and checkpoints)."""
         return {}
+
+    def augmented_modules(self, nets: Networks) -> list[nn.Module]:
+        """The modules named by :attr:`augmented`."""
+        out = []
+        for path in self.augmented:
+            root, _, rest = path.partition(".")
+            out.append(nets.modules[root].get_submodule(rest) if rest else nets.modules[root])
+        return out
 
     def phase(self, name: str, trains: tuple[str, ...]) -> Phase:
         return Phase(name, self.phase_names.index(name), trains)

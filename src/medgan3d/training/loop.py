@@ -36,6 +36,7 @@ from medgan3d.data.manifest import Manifest
 from medgan3d.errors import MedganError, UsageError, check_batch_fits_model
 from medgan3d.training import checkpoint as ckpt
 from medgan3d.training import runfolder
+from medgan3d.training.augment import REAL_SIGN, AugmentPipe, make_pipe
 from medgan3d.training.family import Family, MicroBatch, Networks, Phase, family_for
 from medgan3d.training.observe import RunLogger, generated_volumes, new_run_dir, save_grid
 from medgan3d.training.optim import guarded_step
@@ -240,8 +241,10 @@ def _stat(value: Tensor | float, rounds: int) -> Stat:
 
 
 def run_phase(family: Family, phase: Phase, nets: Networks, reals: RealBatches, state: TrainState,
-              cfg: TrainConfig, d: Dist, rounds: int, context: Any = None) -> dict[str, Stat]:  # fmt: skip
-    """Accumulate one phase over this rank's micro-batches, average over ranks, step (if finite).
+              cfg: TrainConfig, d: Dist, rounds: int, context: Any = None,
+              augment: AugmentPipe | None = None) -> dict[str, Stat]:  # fmt: skip
+    """Accumulate one phase over this rank's micro-batches, average over ranks, step (if finite); a finite
+    phase that reports the signs of D's real logits feeds the adaptive augmentation.
 
     Nothing is read on the host: the stats stay device tensors, and whether the gradients are finite is a
     device flag that :func:`~medgan3d.training.optim.guarded_step` and the family's ``after_phase`` obey;
@@ -274,6 +277,8 @@ def run_phase(family: Family, phase: Phase, nets: Networks, reals: RealBatches, 
         guarded_step(nets.optimizers[name], finite)
     for v in side.values():
         all_reduce_mean(v, d)
+    if augment is not None and REAL_SIGN in side:
+        augment.accumulate(side[REAL_SIGN], finite)
     family.after_phase(phase, nets, side, state, cfg, finite)
     stats["skipped_nonfinite"] = (~finite).to(torch.float64)
     _set_trainable(nets, ())
@@ -307,8 +312,9 @@ def accumulated_grads(params: list[Tensor]) -> Iterator[None]:
 
 
 def train_step(family: Family, nets: Networks, reals: RealBatches, state: TrainState, cfg: TrainConfig,
-               d: Dist, rounds: int) -> dict[str, Stat]:  # fmt: skip
-    """One iteration (all phases of the family) + its end-of-iteration update; advances the image counter.
+               d: Dist, rounds: int, augment: AugmentPipe | None = None) -> dict[str, Stat]:  # fmt: skip
+    """One iteration (all phases of the family) + its end-of-iteration update (and the adjustment of the
+    adaptive augmentation's p); advances the image counter.
 
     Returns the iteration's stats as device tensors, with the non-finite flag of every phase under
     ``skipped/<phase>``; :func:`settle_rows` reads them at the tick and applies the streak rule."""
@@ -316,11 +322,13 @@ def train_step(family: Family, nets: Networks, reals: RealBatches, state: TrainS
     flags: dict[str, Stat] = {}
     context = family.begin_iteration(state.batch_idx, nets, cfg)
     for phase in family.phases(state.batch_idx, cfg):
-        phase_stats = run_phase(family, phase, nets, reals, state, cfg, d, rounds, context)
+        phase_stats = run_phase(family, phase, nets, reals, state, cfg, d, rounds, context, augment)
         flags[f"{SKIPPED}{phase.name}"] = phase_stats.pop("skipped_nonfinite")
         stats |= phase_stats
     stats |= flags
     stats[KIMG] = state.cur_nimg / 1000
+    if augment is not None:
+        augment.end_iteration(state.batch_idx, cfg.batch)
     state.cur_nimg += cfg.batch
     state.batch_idx += 1
     family.end_iteration(nets, state, cfg)
@@ -539,12 +547,14 @@ def _observe(family: Family, nets: Networks, state: TrainState, cfg: TrainConfig
             f.write(json.dumps({"kimg": kimg} | result, default=str) + "\n")
 
 
-def _save(nets: Networks, state: TrainState, cfg: TrainConfig, run_dir: Path, config: dict[str, Any]) -> Path:
+def _save(nets: Networks, state: TrainState, cfg: TrainConfig, run_dir: Path, config: dict[str, Any],
+          augment: AugmentPipe | None = None) -> Path:  # fmt: skip
     """A checkpoint of the current state; pruning keeps the last ``keep_last``. Every checkpoint the loop
     writes was written with no bad streak (``_tick``), so the newest one is always the last good one."""
     saved = dataclasses.replace(state, extra=host_extra(state))
     payload = {"state": dataclasses.asdict(saved), "config": config}
-    tensors = {"rng.torch": torch.get_rng_state()}
+    tensors = {"rng.torch": torch.get_rng_state()} | ({k: v.cpu() for k, v in augment.state().items()}
+                                                      if augment is not None else {})  # fmt: skip
     return ckpt.save_checkpoint(run_dir, state.cur_nimg, nets.modules, nets.optimizers, payload, tensors,
                                 cfg.keep_last)  # fmt: skip
 
@@ -566,6 +576,7 @@ class Run:
     data: Path
     config: dict[str, Any]
     last_good: Path | None  # newest checkpoint written with no bad streak (never pruned, named on failure)
+    augment: AugmentPipe | None = None  # what D sees passes through it (cfg.aug); its state is checkpointed
 
 
 def train(
@@ -635,6 +646,9 @@ def _train(
     rounds = rounds_for(cfg, d)
     from_inflated = bool(init_info and init_info.get("strategy", "none") != "none")
     nets = build_networks(family, model, cfg, d.device, from_inflated, init)
+    augment = make_pipe(cfg, model.spatial_dims, d.device)
+    if augment is not None:
+        augment.install(family.augmented_modules(nets))
     config = {"preset": preset, "data": str(data.resolve()), "world_size": d.world, "init": init_info,
               "model": model.to_dict(), "train": cfg.to_dict()}  # fmt: skip
     with contextlib.ExitStack() as stack:
@@ -648,6 +662,8 @@ def _train(
             saved_state, tensors = ckpt.load_checkpoint(ckpt_dir, nets.modules, nets.optimizers)
             state = TrainState.from_dict(saved_state["state"])
             torch.set_rng_state(tensors["rng.torch"])
+            if augment is not None:
+                augment.load_state(tensors)
             last_good = ckpt_dir if state.bad_consecutive == 0 else None
             if d.is_main:
                 assert run_dir is not None
@@ -668,9 +684,10 @@ def _train(
             logger.image("reals", run_dir / "reals.png", 0.0)
             logger.hparams(config, _judged_by(cfg))
         run = Run(family, nets, RealBatches(dataset, cfg, d, rounds, spec), state, cfg, d, rounds,
-                  run_dir if d.is_main else None, logger, dataset.manifest, data, config, last_good)  # fmt: skip
+                  run_dir if d.is_main else None, logger, dataset.manifest, data, config, last_good, augment)  # fmt: skip
         logger.print(f"run {run_dir} · {len(dataset)} training items · batch {cfg.batch} = {d.world} × {rounds} × "
-                     f"{cfg.batch_gpu} · {'bf16' if cfg.bf16 else 'fp32'} · {d.device}")  # fmt: skip
+                     f"{cfg.batch_gpu} · {'bf16' if cfg.bf16 else 'fp32'} · {d.device}"
+                     f"{'' if augment is None else f' · aug {cfg.aug} ({cfg.aug_preset})'}")  # fmt: skip
         try:
             _loop(run)
         finally:
@@ -692,7 +709,9 @@ def _loop(run: Run) -> None:
         with StopFlag() as stop:
             while state.cur_nimg < total:
                 step_start = time.perf_counter()
-                rows.append(train_step(run.family, run.nets, run.reals, state, cfg, d, run.rounds))
+                rows.append(
+                    train_step(run.family, run.nets, run.reals, state, cfg, d, run.rounds, run.augment)
+                )
                 rows[-1]["sec_per_iter"] = time.perf_counter() - step_start
                 stopping = _stop_requested(stop, d)
                 done = state.cur_nimg >= total
@@ -732,6 +751,8 @@ def _tick(run: Run, rows: list[dict[str, Stat]], tick_time: float, snapshot: boo
     record: dict[str, Any] = {"tick": state.tick, "kimg": kimg,
                               "sec_per_kimg": (now - tick_time) / ((state.cur_nimg - state.tick_start_nimg) / 1000),
                               "skipped_total": state.bad_total} | host_extra(state) | mean_stats(plain)  # fmt: skip
+    if run.augment is not None:
+        record |= run.augment.log()
     state.tick += 1
     state.tick_start_nimg = state.cur_nimg
     snap = run.run_dir is not None and (snapshot or state.tick % cfg.snapshot_ticks == 0)
@@ -746,7 +767,7 @@ def _tick(run: Run, rows: list[dict[str, Stat]], tick_time: float, snapshot: boo
     logger.tick(record)
     if snap:
         assert run.run_dir is not None
-        run.last_good = _save(run.nets, state, cfg, run.run_dir, run.config)
+        run.last_good = _save(run.nets, state, cfg, run.run_dir, run.config, run.augment)
         logger.print(f"checkpoint {run.last_good}")
     return record
 

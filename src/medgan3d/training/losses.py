@@ -3,7 +3,8 @@
 * Gmain: non-saturating logistic loss ``softplus(-D(G(z)))``.
 * Greg:  path-length regularisation every ``pl_interval`` G steps, weight 2, on half the batch.
 * Dmain: ``softplus(D(G(z))) + softplus(-D(x))``.
-* Dreg:  lazy R1, ``γ/2 · Σ_{C, all spatial axes} (∂D(x)/∂x)²`` on the un-augmented reals, every
+* Dreg:  lazy R1, ``γ/2 · Σ_{C, all spatial axes} (∂D(x)/∂x)²`` with respect to the reals before any
+  discriminator augmentation (which then runs inside D's forward, as in StyleGAN2-ADA), every
   ``r1_interval`` D steps.
 
 A conditional model (``G.c_dim`` > 0) gets the label vectors ``c`` of the micro-batch's reals in every phase:
@@ -27,6 +28,7 @@ from torch import Tensor
 
 from medgan3d.config import LossConfig
 from medgan3d.networks import Discriminator, Generator
+from medgan3d.training.augment import REAL_SIGN
 
 __all__ = ["LossConfig", "d_main", "d_r1", "g_main", "g_pl", "map_with_mixing"]
 
@@ -77,8 +79,9 @@ def g_pl(G: Generator, z: Tensor, pl_mean: Tensor, cfg: LossConfig, autocast: Ab
 
 def d_main(G: Generator, D: Discriminator, z: Tensor, real: Tensor, cfg: LossConfig,
            autocast: AbstractContextManager, rounds: int, c: Tensor | None = None
-           ) -> tuple[Tensor, dict[str, Tensor], Tensor]:  # fmt: skip
-    """Returns the D(real) part of the loss, stats and the micro-batch's mean w (the loop updates ``w_avg``).
+           ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:  # fmt: skip
+    """Returns the D(real) part of the loss, stats and side tensors: the micro-batch's mean w (the loop
+    updates ``w_avg``) and the mean sign of the real logits (the adaptive augmentation's heuristic).
 
     The D(fake) part is backpropagated here, before D(real) runs, so that only one of the two graphs is
     alive at a time (half of Dmain's saved activations); the loop adds both parts' gradients as one sum
@@ -94,7 +97,8 @@ def d_main(G: Generator, D: Discriminator, z: Tensor, real: Tensor, cfg: LossCon
         real_logits = score(D, real, c).float()
     real_loss = F.softplus(-real_logits).mean()
     stats = {"loss/D": (fake_loss + real_loss).detach(), "scores/real": real_logits.detach().mean()}
-    return real_loss / rounds, stats, ws[:, 0].float().mean(0)
+    side = {"w_mean": ws[:, 0].float().mean(0), REAL_SIGN: real_logits.detach().sign().mean()}
+    return real_loss / rounds, stats, side
 
 
 def d_r1(D: Discriminator, real: Tensor, cfg: LossConfig, autocast: AbstractContextManager,

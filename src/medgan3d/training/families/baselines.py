@@ -46,6 +46,7 @@ from medgan3d.config import (
     VAEGANLoss,
     WGANGPLoss,
 )
+from medgan3d.training.augment import REAL_SIGN
 from medgan3d.training.family import Family, MicroBatch, Networks, Phase, PhaseResult, register
 from medgan3d.training.optim import adam, guarded_step
 
@@ -79,6 +80,12 @@ def bce(logits: Tensor, target: float, stable: bool = True) -> Tensor:
 def score(critic: nn.Module, x: Tensor) -> Tensor:
     """One float score per sample (the mean of a patch critic's scores)."""
     return critic(x).float().mean(1)
+
+
+def critic_sign(real: Tensor, fake: Tensor) -> dict[str, Tensor]:
+    """The adaptive augmentation's heuristic for a Wasserstein critic, whose zero is arbitrary: the mean sign
+    of D(real) − mean D(fake) (1 when every real scores above the fakes' mean, as an overfitted critic)."""
+    return {REAL_SIGN: (real.detach() - fake.detach().mean()).sign().mean()}
 
 
 def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -159,8 +166,8 @@ class BaselineFamily(Family):
         return Networks(nets, opts)
 
     def loss(self, phase: Phase, nets: Networks, mb: MicroBatch, state: Any, cfg: Any) -> PhaseResult:
-        loss, stats = getattr(self, f"_loss_{phase.name.split('_')[0]}")(nets.modules, mb, cfg.loss)
-        return PhaseResult(loss / mb.rounds, stats)
+        loss, stats, *side = getattr(self, f"_loss_{phase.name.split('_')[0]}")(nets.modules, mb, cfg.loss)
+        return PhaseResult(loss / mb.rounds, stats, *side)
 
     def end_iteration(self, nets: Networks, state: Any, cfg: Any) -> None:
         average_running_stats(nets.modules)
@@ -186,7 +193,9 @@ class WGANGP(BaselineFamily):
             out += [self.phase(n, ("G",)) for n in self.phase_names[1 : 1 + loss.g_steps]]
         return out
 
-    def _loss_D(self, nets: dict[str, nn.Module], mb: MicroBatch, loss: WGANGPLoss) -> tuple[Tensor, dict]:
+    def _loss_D(
+        self, nets: dict[str, nn.Module], mb: MicroBatch, loss: WGANGPLoss
+    ) -> tuple[Tensor, dict, dict]:
         G, D = nets["G"], nets["D"]
         z = self._z(nets, mb)  # drawn before the reals (a flip may draw from the RNG)
         real = mb.reals()
@@ -198,7 +207,7 @@ class WGANGP(BaselineFamily):
         total = fake_score.mean() - real_score.mean() + gp
         stats = {"loss/D": total.detach(), "loss/gp": gp.detach(), "scores/real": real_score.detach().mean(),
                  "scores/fake": fake_score.detach().mean()}  # fmt: skip
-        return total, stats
+        return total, stats, critic_sign(real_score, fake_score)
 
     def _loss_G(self, nets: dict[str, nn.Module], mb: MicroBatch, loss: WGANGPLoss) -> tuple[Tensor, dict]:
         z = self._z(nets, mb)
@@ -229,8 +238,8 @@ class VAEGAN(BaselineFamily):
     def loss(self, phase: Phase, nets: Networks, mb: MicroBatch, state: Any, cfg: Any) -> PhaseResult:
         noise = self._noise(nets.modules, mb, cfg)
         if phase.name == "D":
-            total, stats = self._loss_D(nets.modules, mb, cfg.loss, noise)
-            return PhaseResult(total / mb.rounds, stats)
+            total, stats, side = self._loss_D(nets.modules, mb, cfg.loss, noise)
+            return PhaseResult(total / mb.rounds, stats, side)
         return self._loss_GE(nets.modules, mb, cfg.loss, noise)
 
     def _noise(self, nets: dict[str, nn.Module], mb: MicroBatch, cfg: Any) -> tuple[Tensor, Tensor]:
@@ -248,7 +257,7 @@ class VAEGAN(BaselineFamily):
                 torch.randn(shape, generator=g, device=mb.device))  # fmt: skip
 
     def _loss_D(self, nets: dict[str, nn.Module], mb: MicroBatch, loss: VAEGANLoss,
-                noise: tuple[Tensor, Tensor]) -> tuple[Tensor, dict]:  # fmt: skip
+                noise: tuple[Tensor, Tensor]) -> tuple[Tensor, dict, dict]:  # fmt: skip
         G, D, E = nets["G"], nets["D"], nets["E"]
         z_p, eps = noise
         real = mb.reals()
@@ -260,7 +269,7 @@ class VAEGAN(BaselineFamily):
         total = sum(bce(t, y, loss.stable_bce) for t, y in zip(logits, (1.0, 0.0, 0.0), strict=True))
         stats = {"loss/D": total.detach(), "scores/real": logits[0].detach().mean(),
                  "scores/fake": logits[2].detach().mean()}  # fmt: skip
-        return total, stats
+        return total, stats, {REAL_SIGN: logits[0].detach().sign().mean()}
 
     def _loss_GE(self, nets: dict[str, nn.Module], mb: MicroBatch, loss: VAEGANLoss,
                  noise: tuple[Tensor, Tensor]) -> PhaseResult:  # fmt: skip
@@ -335,7 +344,9 @@ class AlphaGAN(AlphaFamily):
         return total, {"loss/EG": total.detach(), "loss/rec": rec.detach(), "loss/G": image.detach(),
                        "loss/code": code.detach()}  # fmt: skip
 
-    def _loss_D(self, nets: dict[str, nn.Module], mb: MicroBatch, loss: AlphaGANLoss) -> tuple[Tensor, dict]:
+    def _loss_D(
+        self, nets: dict[str, nn.Module], mb: MicroBatch, loss: AlphaGANLoss
+    ) -> tuple[Tensor, dict, dict]:
         D = nets["D"]
         with mb.autocast:
             with torch.no_grad():
@@ -343,8 +354,9 @@ class AlphaGAN(AlphaFamily):
             real_logits, rec_logits, rand_logits = (D(v).float() for v in (real, x_rec, x_rand))
         b = functools.partial(bce, stable=loss.stable_bce)
         total = loss.real_weight * b(real_logits, 1.0) + b(rec_logits, 0.0) + b(rand_logits, 0.0)
-        return total, {"loss/D": total.detach(), "scores/real": real_logits.detach().mean(),
-                       "scores/fake": rand_logits.detach().mean()}  # fmt: skip
+        stats = {"loss/D": total.detach(), "scores/real": real_logits.detach().mean(),
+                 "scores/fake": rand_logits.detach().mean()}  # fmt: skip
+        return total, stats, {REAL_SIGN: real_logits.detach().sign().mean()}
 
     def _loss_CD(self, nets: dict[str, nn.Module], mb: MicroBatch, loss: AlphaGANLoss) -> tuple[Tensor, dict]:
         z_p = self._z(nets, mb)
@@ -377,7 +389,7 @@ class AlphaWGANGP(AlphaFamily):
 
     def _loss_D(
         self, nets: dict[str, nn.Module], mb: MicroBatch, loss: AlphaWGANGPLoss
-    ) -> tuple[Tensor, dict]:
+    ) -> tuple[Tensor, dict, dict]:
         D = nets["D"]
         with mb.autocast:
             with torch.no_grad():
@@ -387,8 +399,9 @@ class AlphaWGANGP(AlphaFamily):
                 D, real, x_rec, loss.gp_weight, eps=self.GP_EPS
             )
         total = -loss.real_weight * real_s.mean() + rec_s.mean() + rand_s.mean() + gp
-        return total, {"loss/D": total.detach(), "loss/gp": gp.detach(), "scores/real": real_s.detach().mean(),
-                       "scores/fake": rand_s.detach().mean()}  # fmt: skip
+        stats = {"loss/D": total.detach(), "loss/gp": gp.detach(), "scores/real": real_s.detach().mean(),
+                 "scores/fake": rand_s.detach().mean()}  # fmt: skip
+        return total, stats, critic_sign(real_s, rand_s)
 
     def _loss_CD(
         self, nets: dict[str, nn.Module], mb: MicroBatch, loss: AlphaWGANGPLoss

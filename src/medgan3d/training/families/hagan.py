@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from medgan3d.config import HAGANLoss
+from medgan3d.training.augment import REAL_SIGN
 from medgan3d.training.family import Family, MicroBatch, Networks, Phase, PhaseResult, register
 from medgan3d.training.optim import adam
 
@@ -94,6 +95,7 @@ class HAGAN(Family):
     phase_names = ("D", "G", "E_H", "E_G")
     loss_cls = HAGANLoss
     sample_from = "G"
+    augmented = ("D.high", "D.low")  # sub-volumes and low-res volumes, each augmented on its own
 
     def build(self, model: Any, cfg: Any, device: torch.device, from_inflated: bool,
               init: dict[str, nn.Module] | None) -> Networks:  # fmt: skip
@@ -161,7 +163,7 @@ class HAGAN(Family):
             total = total + class_loss
             stats["loss/D_class"] = class_loss.detach()
         stats = {"loss/D": total.detach()} | stats
-        return PhaseResult(total / mb.rounds, stats)
+        return PhaseResult(total / mb.rounds, stats, {REAL_SIGN: real_logits.detach().sign().mean()})
 
     def _loss_G(self, nets: Networks, mb: MicroBatch, loss: HAGANLoss) -> PhaseResult:
         G, D, crop = nets.modules["G"], nets.modules["D"], mb.context

@@ -94,8 +94,8 @@ class StyleGAN2(Family):
             loss, stats, length = losses.g_pl(G, z, pl_mean, cfg.loss, mb.autocast, mb.rounds, c)
             return PhaseResult(loss, stats, {"pl_length": length})
         if phase.name == "Dmain":
-            loss, stats, w_mean = losses.d_main(G, D, z, mb.reals(), cfg.loss, mb.autocast, mb.rounds, c)
-            return PhaseResult(loss, stats, {"w_mean": w_mean})
+            loss, stats, side = losses.d_main(G, D, z, mb.reals(), cfg.loss, mb.autocast, mb.rounds, c)
+            return PhaseResult(loss, stats, side)
         loss, stats = losses.d_r1(D, mb.reals(), cfg.loss, mb.autocast, mb.rounds, c)
         return PhaseResult(loss, stats)
 
