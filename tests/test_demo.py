@@ -51,6 +51,7 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     for png in re.findall(r'src="([^"]+\.png)"', html):
         assert (out / "evaluation" / png).stat().st_size > 0
     assert str(out / "evaluation" / "report.html") in result.output
+    assert "What to expect:" in result.output and "random feature extractor" in result.output
     (projected,) = (out / "projection").iterdir()  # the one held-out (val) volume
     split_val = json.loads((data / "dataset.json").read_text(encoding="utf-8"))["splits"]["val"]
     assert projected.name.startswith(f"{split_val[0]:04d}-")

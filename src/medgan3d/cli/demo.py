@@ -115,6 +115,23 @@ def demo(
     ]:
         typer.echo(f"  {label:<48} {path}")
     typer.echo(f"  TensorBoard: tensorboard --logdir {runs}")
+    _what_to_expect(run3d, kimg_3d, samples)
+
+
+def _what_to_expect(run: Path, kimg: float, samples: int) -> None:
+    """What the pictures and numbers of a minutes-long CPU run can and cannot show."""
+    typer.secho("\nWhat to expect:", bold=True)
+    typer.echo(
+        f"  Pictures: compare {run / 'reals.png'} with the last fakes*.png beside it. After {kimg:g} kimg on 16³\n"
+        "  phantoms the samples have the head's outline, the bright brain, a darker centre where the ventricles\n"
+        "  are and a black background, but they are smoother and more alike than the real volumes: the midline\n"
+        "  fissure, the cerebellum and the texture need far longer training (--kimg-3d; on small sets with\n"
+        "  --aug ada, docs/training.md). This is a check that the pipeline works, not a trained model.\n"
+        f"  Scores: FID, MMD and MS-SSIM here use a seeded random feature extractor (no Inception/MedicalNet\n"
+        f"  weights offline) and {samples} generated volumes. They rank runs made on this machine with the same\n"
+        "  settings only: they are not comparable with published FIDs, and the training itself rounds\n"
+        "  differently on another CPU type or thread count, so another machine gives other numbers."
+    )
 
 
 def _tools_leg(_run: _Steps, out: Path, run: Path, data: Path, steps: int) -> list[tuple[str, Path]]:
