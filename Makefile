@@ -42,6 +42,7 @@ demo: $(STAMP)
 # against each other made single-process runs of the suite 3-4x slower on a shared 2-core machine.
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks experiments
+	$(BIN)/mypy
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not slow" -q -n auto --dist loadgroup
 
 test-all: $(STAMP)
@@ -50,6 +51,7 @@ test-all: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks experiments
 	$(BIN)/ruff format --check src tests benchmarks experiments
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks experiments
@@ -60,4 +62,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache

@@ -72,9 +72,9 @@ def test_psi_zero_gives_w_avg_for_every_seed(G: torch.nn.Module) -> None:
 
 def test_seed_latents_match_generate(G: torch.nn.Module) -> None:
     """mix/interpolate seeds are the seeds of `medgan3d generate` (same z, same constant noise)."""
-    from medgan3d.training.observe import generated_volumes
+    from medgan3d.sampling import sample
 
-    np.testing.assert_allclose(render(G, seed_latent(G, 3, 0.8).ws), generated_volumes(G, 1, seed=3, psi=0.8)[0],
+    np.testing.assert_allclose(render(G, seed_latent(G, 3, 0.8).ws), sample(G, [3], psi=0.8)[0, 0].numpy(),
                                rtol=1e-5, atol=1e-6)  # fmt: skip
 
 
@@ -205,7 +205,9 @@ def test_cli_project_mix_interpolate(tmp_path: Path) -> None:
     G = load_stylegan(run)
     grid = style_mix(G, parse_latents(f"0,{npz}", G, 0.7), parse_latents("10", G, 0.7), (3, 4, 5))
     clipped = np.clip(grid.cells[1][0], -1.0, 1.0)  # mix clips to the trained window by default
-    np.testing.assert_allclose(cell, denormalize(clipped, Manifest.load(tmp_path / "data")), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        cell, denormalize(clipped, Manifest.load(tmp_path / "data")), rtol=1e-5, atol=1e-4
+    )
     assert len(list((tmp_path / "M").glob("mix-r*-c*.nii.gz"))) == 4
 
     proc = _cli("interpolate", str(run), "--seeds", "0,7", "--latents", str(npz), "--steps", "3", "--styles",

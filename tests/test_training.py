@@ -229,7 +229,9 @@ def test_generate_writes_nifti_in_data_units_with_data_geometry(brain16: Path, t
     z = torch.randn(G.z_dim, generator=torch.Generator().manual_seed(5))[None]
     with torch.no_grad():
         vol = G(z, truncation_psi=0.7, noise_mode="const")[0, 0].numpy().clip(-1.0, 1.0)
-    expected = np.asarray(denormalize(vol, Manifest.load(brain16))).transpose(2, 1, 0)  # NIfTI stores (W, H, D)
+    expected = np.asarray(denormalize(vol, Manifest.load(brain16))).transpose(
+        2, 1, 0
+    )  # NIfTI stores (W, H, D)
     np.testing.assert_allclose(np.asarray(img.dataobj), expected, rtol=1e-4, atol=1e-3)
     assert (out / "preview.png").stat().st_size > 0
     missing = CliRunner().invoke(app, ["generate", str(tmp_path / "nope"), "-o", str(out)])

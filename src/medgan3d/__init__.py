@@ -1,4 +1,5 @@
-"""medgan3d: synthetic 3D medical images with 3D Split&Shuffle-GAN, HA-GAN and 3D-StyleGAN."""
+"""medgan3d: synthetic 3D medical images (CT, MRI) with 3D Split&Shuffle-GAN (2D → 3D weight inflation), HA-GAN,
+3D-StyleGAN and four 3D GAN baselines, and their evaluation; papers in docs/references.md."""
 
 from __future__ import annotations
 

@@ -78,7 +78,7 @@ def from_dict(cls: type[T], data: Any, source: str = "<dict>", section: str = ""
     for key in data:
         if key not in names:
             raise ConfigError(f"{source}: unknown {section} key {key!r} (known: {', '.join(names)})")
-    hints = _hints(cls)
+    hints = _hints(cls)  # type: ignore[arg-type]  # classes are hashable; typeshed's type[T] does not say so
     values = {key: _read(value, hints[key], source, section, key) for key, value in data.items()}
     try:
         return cls(**values)
@@ -469,9 +469,9 @@ def loss_from_dict(data: Any, family: Any, source: str = "<dict>") -> LossSettin
     ``loss_cls``) from a ``train.loss`` mapping, None (the defaults) or settings already of that class."""
     loss_cls, name = _loss_owner(family)
     if isinstance(data, loss_cls):
-        return data  # type: ignore[no-any-return]
+        return data  # type: ignore[return-value]  # an instance of the family's loss class
     if data is None or isinstance(data, Mapping):
-        return from_dict(loss_cls, data or {}, source, f"{name} loss")  # type: ignore[no-any-return]
+        return from_dict(loss_cls, data or {}, source, f"{name} loss")
     raise ConfigError(f"{source}: loss settings {type(data).__name__} do not belong to family {name}")
 
 
@@ -636,10 +636,10 @@ class ModelConfig(BuildsNetworks):
         return dataclasses.replace(self, spatial_dims=2, base_shape=self.base_shape[1:], labels=None)
 
     def build_generator(self) -> Generator:
-        return self.build("G")  # type: ignore[no-any-return]
+        return self.build("G")
 
     def build_discriminator(self) -> Discriminator:
-        return self.build("D")  # type: ignore[no-any-return]
+        return self.build("D")
 
 
 _HAGAN = {"G": HAGANGenerator, "D": HAGANDiscriminator, "E_H": HAGANEncoder, "E_G": HAGANLatentEncoder}
@@ -701,18 +701,18 @@ class HAGANConfig(BuildsNetworks):
         raise ValueError("HA-GAN has no 2D twin: pretraining on slices and inflation are StyleGAN2-only")
 
     def build_generator(self) -> HAGANGenerator:
-        return self.build("G")  # type: ignore[no-any-return]
+        return self.build("G")
 
     def build_discriminator(self) -> HAGANDiscriminator:
-        return self.build("D")  # type: ignore[no-any-return]
+        return self.build("D")
 
     def build_encoder(self) -> HAGANEncoder:
         """E^H: a sub-volume (or the whole volume) → latent feature map."""
-        return self.build("E_H")  # type: ignore[no-any-return]
+        return self.build("E_H")
 
     def build_latent_encoder(self) -> HAGANLatentEncoder:
         """E^G: the whole latent feature map → z."""
-        return self.build("E_G")  # type: ignore[no-any-return]
+        return self.build("E_G")
 
     def flop_probes(self, nets: dict[str, Any], batch: int) -> dict[str, tuple[Any, tuple[Any, ...]]]:
         """What ``info`` times: G's full-volume inference (G^A + G^H over the whole latent map) and one D call
@@ -732,12 +732,12 @@ _CRITICS = (BaselineDiscriminator, BaselineEncoder, BaselineVAEEncoder)  # the d
 @dataclass(frozen=True)
 class BaselineConfig(BuildsNetworks):
     """Architecture of the 3D GAN baselines of Liu et al. (arXiv 2208.03934, Tables 6–8): Kwon et al.'s
-    networks (MICCAI 2019; :mod:`medgan3d.networks.baselines`, facts in ``shared/specs/baselines.md``).
+    networks (MICCAI 2019; :mod:`medgan3d.networks.baselines`; their code: github.com/cyclomon/3dbraingen).
 
     ``shape`` (D, H, W) is the volume (each axis a multiple of 2^levels: G's seed and the last D/E kernel are
     ``shape``/2^levels), ``latent_dim`` L, ``g_width`` c (G runs 8c → c), ``d_width`` d (D/E run d → 8d),
     ``levels`` the number of ×2 stages (4 as the reference; the widths then run to c·2^(levels−1)). The
-    paper's sizes are L = 100, c = d = 16, levels 4 (spec §3). ``d_norm``: the critic's normalisation
+    paper's sizes are L = 100, c = d = 16, levels 4 (Liu et al., arXiv 2208.03934 Tables 6–7). ``d_norm``: the critic's normalisation
     (``batch`` as the reference; ``layer``/``instance``/``none`` for a gradient penalty without batch coupling).
     ``sample_norm``: BN statistics when sampling (``running``; ``batch`` as the reference's test notebook).
     Defaults are those of the networks' constructors.
@@ -792,10 +792,10 @@ class BaselineConfig(BuildsNetworks):
         raise ValueError(f"{self.family} has no 2D twin (slice pretraining and inflation are StyleGAN2's)")
 
     def build_generator(self) -> BaselineGenerator:
-        return self.build("G")  # type: ignore[no-any-return]
+        return self.build("G")
 
     def build_discriminator(self) -> BaselineDiscriminator:
-        return self.build("D")  # type: ignore[no-any-return]
+        return self.build("D")
 
     def flop_probes(self, nets: dict[str, Any], batch: int) -> dict[str, tuple[Any, tuple[Any, ...]]]:
         """One forward of every network: G and CD on codes, D and E on volumes (``torch.empty`` inputs)."""
@@ -974,7 +974,7 @@ def _yaml_value(value: Any) -> str:
 
 def _section_table(cls: type, skip: tuple[str, ...] = ()) -> list[str]:
     rows = ["| key | default | meaning |", "|---|---|---|"]
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         default = f.default if f.default is not dataclasses.MISSING else "(see below)"

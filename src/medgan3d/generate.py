@@ -22,7 +22,7 @@ from medgan3d import __version__
 from medgan3d.data.labels import LabelError, LabelSpec
 from medgan3d.data.manifest import MANIFEST_NAME, Manifest
 from medgan3d.fs import atomic_write
-from medgan3d.sampling import DEFAULT_CHUNK_DEPTH
+from medgan3d.sampling import DEFAULT_CHUNK_DEPTH, sample_batches
 from medgan3d.training.checkpoint import (
     CKPT_PREFIX,
     STATE_NAME,
@@ -32,7 +32,6 @@ from medgan3d.training.checkpoint import (
     resolve_checkpoint,
     run_dir_of,
 )
-from medgan3d.training.observe import generated_volumes
 from medgan3d.viz import MODEL_WINDOW, IntensityWindow, save_slice_grid
 
 DESCRIP_BYTES = 80  # the NIfTI-1 header's descrip field
@@ -88,9 +87,11 @@ def descrip(info: SyntheticInfo) -> str:
     units always stay, and the sidecar has everything."""
     w = info.window
     units = f"{w.unit} {'pct ' if w.kind == 'percentile' else ''}{w.lo:.4g} to {w.hi:.4g}"
-    optional = [f"kimg {info.kimg:g}" if info.kimg is not None else "",
-                f"psi {info.psi:g}" if info.psi is not None else "",
-                f"seed {info.seed}" if info.seed is not None else ""]  # fmt: skip
+    optional = [
+        f"kimg {info.kimg:g}" if info.kimg is not None else "",
+        f"psi {info.psi:g}" if info.psi is not None else "",
+        f"seed {info.seed}" if info.seed is not None else "",
+    ]
     while True:
         parts = ["synthetic", f"medgan3d {__version__}", *[p for p in optional if p], units]
         text = ", ".join(parts).encode("ascii", "replace").decode("ascii")
@@ -173,8 +174,11 @@ def source_info(source: str | os.PathLike[str], ckpt: Path | None = None) -> dic
     }
     if ckpt is not None:
         digits = ckpt.name[len(CKPT_PREFIX) :]
-        info |= {"run": str(run_dir_of(ckpt)), "checkpoint": ckpt.name,
-                 "kimg": int(digits) / 1000 if digits.isdigit() else None}  # fmt: skip
+        info |= {
+            "run": str(run_dir_of(ckpt)),
+            "checkpoint": ckpt.name,
+            "kimg": int(digits) / 1000 if digits.isdigit() else None,
+        }
         try:
             config = json.loads((ckpt / STATE_NAME).read_text(encoding="utf-8")).get("config", {})
             model = config.get("model", {})
@@ -220,8 +224,16 @@ def synthetic_info(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CheckpointWarning)
         origin = source_info(source, None if is_network_dir(source) else resolve_checkpoint(source))
-    return SyntheticInfo(origin["run"], origin["family"], IntensityWindow.of_manifest(manifest), clipped, tool,
-                         origin["checkpoint"], origin["kimg"], psi=psi)  # fmt: skip
+    return SyntheticInfo(
+        origin["run"],
+        origin["family"],
+        IntensityWindow.of_manifest(manifest),
+        clipped,
+        tool,
+        origin["checkpoint"],
+        origin["kimg"],
+        psi=psi,
+    )
 
 
 def label_spec(G: Any, origin: Mapping[str, Any], source: str | os.PathLike[str]) -> LabelSpec | None:
@@ -291,18 +303,20 @@ def sample_to_nifti(
     written: list[Path] = []
     previews: list[np.ndarray] = []
     titles = []
-    for i, s in enumerate(seeds):
-        c = None if spec is None or chosen is None else spec.encode([chosen[i]])
-        vol = generated_volumes(G, 1, seed=s, psi=psi, chunk_depth=chunk_depth, c=c)[0]
-        previews.append(vol)
-        extra: dict[str, Any] = {"preset": origin["preset"]}
-        if spec is not None and chosen is not None:
-            extra["condition"] = {"kind": spec.kind, "label": chosen[i]}
-        titles.append(f"seed {s}" + (f", label {chosen[i]:g}" if chosen is not None else ""))
-        info = SyntheticInfo(origin["run"], origin["family"], window, clip, "generate", origin["checkpoint"],
-                             origin["kimg"], s, psi, extra=extra)  # fmt: skip
-        path, _ = write_synthetic(out / f"seed{s:04d}.nii.gz", vol, info, affine=affine, spacing=spacing)
-        written.append(path)
+    c = None if spec is None or chosen is None else spec.encode(list(chosen))
+    for chunk, volumes in sample_batches(G, seeds, psi, chunk_depth=chunk_depth, c=c):
+        for s, vol in zip(chunk, volumes[:, 0].numpy(), strict=True):
+            i = len(written)
+            if len(previews) < 8:
+                previews.append(vol)
+            extra: dict[str, Any] = {"preset": origin["preset"]}
+            if spec is not None and chosen is not None:
+                extra["condition"] = {"kind": spec.kind, "label": chosen[i]}
+            titles.append(f"seed {s}" + (f", label {chosen[i]:g}" if chosen is not None else ""))
+            info = SyntheticInfo(origin["run"], origin["family"], window, clip, "generate", origin["checkpoint"],
+                                 origin["kimg"], s, psi, extra=extra)  # fmt: skip
+            path, _ = write_synthetic(out / f"seed{s:04d}.nii.gz", vol, info, affine=affine, spacing=spacing)
+            written.append(path)
     kimg = f", kimg {origin['kimg']:g}" if origin["kimg"] is not None else ""
     save_slice_grid(previews[:8], out / "preview.png", spacing=spacing, titles=titles[:8],
                     window=data_window, title=f"synthetic, {origin['family']}{kimg}, psi {psi:g}")  # fmt: skip

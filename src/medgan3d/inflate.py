@@ -26,12 +26,18 @@ import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from medgan3d.fs import atomic_dir
+
+if TYPE_CHECKING:
+    from medgan3d.config import BaselineConfig, HAGANConfig, ModelConfig, Preset
+
+    # a preset name or YAML path, a Preset, or a model config (refused unless a StyleGAN2 ModelConfig)
+    Config3D = str | os.PathLike[str] | Preset | ModelConfig | HAGANConfig | BaselineConfig
 
 STRATEGIES = ("none", "inflate-1", "inflate-2", "inflate-3", "inflate-asc", "inflate-nwi")
 PARTS = ("G", "D", "GD")
@@ -291,11 +297,12 @@ def inflate_network(
 # --------------------------------------------------------------------------------------------------
 
 
-def _model_config_3d(config: Any) -> Any:
+def _model_config_3d(config_3d: Config3D) -> ModelConfig:
     from medgan3d.config import ModelConfig, Preset, load_preset
 
+    config: object = config_3d
     if isinstance(config, str | os.PathLike):
-        config = load_preset(config)
+        config = load_preset(os.fspath(config))
     if isinstance(config, Preset):
         config = config.model
     if not isinstance(config, ModelConfig):
@@ -313,7 +320,7 @@ def _load_2d(ckpt: Path, name: str) -> nn.Module:
         raise InflationError(
             f"{ckpt / name}/config.json: spatial_dims is {args.get('spatial_dims')}; inflation needs a 2D network"
         )
-    return from_pretrained(ckpt / name)  # type: ignore[no-any-return]
+    return from_pretrained(ckpt / name)
 
 
 def _source_name(ckpt: Path, name: str) -> str:
@@ -336,7 +343,7 @@ def _fresh_3d(config: Any, seed: int) -> dict[str, nn.Module]:
 
 def inflate_checkpoint(
     ckpt_2d: str | os.PathLike[str],
-    config_3d: Any,
+    config_3d: Config3D,
     strategy: str,
     parts: str = "GD",
     out_dir: str | os.PathLike[str] | None = None,
@@ -376,11 +383,19 @@ def inflate_checkpoint(
             net2d, nets[name], strategy, init_std=init_std, equalized_lr=equalized_lr, generator=gen
         )
     if out_dir is not None:
-        name = getattr(config_3d, "name", None) if not isinstance(config_3d, str | os.PathLike) else config_3d
+        named = (
+            getattr(config_3d, "name", None) if not isinstance(config_3d, str | os.PathLike) else config_3d
+        )
         record = dict(
-            source=str(ckpt), config=str(name) if name else None, model=dataclasses.asdict(config),
-            strategy=strategy, parts=parts, seed=seed, init_std=init_std, equalized_lr=equalized_lr,
-        )  # fmt: skip
+            source=str(ckpt),
+            config=str(named) if named else None,
+            model=dataclasses.asdict(config),
+            strategy=strategy,
+            parts=parts,
+            seed=seed,
+            init_std=init_std,
+            equalized_lr=equalized_lr,
+        )
         save_inflated(nets, out_dir, record)
     return nets
 
@@ -394,6 +409,8 @@ def save_inflated(
         raise FileExistsError(f"{out}: already exists; choose a new output directory")
     with atomic_dir(out) as tmp:
         for name, net in nets.items():
-            net.save_pretrained(tmp / name)  # type: ignore[operator]
-        (tmp / INFLATION_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            net.save_pretrained(tmp / name)  # type: ignore[operator]  # every network is a PretrainedMixin
+        (tmp / INFLATION_RECORD).write_text(
+            json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
     return out

@@ -16,11 +16,11 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from medgan3d.errors import UsageError
 from medgan3d.fs import atomic_write
@@ -33,6 +33,9 @@ from medgan3d.latents import (
     parse_styles,
     render,
 )
+
+if TYPE_CHECKING:
+    from medgan3d.networks.stylegan import Generator
 
 
 def lerp_ws(a: Tensor, b: Tensor, t: float, layers: Sequence[int], base: Tensor | None = None) -> Tensor:
@@ -60,8 +63,9 @@ def walk(latents: Sequence[Latent], steps: int, layers: Sequence[int]) -> list[t
 
 
 @torch.no_grad()
-def walk_volumes(G: nn.Module, latents: Sequence[Latent], steps: int, layers: Sequence[int],
-                 noise: str = "const") -> list[np.ndarray]:  # fmt: skip
+def walk_volumes(
+    G: Generator, latents: Sequence[Latent], steps: int, layers: Sequence[int], noise: str = "const"
+) -> list[np.ndarray]:
     """The volumes of :func:`walk` (``noise``: ``const`` = G's stored maps for every frame, or ``none``)."""
     if noise not in ("const", "none"):
         raise ValueError(f"noise must be const or none for a walk, got {noise!r}")
@@ -115,7 +119,7 @@ def interpolate(
 
 
 def _endpoints(
-    G: nn.Module, seeds: str | Sequence[int], latents: str | Sequence[str], psi: float
+    G: Generator, seeds: str | Sequence[int], latents: str | Sequence[str], psi: float
 ) -> list[Latent]:
     """Seeds first, then projected files; a seed must be an integer and a latent a ``.npz`` file."""
     seed_tokens, file_tokens = _tokens(seeds), _tokens(latents)

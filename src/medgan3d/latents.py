@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from medgan3d.errors import UsageError
 from medgan3d.fs import atomic_write
@@ -31,6 +31,7 @@ from medgan3d.fs import atomic_write
 if TYPE_CHECKING:
     from medgan3d.data.manifest import Manifest
     from medgan3d.generate import SyntheticInfo
+    from medgan3d.networks.stylegan import Generator, SynthesisLayer
 
 BANDS = ("coarse", "middle", "fine")
 NOISE_MODES = ("const", "none", "latent")
@@ -51,13 +52,13 @@ class WLayer:
     resolution: tuple[int, ...]
 
 
-def check_stylegan(G: nn.Module, what: str = "generator") -> None:
+def check_stylegan(G: Generator, what: str = "generator") -> None:
     """Refuse a generator without a mapping and synthesis network (HA-GAN, the baselines)."""
     if not (hasattr(G, "mapping") and hasattr(G, "synthesis") and hasattr(G.synthesis, "blocks")):
         raise ValueError(f"{what}: a {type(G).__name__} has no w space (only StyleGAN2 generators do)")
 
 
-def w_layers(G: nn.Module) -> list[WLayer]:
+def w_layers(G: Generator) -> list[WLayer]:
     """Every w index with its stage, resolution and the layers it feeds, in the order synthesis reads them.
 
     A w's stage is that of the conv it modulates; the last w drives only the final toRGB (last stage).
@@ -66,7 +67,7 @@ def w_layers(G: nn.Module) -> list[WLayer]:
     feeds: dict[int, list[str]] = {}
     stage_of: dict[int, int] = {}
     idx = 0
-    blocks = list(G.synthesis.blocks)
+    blocks = G.synthesis.synthesis_blocks()
     for s, block in enumerate(blocks):
         convs = ["conv1"] if block.is_first else ["conv0", "conv1"]
         for j, name in enumerate(convs):
@@ -87,18 +88,21 @@ def band_stages(num_stages: int) -> dict[str, range]:
     """
     coarse = math.ceil(num_stages / 3)
     middle = math.ceil((num_stages - coarse) / 2)
-    return {"coarse": range(0, coarse), "middle": range(coarse, coarse + middle),
-            "fine": range(coarse + middle, num_stages)}  # fmt: skip
+    return {
+        "coarse": range(coarse),
+        "middle": range(coarse, coarse + middle),
+        "fine": range(coarse + middle, num_stages),
+    }
 
 
-def style_bands(G: nn.Module) -> dict[str, tuple[int, ...]]:
+def style_bands(G: Generator) -> dict[str, tuple[int, ...]]:
     """The w indices of the coarse, middle and fine bands (from :func:`band_stages` over G's stages)."""
     layers = w_layers(G)
     stages = band_stages(len(G.synthesis.blocks))
     return {band: tuple(w.index for w in layers if w.stage in stages[band]) for band in BANDS}
 
 
-def parse_styles(text: str | Sequence[int] | None, G: nn.Module) -> tuple[int, ...]:
+def parse_styles(text: str | Sequence[int] | None, G: Generator) -> tuple[int, ...]:
     """w indices from ``coarse|middle|fine|all|none``, ``A-B`` (inclusive), ``a,b,c`` or a mix of them.
 
     An empty string, ``none`` or ``None`` is no layer; a sequence of ints is taken as it is (checked).
@@ -145,7 +149,7 @@ def _index_range(token: str, text: str) -> range:
     return range(a, b + 1)
 
 
-def describe_styles(indices: Sequence[int], G: nn.Module) -> str:
+def describe_styles(indices: Sequence[int], G: Generator) -> str:
     """``w 3-6 (20×24×28 … 40×48×56)`` for titles and records."""
     if not indices:
         return "no layers"
@@ -186,14 +190,14 @@ def seed_z(seed: int, z_dim: int) -> Tensor:
 
 
 @torch.no_grad()
-def seed_latent(G: nn.Module, seed: int, psi: float = 1.0) -> Latent:
+def seed_latent(G: Generator, seed: int, psi: float = 1.0) -> Latent:
     """ws of one seed, truncated by ψ towards the generator's tracked ``w_avg`` (ψ = 0: w_avg itself)."""
     device = next(G.parameters()).device
     ws = G.mapping(seed_z(seed, G.z_dim)[None].to(device), truncation_psi=psi)[0]
     return Latent(f"seed{int(seed):04d}", ws, None, f"seed {seed}, psi {psi:g}")
 
 
-def load_latent(path: str | os.PathLike[str], G: nn.Module) -> Latent:
+def load_latent(path: str | os.PathLike[str], G: Generator) -> Latent:
     """ws (and noise maps, if saved) from a ``projected.npz`` of ``medgan3d project``.
 
     Also reads StyleGAN2-ADA's ``projected_w.npz`` (key ``w``, shape ``[1, num_ws, w_dim]``).
@@ -227,7 +231,7 @@ def load_latent(path: str | os.PathLike[str], G: nn.Module) -> Latent:
     return Latent(label, torch.from_numpy(ws).to(device), noise, str(path))
 
 
-def parse_latents(text: str | Sequence[str | int], G: nn.Module, psi: float = 1.0) -> list[Latent]:
+def parse_latents(text: str | Sequence[str | int], G: Generator, psi: float = 1.0) -> list[Latent]:
     """Latents from ``0,1,2`` (seeds), ``a.npz,b.npz`` (projected files) or a mix; ψ applies to seeds only."""
     tokens = [t.strip() for t in text.split(",")] if isinstance(text, str) else [str(t) for t in text]
     out = []
@@ -252,17 +256,17 @@ def parse_latents(text: str | Sequence[str | int], G: nn.Module, psi: float = 1.
 # --------------------------------------------------------------------------------------------------
 
 
-def noise_layers(G: nn.Module) -> list[nn.Module]:
+def noise_layers(G: Generator) -> list[SynthesisLayer]:
     """The synthesis layers with a noise input, in the order of their ws (one map each)."""
     check_stylegan(G)
-    layers = []
-    for block in G.synthesis.blocks:
+    layers: list[SynthesisLayer] = []
+    for block in G.synthesis.synthesis_blocks():
         layers += [block.conv1] if block.is_first else [block.conv0, block.conv1]
     return layers
 
 
 @contextlib.contextmanager
-def noise_maps(G: nn.Module, maps: Sequence[Tensor]) -> Iterator[None]:
+def noise_maps(G: Generator, maps: Sequence[Tensor]) -> Iterator[None]:
     """Run G's ``noise_mode="const"`` with ``maps`` in place of its stored constant noise, then restore it.
 
     As StyleGAN2's projector (Karras et al. 2020, App. D) the maps replace the buffers, so gradients reach them.
@@ -280,7 +284,7 @@ def noise_maps(G: nn.Module, maps: Sequence[Tensor]) -> Iterator[None]:
             layer.noise_const = m
 
 
-def synthesize_ws(G: nn.Module, ws: Tensor, noise: str | Sequence[Tensor] = "const") -> Tensor:
+def synthesize_ws(G: Generator, ws: Tensor, noise: str | Sequence[Tensor] = "const") -> Tensor:
     """G's volume ``[1, C, *spatial]`` for ws ``[num_ws, w_dim]`` (or ``[1, num_ws, w_dim]``, or one w
     ``[w_dim]`` for every layer).
 
@@ -296,7 +300,7 @@ def synthesize_ws(G: nn.Module, ws: Tensor, noise: str | Sequence[Tensor] = "con
 
 
 @torch.no_grad()
-def render(G: nn.Module, ws: Tensor, noise: str | Sequence[Tensor] = "const") -> np.ndarray:
+def render(G: Generator, ws: Tensor, noise: str | Sequence[Tensor] = "const") -> np.ndarray:
     """One volume ``[*spatial]`` (first channel, float32 numpy); one at a time, so equal ws give equal bits."""
     return synthesize_ws(G, ws, noise)[0, 0].float().cpu().numpy()
 
@@ -340,8 +344,9 @@ class Geometry:
     def of_item(cls, info: dict[str, Any], unit: str = "") -> Geometry:
         """One preprocessed scan's geometry and its own intensity range (``preprocess``'s item info)."""
         lo, hi = info["intensity_range"]
-        return cls(np.asarray(info["affine"], dtype=np.float64), _triple(info["spacing"]), float(lo), float(hi),
-                   unit)  # fmt: skip
+        return cls(
+            np.asarray(info["affine"], dtype=np.float64), _triple(info["spacing"]), float(lo), float(hi), unit
+        )
 
     def to_units(self, volume: np.ndarray) -> np.ndarray:
         if self.lo is None or self.hi is None:
@@ -370,7 +375,7 @@ def _triple(values: Sequence[float]) -> tuple[float, float, float]:
     return a, b, c
 
 
-def load_stylegan(run: str | os.PathLike[str], device: str = "cpu") -> nn.Module:
+def load_stylegan(run: str | os.PathLike[str], device: str = "cpu") -> Generator:
     """G_ema of a run's newest intact checkpoint (or of a checkpoint / saved generator), frozen, in eval mode."""
     from medgan3d.training.checkpoint import load_generator
 

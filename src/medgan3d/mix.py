@@ -16,11 +16,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from medgan3d.fs import atomic_write
 from medgan3d.latents import (
@@ -34,6 +34,9 @@ from medgan3d.latents import (
     render,
     w_layers,
 )
+
+if TYPE_CHECKING:
+    from medgan3d.networks.stylegan import Generator
 
 
 def mix_ws(base: Tensor, other: Tensor, styles: Sequence[int]) -> Tensor:
@@ -55,8 +58,9 @@ class MixGrid:
 
 
 @torch.no_grad()
-def style_mix(G: nn.Module, rows: Sequence[Latent], cols: Sequence[Latent], styles: Sequence[int],
-              noise: str = "const") -> MixGrid:  # fmt: skip
+def style_mix(
+    G: Generator, rows: Sequence[Latent], cols: Sequence[Latent], styles: Sequence[int], noise: str = "const"
+) -> MixGrid:
     """Every row latent with the ``styles`` layers of every column latent, one volume at a time.
 
     ``noise``: ``const`` (G's stored maps, the same for every cell), ``none``, or ``latent`` (a projected
@@ -110,7 +114,10 @@ def mix(
             label = f"{row_lat[i].label} with {band} of {col_lat[j].label}"
             path = out / f"mix-r{i:02d}-c{j:02d}.nii.gz"
             files[f"mix-r{i}-c{j}"] = geometry.write(path, vol, dataclasses.replace(info, label=label)).name
-    table = [[None, *grid.cols], *[[r, *cells] for r, cells in zip(grid.rows, grid.cells, strict=True)]]
+    table: list[list[Any]] = [
+        [None, *grid.cols],
+        *[[r, *cells] for r, cells in zip(grid.rows, grid.cells, strict=True)],
+    ]
     pngs = save_plane_grids(table, out, ["", *(r.label for r in row_lat)], ["", *(c.label for c in col_lat)],
                             title=f"rows give the base, columns {band}", spacing=geometry.spacing,
                             window=IntensityWindow.of_manifest(manifest))  # fmt: skip

@@ -15,13 +15,16 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from medgan3d.fs import atomic_write, file_sha256
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -67,13 +70,13 @@ class PretrainedMixin:
                 object.__setattr__(self, "config", {"class": type(self).__name__, "args": args_})
             init(self, *args, **kw)
 
-        cls.__init__ = recording_init  # type: ignore[misc]
+        cls.__init__ = recording_init  # type: ignore[method-assign]  # wraps every subclass's constructor on purpose
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         """Write ``model.safetensors``, then ``config.json`` with the weights' sha256 (each temp file + rename)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}  # type: ignore[attr-defined]
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}  # type: ignore[attr-defined]  # mixed into nn.Module
         atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
         record = self.config | {SHA256_KEY: file_sha256(directory / WEIGHTS_NAME)}
         text = json.dumps(record, indent=2, sort_keys=True) + "\n"
@@ -81,9 +84,7 @@ class PretrainedMixin:
         return directory
 
     @classmethod
-    def from_pretrained(
-        cls: type[T], directory: str | os.PathLike[str], device: str | torch.device = "cpu"
-    ) -> T:
+    def from_pretrained(cls, directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> Self:
         """Rebuild a network saved by :meth:`save_pretrained` and load its weights (strictly).
 
         Raises ``FileNotFoundError`` for a missing file and :class:`WeightsError` (a ``ValueError``) for a
@@ -105,12 +106,12 @@ class PretrainedMixin:
         verify_weights(weights, _recorded_sha(directory, config))
         state = load_weights(weights, device)
         try:
-            model.load_state_dict(state, strict=True)  # type: ignore[attr-defined]
+            model.load_state_dict(state, strict=True)  # type: ignore[attr-defined]  # mixed into nn.Module
         except RuntimeError as exc:
             raise WeightsError(
                 f"{weights}: does not fit the {name} described by {CONFIG_NAME} ({exc})"
             ) from exc
-        return model.to(device)  # type: ignore[attr-defined,no-any-return]
+        return model.to(device)  # type: ignore[attr-defined]  # PretrainedMixin classes are nn.Modules
 
 
 def read_config(directory: str | os.PathLike[str]) -> dict[str, Any]:

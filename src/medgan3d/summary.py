@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from medgan3d.config import Preset
+from medgan3d.config import ModelConfig, Preset
 
 
 def count_params(module: nn.Module) -> int:
@@ -77,7 +77,7 @@ class Summary:
 def summarize(preset: Preset) -> Summary:
     """Build the networks of a preset and measure them (FLOPs on a batch of 2, reported per sample)."""
     cfg = preset.model
-    if cfg.family != "stylegan2":
+    if not isinstance(cfg, ModelConfig):  # HA-GAN, the baselines
         return _summarize_family(preset)
     torch.manual_seed(0)
     G, D = cfg.build_generator().eval(), cfg.build_discriminator().eval()
@@ -105,6 +105,7 @@ def _summarize_family(preset: Preset) -> Summary:
     one, else its direct children; GFLOPs of the calls ``cfg.flop_probes`` names (HA-GAN: G's full-volume
     inference and one D call on a training pair; the baselines: one forward of each network)."""
     cfg = preset.model
+    assert not isinstance(cfg, ModelConfig), "StyleGAN2 presets are summarised by summarize"
     batch = 2
     with torch.device("meta"):
         nets = cfg.build_networks()

@@ -100,8 +100,15 @@ def payload(
             if arr.ndim != 3:
                 raise ValueError(f"{v.name}: a viewer volume is [D, H, W], got shape {list(arr.shape)}")
             data = base64.b64encode(np.ascontiguousarray(quantize(arr, lo, hi)).tobytes()).decode("ascii")
-            vols.append({"name": v.name, "note": v.note, "shape": list(arr.shape),
-                         "spacing": [float(s) for s in v.spacing], "data": data})  # fmt: skip
+            vols.append(
+                {
+                    "name": v.name,
+                    "note": v.note,
+                    "shape": list(arr.shape),
+                    "spacing": [float(s) for s in v.spacing],
+                    "data": data,
+                }
+            )
         shown.append({"name": g.name, "volumes": vols})
     win = [lo, hi] if window is None else [max(lo, float(window[0])), min(hi, float(window[1]))]
     return {
@@ -137,8 +144,9 @@ there; the window sliders set the grey scale (in {html.escape(data["unit"])}). W
 """
 
 
-def write_page(path: str | os.PathLike[str], data: dict[str, Any], heading: str = "medgan3d viewer",
-               intro: str = "") -> Path:  # fmt: skip
+def write_page(
+    path: str | os.PathLike[str], data: dict[str, Any], heading: str = "medgan3d viewer", intro: str = ""
+) -> Path:
     """Write :func:`page` atomically; return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,15 +155,29 @@ def write_page(path: str | os.PathLike[str], data: dict[str, Any], heading: str 
     return path
 
 
-def model_group(name: str, volumes: Any, window: IntensityWindow, spacing: Sequence[float] | None,
-                names: Sequence[str] | None = None, note: str = "") -> ViewGroup:  # fmt: skip
+def model_group(
+    name: str,
+    volumes: Any,
+    window: IntensityWindow,
+    spacing: Sequence[float] | None,
+    names: Sequence[str] | None = None,
+    note: str = "",
+) -> ViewGroup:
     """A group from model-intensity volumes ``[N, 1, D, H, W]`` or ``[N, D, H, W]`` (numpy or torch) in
     [-1, 1], mapped to ``window``'s units (clipped to it, as ``generate`` writes them)."""
     arr = volumes.detach().cpu().numpy() if hasattr(volumes, "detach") else np.asarray(volumes)
     arr = arr[:, 0] if arr.ndim == 5 else arr
-    sp = tuple(float(s) for s in (spacing or (1.0, 1.0, 1.0)))
-    vols = [ViewVolume(names[i] if names else f"{name} {i}", np.asarray(window.to_units(np.clip(a, -1.0, 1.0)),
-                       dtype=np.float32), sp, note) for i, a in enumerate(arr)]  # fmt: skip
+    d, h, w = (float(s) for s in (spacing or (1.0, 1.0, 1.0)))
+    sp = (d, h, w)
+    vols = [
+        ViewVolume(
+            names[i] if names else f"{name} {i}",
+            np.asarray(window.to_units(np.clip(a, -1.0, 1.0)), dtype=np.float32),
+            sp,
+            note,
+        )
+        for i, a in enumerate(arr)
+    ]
     return ViewGroup(name, vols)
 
 
@@ -200,8 +222,8 @@ def _run_sources(path: Path, num: int, seed: int, psi: float) -> list[Source]:
     import yaml
 
     from medgan3d.generate import find_manifest, resolve_source
+    from medgan3d.sampling import sample
     from medgan3d.training.checkpoint import run_dir_of
-    from medgan3d.training.observe import generated_volumes
 
     G, origin = resolve_source(path)
     if G.spatial_dims != 3:
@@ -210,7 +232,7 @@ def _run_sources(path: Path, num: int, seed: int, psi: float) -> list[Source]:
     window = IntensityWindow.of_manifest(manifest)
     spacing = manifest.spacing if manifest else None
     seeds = list(range(seed, seed + num))
-    vols = np.stack([generated_volumes(G, 1, seed=s, psi=psi)[0] for s in seeds])
+    vols = sample(G, seeds, psi)[:, 0].numpy()
     kimg = f", kimg {origin['kimg']:g}" if origin["kimg"] is not None else ""
     name = f"generated ({Path(origin['run']).name}{kimg}, psi {psi:g})"
     groups = [model_group(name, vols, window, spacing, [f"seed {s}" for s in seeds], "synthetic")]
@@ -257,8 +279,14 @@ def _files_source(path: Path, num: int) -> Source:
                 kimg = f", kimg {side['kimg']:g}" if isinstance(side.get("kimg"), int | float) else ""
                 note = f"synthetic ({side.get('tool', 'medgan3d')}{kimg})"
                 if isinstance(side.get("window"), list) and len(side["window"]) == 2:
-                    windows.append(IntensityWindow(float(side["window"][0]), float(side["window"][1]),
-                                                   str(side.get("units") or "units"), "window"))  # fmt: skip
+                    windows.append(
+                        IntensityWindow(
+                            float(side["window"][0]),
+                            float(side["window"][1]),
+                            str(side.get("units") or "units"),
+                            "window",
+                        )
+                    )
             name = Path(res.source).name.removesuffix(".gz").removesuffix(".nii")
             vols.append(ViewVolume(name, res.array, res.meta.spacing, note))
             if len(vols) == num:

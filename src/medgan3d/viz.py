@@ -139,8 +139,9 @@ def slice_grid_figure(
     """One row per ``[D, H, W]`` volume with its three centre slices at their mm aspect, orientation letters,
     row ``titles``, a figure ``title`` and a colour bar labelled with ``window``."""
     plt = _plt()
-    fig, axes = plt.subplots(len(volumes), 3, figsize=(8.4, 2.6 * len(volumes) + 0.5), squeeze=False,
-                             layout="constrained")  # fmt: skip
+    fig, axes = plt.subplots(
+        len(volumes), 3, figsize=(8.4, 2.6 * len(volumes) + 0.5), squeeze=False, layout="constrained"
+    )
     for row, vol in enumerate(volumes):
         slices = centre_slices(np.asarray(vol, dtype=np.float32))
         for col, (img, aspect) in enumerate(zip(slices, _aspects(spacing), strict=True)):
@@ -181,8 +182,9 @@ def image_grid_figure(
     plt = _plt()
     rows = (len(images) + columns - 1) // columns
     cols = min(columns, len(images))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols + 0.9, 1.75 * rows + 0.4), squeeze=False,
-                             layout="constrained")  # fmt: skip
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(1.6 * cols + 0.9, 1.75 * rows + 0.4), squeeze=False, layout="constrained"
+    )
     for ax in axes.flat:
         ax.axis("off")
     for i, (ax, img) in enumerate(zip(axes.flat, images, strict=False)):
@@ -241,8 +243,9 @@ def save_plane_grids(
     rows, cols = len(grid), max(len(r) for r in grid)
     paths = []
     for p, plane in enumerate(PLANES):
-        fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols + 0.9, 1.7 * rows + 0.4), squeeze=False,
-                                 layout="constrained")  # fmt: skip
+        fig, axes = plt.subplots(
+            rows, cols, figsize=(1.7 * cols + 0.9, 1.7 * rows + 0.4), squeeze=False, layout="constrained"
+        )
         for i in range(rows):
             for j in range(cols):
                 ax = axes[i, j]
@@ -294,6 +297,10 @@ def save_gif(frames: Sequence[np.ndarray], path: str | os.PathLike[str], frame_m
     images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda p: images[0].save(p, format="GIF", save_all=True, append_images=images[1:],
-                                                duration=frame_ms, loop=0))  # fmt: skip
+    atomic_write(
+        path,
+        lambda p: images[0].save(
+            p, format="GIF", save_all=True, append_images=images[1:], duration=frame_ms, loop=0
+        ),
+    )
     return path

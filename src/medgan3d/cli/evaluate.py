@@ -48,13 +48,18 @@ def _fake_volumes(
     from medgan3d.data import Manifest
     from medgan3d.data.labels import dataset_labels
     from medgan3d.generate import label_spec, resolve_source
-    from medgan3d.metrics import generate_volumes
+    from medgan3d.sampling import sample
 
+    assert run is not None  # evaluate() takes exactly one of run and fake
     G, origin = resolve_source(run)
     spec = label_spec(G, origin, run)
-    labels = dataset_labels(Manifest.load(data), n, split) if spec is not None else None
-    volumes = generate_volumes(G, n, seed, trunc, c=None if spec is None else spec.encode(labels))
-    return volumes, {"generator": str(run.resolve()), "truncation_psi": trunc, "z_seed": seed,
+    labels, c = None, None
+    if spec is not None:
+        labels = dataset_labels(Manifest.load(data), n, split)
+        c = spec.encode(labels)
+    volumes = sample(G, range(seed, seed + n), trunc, c=c)
+    return volumes, {"generator": str(run.resolve()), "truncation_psi": trunc, "seeds": [seed, seed + n - 1],
+                     "noise_mode": "const",
                      "run": origin["run"], "checkpoint": origin["checkpoint"], "kimg": origin["kimg"],
                      "family": origin["family"]}, labels  # fmt: skip
 
@@ -130,7 +135,12 @@ def evaluate(
     num_real: int | None = typer.Option(
         None, help="Use a seeded subset of this many real volumes (default: all of --split)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed for latents, pairs, subsets and bootstrap."),
+    seed: int = typer.Option(
+        0,
+        "--seed",
+        help="Seed of the first volume sampled from RUN (seeds SEED..SEED+n-1, constant noise: the volumes"
+        " `generate --seeds` writes) and of pairs, subsets and resampling.",
+    ),
     trunc: float = typer.Option(1.0, "--trunc", "--psi", help="Truncation psi when sampling a generator."),
     fake_mode: str = typer.Option(
         "auto", help="auto | model ([-1,1] at dataset shape) | preset (scanner units)."

@@ -28,7 +28,7 @@ def command(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return guarded(fn, *args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # functools.wraps keeps the signature F promises
 
 
 _PACKAGE = Path(medgan3d.__file__).resolve().parent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 
@@ -31,7 +32,7 @@ def info(
     _print_tables(summary, preset.description)
 
 
-def _print_tables(summary, description: str) -> None:  # type: ignore[no-untyped-def]
+def _print_tables(summary: Any, description: str) -> None:
     from rich.table import Table
 
     from medgan3d.console import make_console

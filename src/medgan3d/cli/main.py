@@ -9,7 +9,8 @@ Nothing imports this module back: the demo runs its steps through the app it was
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import typer
 
@@ -42,7 +43,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     cls=Group,
 )
-COMMANDS = {
+COMMANDS: dict[str, Callable[..., Any]] = {
     "info": info.info,
     "demo": demo.demo,
     "prepare": prepare.prepare,

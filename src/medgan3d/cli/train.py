@@ -241,5 +241,5 @@ def _with_gamma(cfg: TrainConfig, gamma: float | None) -> TrainConfig:
             f"--gamma (the R1 weight) applies to StyleGAN2 presets; {type(loss).__name__} has no R1"
         )
     if loss is None or isinstance(loss, dict):  # settings not yet resolved to the family's dataclass
-        return dataclasses.replace(cfg, loss={**(loss or {}), "r1_gamma": gamma})
-    return dataclasses.replace(cfg, loss=dataclasses.replace(loss, r1_gamma=gamma))
+        return dataclasses.replace(cfg, loss={**(loss or {}), "r1_gamma": gamma})  # type: ignore[arg-type]  # resolved later
+    return dataclasses.replace(cfg, loss=dataclasses.replace(loss, r1_gamma=gamma))  # type: ignore[arg-type]  # has r1_gamma (checked)

@@ -1,4 +1,4 @@
-"""Datasets over a prepared cache (issue 3, item 4).
+"""Datasets over a prepared cache.
 
 :class:`VolumeDataset` yields volumes ``[1, D, H, W]``; :class:`SliceDataset` yields axial slices
 ``[1, H, W]`` of the same cache, for the 2D pretraining of Liu et al., arXiv 2208.03934 §3.2. Both open ``volumes.npy``
@@ -41,16 +41,18 @@ def slice_source(manifest: Manifest, requested: str = "auto") -> str:
 
     ``"all"``: ``slices.npy`` when the dataset was prepared with ``all_slices``, or the volumes themselves when
     the preset resizes the depth (they then hold every slice). ``"window"``: the slices of the cached volumes
-    (for ``coca``, the 32-slice window). ``"auto"``: ``"all"`` when available, else ``"window"``. Seed 001
-    (Liu et al.) §4.3.1 pretrains on all axial slices; a cropped-depth dataset without ``slices.npy`` cannot
+    (for ``coca``, the 32-slice window). ``"auto"``: ``"all"`` when available, else ``"window"``. Liu et al.
+    (arXiv 2208.03934 §4.3.1) pretrain on all axial slices; a cropped-depth dataset without ``slices.npy`` cannot
     give them and ``"all"`` raises :class:`DatasetError` saying how to prepare it.
     """
     if requested not in SLICE_SOURCES:
         raise ValueError(f"slices must be one of {SLICE_SOURCES}, got {requested!r}")
     complete = manifest.slices is not None or manifest.preset.depth != "crop_pad"
     if requested == "all" and not complete:
-        raise DatasetError("the dataset holds only a window of each scan's axial slices; prepare it with "
-                           "--all-slices (prepare_dataset(..., all_slices=True)) to keep all of them")  # fmt: skip
+        raise DatasetError(
+            "the dataset holds only a window of each scan's axial slices; prepare it with "
+            "--all-slices (prepare_dataset(..., all_slices=True)) to keep all of them"
+        )
     return "window" if requested == "window" or not complete else "all"
 
 

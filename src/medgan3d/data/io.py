@@ -1,4 +1,4 @@
-"""Readers and writers for 3D medical volumes (issue 3, item 1).
+"""Readers and writers for 3D medical volumes.
 
 Every reader returns a float32 array ``[D, H, W]`` in the canonical RAS orientation, where D runs
 inferior→superior (the axial/slice axis), H posterior→anterior and W left→right, together with a
@@ -117,7 +117,7 @@ def special_file_reason(path: str | os.PathLike) -> str | None:
         if err.errno == errno.ELOOP:
             return "symbolic link loop (following the links never reaches a file)"
         if os.path.islink(path) and err.errno in (errno.ENOENT, errno.ENOTDIR):
-            return f"dangling symbolic link (its target {os.readlink(path)!r} does not exist)"
+            return f"dangling symbolic link (its target {os.readlink(os.fspath(path))!r} does not exist)"
         return None
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
         return None
@@ -171,6 +171,8 @@ def _read_nifti(path: Path, source: str, max_voxels: int | None) -> Volume:
         img = nib.load(str(path))  # the header only; the data is read by get_fdata
     except Exception as err:
         raise VolumeReadError(source, f"not a readable NIfTI file ({type(err).__name__}: {err})") from None
+    if not isinstance(img, nib.spatialimages.SpatialImage):
+        raise VolumeReadError(source, f"not a NIfTI image (nibabel reads a {type(img).__name__})")
     return _from_nifti_image(source, img, max_voxels)
 
 
@@ -238,8 +240,8 @@ def _npy_claims(path: Path) -> list[tuple[str, tuple[int, ...]]]:
             names = sorted(n for n in zf.namelist() if n.endswith(".npy"))
             claims = []
             for name in names:
-                with zf.open(name) as fh:
-                    claims.append((name[: -len(".npy")], shape(fh)))
+                with zf.open(name) as member:
+                    claims.append((name[: -len(".npy")], shape(member)))
             return claims
     except Exception:  # not a NumPy file: np.load gives the reason
         return []

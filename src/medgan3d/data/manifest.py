@@ -72,7 +72,7 @@ class Intensity:
         kind = _get(d, "kind", str, where)
         if kind not in ("window", "percentile"):
             raise DatasetError(f"{where}: intensity kind must be 'window' or 'percentile', got {kind!r}")
-        lo, hi = float(_get(d, "lo", int | float, where)), float(_get(d, "hi", int | float, where))
+        lo, hi = float(_get(d, "lo", (int, float), where)), float(_get(d, "hi", (int, float), where))
         pct = _numbers(d, "percentiles", None, where) if "percentiles" in d else None
         return cls(kind, lo, hi, str(d.get("unit", "")), pct)
 

@@ -1,4 +1,4 @@
-"""Embedded offline datasets: a brain MRI population and a CTCA-like cardiac CT phantom (issue 3, item 5).
+"""Embedded offline datasets: a brain MRI population and a CTCA-like cardiac CT phantom.
 
 Both are seeded (subject ``i`` of seed ``s`` is the same whatever ``n`` is), need no download, and are
 written as raw NIfTI scans that then go through the ordinary ``prepare`` path: the brain through the

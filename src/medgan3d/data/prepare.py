@@ -1,4 +1,4 @@
-"""`prepare`: find scans, preprocess them in parallel, write a cached dataset atomically (issue 3, item 3).
+"""`prepare`: find scans, preprocess them in parallel, write a cached dataset atomically.
 
 Output folder ``DIR``::
 
@@ -22,9 +22,10 @@ import multiprocessing as mp
 import multiprocessing.connection
 import os
 import signal
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -132,7 +133,8 @@ def _dicom_sources(folder: Path, root: Path | None) -> tuple[list[Source], list[
         series = dicom_series(folder)
     except Exception as err:  # GDCM on an unreadable folder
         return [], [{"source": _relname(folder, root), "reason": f"cannot scan for DICOM: {err}"}]
-    sources, in_series = [], set()
+    sources: list[Source] = []
+    in_series: set[str] = set()
     for uid, files in sorted(series.items()):
         in_series.update(os.path.realpath(f) for f in files)
         sources.append(Source(str(folder), f"{_relname(folder, root)}#{uid}", uid))
@@ -306,13 +308,15 @@ def process_source(args: Task) -> list[dict]:
             "orientation_in": res.meta.orientation_in,
             **info,
         }
-        out.append({"source": res.source, "array": array, "info": info}
-                   | ({"slices": slices} if slices is not None else {}))  # fmt: skip
+        out.append(
+            {"source": res.source, "array": array, "info": info}
+            | ({"slices": slices} if slices is not None else {})
+        )
     return out
 
 
 def _read_series(source: Source, max_voxels: int | None) -> list:
-    files = dicom_series(source.path).get(source.series)
+    files = dicom_series(source.path).get(source.series or "")
     if not files:
         return [VolumeReadError(source.name, "DICOM series disappeared while reading")]
     try:
@@ -321,7 +325,7 @@ def _read_series(source: Source, max_voxels: int | None) -> list:
         return [err]
 
 
-def _results(tasks: list[Task], workers: int) -> Iterator[list[dict]]:
+def _results(tasks: list[Task], workers: int) -> Generator[list[dict], None, None]:
     """``process_source`` of each task, in task order whatever ``workers`` is."""
     if workers <= 1 or len(tasks) <= 1:
         yield from map(process_source, tasks)
@@ -402,8 +406,10 @@ def _pool_results(fn: Callable[[Task], list[dict]], tasks: list[Task], workers: 
                         w.stop()
                         pool[i] = _Worker(ctx, fn)
             busy = {w.conn: w for w in pool if w.index is not None}
-            for conn in mp.connection.wait(list(busy)) if busy else ():
+            for ready in mp.connection.wait(list(busy)) if busy else ():
+                conn = cast(mp.connection.Connection, ready)  # wait returns the connections it was given
                 w, index = busy[conn], busy[conn].index
+                assert index is not None  # busy holds the workers with a task
                 try:
                     done[index] = conn.recv()
                 except Exception:  # EOF: the worker died mid-task (or mid-send)
@@ -503,8 +509,10 @@ def prepare_dataset(
     """
     out = Path(out)
     if all_slices and cfg.crop == "random" and cfg.inplane == "crop_pad":
-        raise ValueError("all_slices with random in-plane crops is not supported: the slices would be "
-                         "cropped elsewhere than their volume")  # fmt: skip
+        raise ValueError(
+            "all_slices with random in-plane crops is not supported: the slices would be "
+            "cropped elsewhere than their volume"
+        )
     if str(dtype) not in ("float16", "float32"):
         raise ValueError(f"dtype must be 'float16' or 'float32' (values in [-1, 1]), got {dtype!r}")
     if max_voxels is not None and max_voxels < 1:
@@ -563,15 +571,23 @@ def _finalize_slices(tmp: Path, items: list[dict], cfg: PreprocessConfig, np_dty
     """``slices.npy`` from the raw stream; the manifest's ``slices`` entry (count, shape, sha256)."""
     count = items[-1]["slice_rows"][1]
     digest = _finalize_array(tmp / "slices.raw", tmp / SLICES_NAME, count, (1, *cfg.shape[1:]), np_dtype)
-    return {"array": SLICES_NAME, "count": count, "shape": [1, *cfg.shape[1:]], "sha256": digest,
-            "what": "every axial slice of every scan, preprocessed as the volumes but not cropped in depth"}  # fmt: skip
+    return {
+        "array": SLICES_NAME,
+        "count": count,
+        "shape": [1, *cfg.shape[1:]],
+        "sha256": digest,
+        "what": "every axial slice of every scan, preprocessed as the volumes but not cropped in depth",
+    }
 
 
 def _collect(tasks, workers, strict, np_dtype, tmp: Path, skipped: list, progress) -> list[dict]:
     items: list[dict] = []
     rows = 0  # slices written to slices.raw so far
-    with (tmp / "volumes.raw").open("wb") as fh, (tmp / "slices.raw").open("wb") as sh, \
-            contextlib.closing(_results(tasks, workers)) as stream:  # fmt: skip
+    with (
+        (tmp / "volumes.raw").open("wb") as fh,
+        (tmp / "slices.raw").open("wb") as sh,
+        contextlib.closing(_results(tasks, workers)) as stream,
+    ):
         for done, results in enumerate(stream, start=1):
             for res in results:
                 if "reason" in res:
@@ -640,6 +656,7 @@ def build_manifest(
 def _intensity_summary(items: list[dict], cfg: PreprocessConfig) -> dict:
     """What maps [-1, 1] back: the window, or (percentile presets) the median per-volume range."""
     if cfg.intensity == "window":
+        assert cfg.window is not None  # _validate refuses a window preset without a window
         lo, hi = cfg.window
         return {"kind": "window", "lo": float(lo), "hi": float(hi), "unit": cfg.unit}
     lo = float(np.median([it["intensity_range"][0] for it in items]))

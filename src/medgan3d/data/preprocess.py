@@ -1,4 +1,4 @@
-"""Paper preprocessing presets (issue 3, item 2).
+"""Paper preprocessing presets.
 
 - ``coca`` — Liu et al., arXiv 2208.03934 §4.2.1 (COCA cardiac CT): HU clipped to [-250, 650] and mapped to [-1, 1]; in-plane
   (sagittal/coronal, i.e. H and W) bilinear resize to 64×64 (or 128×128); the axial count aligned to 32 by
@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,7 +77,9 @@ class PreprocessConfig:
     def from_dict(cls, data: dict) -> PreprocessConfig:
         """Inverse of :meth:`to_dict`."""
         fields = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
+        kw: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields
+        }
         return cls(**kw)
 
 
@@ -153,6 +156,7 @@ def _validate(cfg: PreprocessConfig) -> None:
 def intensity_range(array: np.ndarray, cfg: PreprocessConfig, source: str = "") -> tuple[float, float]:
     """The (lo, hi) that maps to (-1, 1): the fixed window, or foreground percentiles."""
     if cfg.intensity == "window":
+        assert cfg.window is not None, "_validate refuses a window preset without a window"
         return float(cfg.window[0]), float(cfg.window[1])
     fg = array[array > array.min()]
     if fg.size < 0.01 * array.size:
@@ -205,7 +209,7 @@ def _shift_affine(affine: np.ndarray, offset_dhw: Sequence[int]) -> np.ndarray:
 
 def resize(array: np.ndarray, shape: Shape3, antialias: bool = False) -> np.ndarray:
     """Resize ``[D, H, W]``: bilinear per axial slice when D is kept, else trilinear (align_corners=False)."""
-    shape = tuple(int(s) for s in shape)
+    shape = (int(shape[0]), int(shape[1]), int(shape[2]))
     if tuple(array.shape) == shape:
         return array
     if antialias:
@@ -235,7 +239,11 @@ def crop_or_pad(
     """
     n = array.shape[axis]
     if n >= size:
-        start = (n - size) // 2 if mode == "center" else int(rng.integers(0, n - size + 1))
+        if mode == "center":
+            start = (n - size) // 2
+        else:
+            assert rng is not None, "random crops draw from rng"
+            start = int(rng.integers(0, n - size + 1))
         return np.take(array, np.arange(start, start + size), axis=axis), start
     before = (size - n) // 2
     pad = [(0, 0)] * array.ndim

@@ -1,6 +1,8 @@
-"""Evaluation metrics of the seeds (issue 6): slice and 3D FID, KID, MMD, MS-SSIM, PSNR, t-SNE, Inception Score; docs/evaluation.md.
+"""Evaluation metrics: slice and 3D FID, KID, MMD, MS-SSIM, PSNR, t-SNE, Inception Score (docs/evaluation.md).
 
-The training loop calls :func:`evaluate_generator`; ``medgan3d evaluate`` wraps :func:`evaluate_and_report`.
+The training loop's snapshots call :func:`evaluate_generator`; ``medgan3d evaluate`` calls
+:func:`evaluate_volumes_with_artifacts` on generated volumes (from a run, through :func:`medgan3d.sampling.sample`,
+or from files) and writes the report with :func:`medgan3d.metrics.report.write_report`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from medgan3d.metrics.evaluate import (
     evaluate_per_class,
     evaluate_volumes,
     evaluate_volumes_with_artifacts,
-    generate_volumes,
     scalar_keys,
     scalars,
 )
@@ -41,7 +42,6 @@ __all__ = [
     "feature_stats",
     "fid_from_features",
     "frechet_distance",
-    "generate_volumes",
     "get_extractor",
     "inception_score",
     "load_classifier",

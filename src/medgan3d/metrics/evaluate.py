@@ -1,4 +1,4 @@
-"""Evaluation orchestrator: generated vs real volumes → the seeds' metrics with provenance (issue 6).
+"""Evaluation orchestrator: generated vs real volumes → the papers' metrics with provenance.
 
 Metrics (names accepted in ``metrics=``):
 
@@ -55,7 +55,7 @@ from medgan3d.metrics.extractors import FeatureExtractor, auto_extractor, cache_
 from medgan3d.metrics.inception_score import Classifier, get_classifier, inception_score
 from medgan3d.metrics.inputs import load_real, real_indices
 from medgan3d.metrics.slices import PLANES, plane_slices
-from medgan3d.sampling import synthesize
+from medgan3d.sampling import BATCH_SIZE, sample
 
 METRICS = ("fid", "fid_3d", "kid", "mmd", "ms_ssim", "psnr", "memorisation", "is")
 DEFAULT_METRICS = ("fid", "fid_3d", "kid", "mmd", "ms_ssim", "psnr", "memorisation")
@@ -118,9 +118,12 @@ class EvalSettings:
             )
         out["cache"] = str(self.cache) if self.cache is not None else None
         out["classifier"] = (
-            self.classifier.label if isinstance(self.classifier, Classifier)
-            else str(self.classifier) if self.classifier is not None else None
-        )  # fmt: skip
+            self.classifier.label
+            if isinstance(self.classifier, Classifier)
+            else str(self.classifier)
+            if self.classifier is not None
+            else None
+        )
         return out
 
 
@@ -176,8 +179,14 @@ def _data_hash(manifest: Manifest) -> str:
 def _cache_file(
     s: EvalSettings, data_hash: str, indices: list[int], ext: FeatureExtractor, view: str
 ) -> Path:
-    key = {"v": CACHE_VERSION, "data": data_hash, "indices": indices, "extractor": ext.key,
-           "view": view, "all_slices": s.all_slices and view != "3d"}  # fmt: skip
+    key = {
+        "v": CACHE_VERSION,
+        "data": data_hash,
+        "indices": indices,
+        "extractor": ext.key,
+        "view": view,
+        "all_slices": s.all_slices and view != "3d",
+    }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
     root = Path(s.cache) if s.cache is not None else cache_dir()
     return root / "real-features" / f"{digest}.npz"
@@ -240,16 +249,18 @@ def _fid_group(ext, views, real, fake, s, data_hash, indices, result, art) -> No
             group = len(ff) // len(fake)
             scores, size = frechet.subsample_fid_scores(stats, ff, s.bootstrap, s.seed, group_size=group)
             result["ci95"][key] = intervals.subsampling_interval(result[key], scores, len(fake), size)
-            result["details"][key]["interval"] = intervals.describe(intervals.HALF_SAMPLING, s.bootstrap,
-                                                                    len(fake), size)  # fmt: skip
+            result["details"][key]["interval"] = intervals.describe(
+                intervals.HALF_SAMPLING, s.bootstrap, len(fake), size
+            )
             boot[key] = (scores, size)
     if len(boot) == len(PLANES):  # the same volumes drawn per round for each plane: a paired FID-avg interval
         avg = float(np.mean([result[f"fid_{p}"] for p in PLANES]))
         scores = np.mean([boot[f"fid_{p}"][0] for p in PLANES], axis=0)
         size = boot[f"fid_{PLANES[0]}"][1]
         result["ci95"]["fid_avg"] = intervals.subsampling_interval(avg, scores, len(fake), size)
-        result["details"]["fid_avg"] = {"interval": intervals.describe(intervals.HALF_SAMPLING, s.bootstrap,
-                                                                       len(fake), size)}  # fmt: skip
+        result["details"]["fid_avg"] = {
+            "interval": intervals.describe(intervals.HALF_SAMPLING, s.bootstrap, len(fake), size)
+        }
 
 
 def _kernel_group(art: EvalArtifacts, s: EvalSettings, result: dict) -> None:
@@ -257,13 +268,22 @@ def _kernel_group(art: EvalArtifacts, s: EvalSettings, result: dict) -> None:
     if "kid" in s.metrics:
         mean, std, size = mmd.kid(rf, ff, s.kid_subsets, seed=s.seed)
         result["kid"] = mean
-        result["details"]["kid"] = {"std": std, "subsets": s.kid_subsets, "subset_size": size,
-                                    "kernel": "(x.y/d + 1)^3", "features": "3d"}  # fmt: skip
+        result["details"]["kid"] = {
+            "std": std,
+            "subsets": s.kid_subsets,
+            "subset_size": size,
+            "kernel": "(x.y/d + 1)^3",
+            "features": "3d",
+        }
     if "mmd" in s.metrics:
         value, sigma = mmd.mmd_rbf(rf, ff)
         result["mmd"] = value
-        result["details"]["mmd"] = {"kernel": "exp(-||x-y||^2 / (2 sigma^2)), unbiased MMD^2",
-                                    "sigma": sigma, "bandwidth": "median pairwise distance", "features": "3d"}  # fmt: skip
+        result["details"]["mmd"] = {
+            "kernel": "exp(-||x-y||^2 / (2 sigma^2)), unbiased MMD^2",
+            "sigma": sigma,
+            "bandwidth": "median pairwise distance",
+            "features": "3d",
+        }
 
 
 def _msssim_group(real: Tensor, fake: Tensor, s: EvalSettings, result: dict) -> None:
@@ -271,8 +291,12 @@ def _msssim_group(real: Tensor, fake: Tensor, s: EvalSettings, result: dict) -> 
     real_vals, _ = msssim.ms_ssim_pairs(real, s.ms_ssim_pairs, s.seed, cfg)
     result["ms_ssim"] = float(vals.mean())
     result["ms_ssim_real"] = float(real_vals.mean())
-    result["details"]["ms_ssim"] = {**cfg.to_dict(), "pairs": len(vals), "real_pairs": len(real_vals),
-                                    "pairing": "random distinct pairs of generated volumes"}  # fmt: skip
+    result["details"]["ms_ssim"] = {
+        **cfg.to_dict(),
+        "pairs": len(vals),
+        "real_pairs": len(real_vals),
+        "pairing": "random distinct pairs of generated volumes",
+    }
     if s.bootstrap and len(vals) >= MIN_BOOTSTRAP_SAMPLES:
         result["ci95"]["ms_ssim"] = intervals.bootstrap_mean_interval(vals, s.bootstrap, s.seed)
         result["details"]["ms_ssim"]["interval"] = intervals.describe(
@@ -283,8 +307,11 @@ def _msssim_group(real: Tensor, fake: Tensor, s: EvalSettings, result: dict) -> 
 def _psnr_group(real: Tensor, fake: Tensor, s: EvalSettings, result: dict) -> None:
     vals, _ = psnr.nearest_real_psnr(fake, real)
     result["psnr"] = float(vals.mean())
-    result["details"]["psnr"] = {"data_range": 2.0, "max_db": 100.0,
-                                 "pairing": "each generated volume vs its nearest real volume by MSE"}  # fmt: skip
+    result["details"]["psnr"] = {
+        "data_range": 2.0,
+        "max_db": 100.0,
+        "pairing": "each generated volume vs its nearest real volume by MSE",
+    }
     if s.bootstrap and len(vals) >= MIN_BOOTSTRAP_SAMPLES:
         result["ci95"]["psnr"] = intervals.bootstrap_mean_interval(vals, s.bootstrap, s.seed)
         result["details"]["psnr"]["interval"] = intervals.describe(
@@ -319,19 +346,26 @@ def _is_group(clf: Classifier, fake: Tensor, s: EvalSettings, result: dict) -> N
     probs = clf.probabilities(fake, s.batch_size)
     mean, std = inception_score(probs, s.is_splits)
     result["is"] = mean
-    result["details"]["is"] = {"classifier": clf.label, "std": std, "splits": s.is_splits,
-                               "num_classes": int(probs.shape[1]), "direction": "higher is better",
-                               "formula": "exp(E_x KL(p(y|x) || p(y))), Salimans et al. 2016"}  # fmt: skip
+    result["details"]["is"] = {
+        "classifier": clf.label,
+        "std": std,
+        "splits": s.is_splits,
+        "num_classes": int(probs.shape[1]),
+        "direction": "higher is better",
+        "formula": "exp(E_x KL(p(y|x) || p(y))), Salimans et al. 2016",
+    }
     if "note" in clf.provenance:
         result["details"]["is"]["note"] = clf.provenance["note"]
     if s.bootstrap and len(fake) >= max(
         MIN_BOOTSTRAP_SAMPLES, 2 * s.is_splits
     ):  # IS is biased too: half-samples
-        scores, size = intervals.subsampled(lambda idx: inception_score(probs[idx], s.is_splits)[0], len(probs),
-                                            s.bootstrap, s.seed)  # fmt: skip
+        scores, size = intervals.subsampled(
+            lambda idx: inception_score(probs[idx], s.is_splits)[0], len(probs), s.bootstrap, s.seed
+        )
         result["ci95"]["is"] = intervals.subsampling_interval(mean, scores, len(probs), size)
-        result["details"]["is"]["interval"] = intervals.describe(intervals.HALF_SAMPLING, s.bootstrap, len(probs),
-                                                                 size)  # fmt: skip
+        result["details"]["is"]["interval"] = intervals.describe(
+            intervals.HALF_SAMPLING, s.bootstrap, len(probs), size
+        )
 
 
 # ------------------------------------------------------------------------------------------ public API
@@ -415,8 +449,10 @@ def real_axial_slices(root: Path, s: EvalSettings) -> tuple[Tensor, list[int], s
 def _evaluate_images(fake: Tensor, root: Path, s: EvalSettings, t0: float) -> tuple[dict, EvalArtifacts]:
     """FID of 2D images against the real axial slices (Liu et al., arXiv 2208.03934 Table 4, FID-2D): ``fid_2d``."""
     if set(s.metrics) - {"fid"}:
-        raise ValueError(f"2D images are scored with fid only (fid_2d against axial slices); "
-                         f"{sorted(set(s.metrics) - {'fid'})} need volumes")  # fmt: skip
+        raise ValueError(
+            f"2D images are scored with fid only (fid_2d against axial slices); "
+            f"{sorted(set(s.metrics) - {'fid'})} need volumes"
+        )
     manifest = Manifest.load(root)
     real, idx, source = real_axial_slices(root, s)
     fake, fake_range = _check_fake(fake, list(real.shape[1:]))
@@ -462,10 +498,15 @@ def sample_warnings(result: dict) -> list[str]:
         )
         short = [f"{n} {what}" for what, n in counts if n < need]
         if keys and short:
-            why = ("their small-sample bias, which falls like 1/n, and noise dominate; compare only at equal counts"
-                   if family in ("fid", "is") else "noise dominates")  # fmt: skip
-            out.append(f"{', '.join(keys)}: {' and '.join(short)} {unit}, fewer than the {need} needed for the "
-                       f"score to mean anything: {why}")  # fmt: skip
+            why = (
+                "their small-sample bias, which falls like 1/n, and noise dominate; compare only at equal counts"
+                if family in ("fid", "is")
+                else "noise dominates"
+            )
+            out.append(
+                f"{', '.join(keys)}: {' and '.join(short)} {unit}, fewer than the {need} needed for the "
+                f"score to mean anything: {why}"
+            )
     return out
 
 
@@ -493,26 +534,6 @@ def evaluate_volumes(
 
 
 @torch.no_grad()
-def generate_volumes(
-    G: torch.nn.Module, num: int, seed: int = 0, truncation_psi: float = 1.0, batch_size: int = 8,
-    c: Tensor | None = None,
-) -> Tensor:  # fmt: skip
-    """``num`` volumes from ``G`` with seeded latents and noise (the caller's RNG state is left as it was);
-    ``c`` ``[num, c_dim]``: label vectors of a conditional generator."""
-    device = next(G.parameters()).device
-    out = []
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        was_training = G.training
-        G.eval()
-        for start in range(0, num, batch_size):
-            z = torch.randn(min(batch_size, num - start), G.z_dim, device=device)
-            c_batch = None if c is None else c[start : start + len(z)]
-            out.append(synthesize(G, z, truncation_psi, noise_mode="random", c=c_batch).float().cpu())
-        G.train(was_training)
-    return torch.cat(out)
-
-
 def evaluate_generator(
     G: torch.nn.Module,
     data_root: str | os.PathLike,
@@ -520,22 +541,30 @@ def evaluate_generator(
     settings: EvalSettings | None = None,
     *,
     truncation_psi: float = 1.0,
-    batch_size: int = 8,
+    batch_size: int = BATCH_SIZE,
     spec: LabelSpec | None = None,
+    noise_mode: str = "const",
     **overrides,
 ) -> dict:
-    """Sample ``num_samples`` volumes from ``G`` (seed ``settings.seed``) and :func:`evaluate_volumes` them;
-    a 2D generator's images get ``fid_2d`` against the dataset's axial slices (pass ``metrics=("fid",)``).
-    A conditional ``G`` (label ``spec``) is sampled with the real set's labels (:func:`dataset_labels`)."""
+    """Sample the volumes of seeds ``settings.seed … settings.seed + num_samples - 1`` from ``G`` with
+    :func:`medgan3d.sampling.sample` (the volumes ``medgan3d generate --seeds`` writes) and
+    :func:`evaluate_volumes` them; a 2D generator's images get ``fid_2d`` against the dataset's axial slices
+    (pass ``metrics=("fid",)``). A conditional ``G`` (label ``spec``) is sampled with the real set's labels
+    (:func:`dataset_labels`). The caller's RNG state is left as it was."""
     s = _settings(settings, overrides)
     t0 = time.perf_counter()
     c = None
     if spec is not None:
         c = spec.encode(dataset_labels(Manifest.load(data_root), num_samples, s.split))
-    fake = generate_volumes(G, num_samples, s.seed, truncation_psi, batch_size, c)
+    seeds = range(s.seed, s.seed + num_samples)
+    fake = sample(G, seeds, truncation_psi, noise_mode, batch_size, c=c)
     result = evaluate_volumes(fake, data_root, s)
-    result["provenance"]["generator"] = {"truncation_psi": truncation_psi, "z_seed": s.seed,
-                                         "seconds_sampling": round(time.perf_counter() - t0, 3)}  # fmt: skip
+    result["provenance"]["generator"] = {
+        "truncation_psi": truncation_psi,
+        "seeds": [seeds.start, seeds.stop - 1],
+        "noise_mode": noise_mode,
+        "seconds_sampling": round(time.perf_counter() - t0, 3),
+    }
     return result
 
 

@@ -16,9 +16,11 @@ with dilated layers 3–4; 512-d or 2048-d global-average-pooled features), as u
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -100,6 +102,7 @@ class RandomConvNet(FeatureExtractor):
             fan_in = layer.weight[0].numel()
             with torch.no_grad():
                 layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
+                assert layer.bias is not None
                 layer.bias.zero_()
             layers.append(layer)
             c_in = c_out
@@ -316,8 +319,12 @@ class Bottleneck3d(nn.Module):
         return F.relu(out + (x if self.downsample is None else self.downsample(x)))
 
 
-_RESNET_LAYOUT = {10: (BasicBlock3d, (1, 1, 1, 1)), 18: (BasicBlock3d, (2, 2, 2, 2)),
-                  34: (BasicBlock3d, (3, 4, 6, 3)), 50: (Bottleneck3d, (3, 4, 6, 3))}  # fmt: skip
+_RESNET_LAYOUT: dict[int, tuple[Any, tuple[int, ...]]] = {
+    10: (BasicBlock3d, (1, 1, 1, 1)),
+    18: (BasicBlock3d, (2, 2, 2, 2)),
+    34: (BasicBlock3d, (3, 4, 6, 3)),
+    50: (Bottleneck3d, (3, 4, 6, 3)),
+}
 
 
 class MedicalNetResNet(FeatureExtractor):
@@ -340,17 +347,28 @@ class MedicalNetResNet(FeatureExtractor):
         for i, ((planes, stride, dil), n) in enumerate(zip(specs, counts, strict=True)):
             setattr(self, f"layer{i + 1}", self._layer(block, planes, n, stride, dil, shortcut))
 
-    def _layer(self, block, planes: int, n: int, stride: int, dilation: int, shortcut: str) -> nn.Sequential:
+    def _layer(
+        self, block: Any, planes: int, n: int, stride: int, dilation: int, shortcut: str
+    ) -> nn.Sequential:
         out_c = planes * block.expansion
         down = None
         if stride != 1 or self._c != out_c:
-            down = _Shortcut(out_c, stride) if shortcut == "A" else nn.Sequential(
-                nn.Conv3d(self._c, out_c, 1, stride=stride, bias=False), nn.BatchNorm3d(out_c)
-            )  # fmt: skip
+            down = (
+                _Shortcut(out_c, stride)
+                if shortcut == "A"
+                else nn.Sequential(
+                    nn.Conv3d(self._c, out_c, 1, stride=stride, bias=False), nn.BatchNorm3d(out_c)
+                )
+            )
         blocks = [block(self._c, planes, stride, dilation, down)]
         self._c = out_c
         blocks += [block(out_c, planes, 1, dilation, None) for _ in range(n - 1)]
         return nn.Sequential(*blocks)
+
+    layer1: nn.Sequential  # set in __init__ with setattr
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.max_pool3d(F.relu(self.bn1(self.conv1(x))), 3, stride=2, padding=1)
@@ -373,8 +391,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
 
             state = load_file(str(path))
         elif path.suffix in (".pth", ".pt", ".bin"):
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            state = state.get("state_dict", state) if isinstance(state, dict) else state
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+            state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else loaded
         else:
             raise ExtractorError(f"{path}: unknown weights format (use .safetensors, .pth or .pt)")
     except ExtractorError:
@@ -417,6 +435,10 @@ def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike) -> Pa
 def _find_cached(names: Iterable[str], root: Path | None) -> Path | None:
     folder = (root or cache_dir()) / "weights"
     return next((folder / n for n in names if (folder / n).is_file()), None)
+
+
+def _inception(_shortcut: str) -> FeatureExtractor:
+    return InceptionV3FID()
 
 
 def _medicalnet_files(depth: int) -> tuple[str, ...]:
@@ -494,15 +516,17 @@ def _get_extractor(
 ) -> FeatureExtractor:
     if name in ("random-2d", "random-3d"):
         return RandomConvNet(int(name[7]), seed)
+    names: tuple[str, ...]
+    build: Callable[[str], FeatureExtractor]
     if name == "inception":
         family, dims, names = "inception", 2, INCEPTION_FILES
-        build = lambda _shortcut: InceptionV3FID()  # noqa: E731
+        build = _inception
     elif name.startswith("medicalnet"):
         depth = 50 if name == "medicalnet" else int(name.removeprefix("medicalnet-r") or 0)
         if depth not in MEDICALNET_DEPTHS:
             raise ValueError(f"unknown MedicalNet depth in {name!r}; choose from {MEDICALNET_DEPTHS}")
         family, dims, names = "medicalnet", 3, _medicalnet_files(depth)
-        build = lambda shortcut: MedicalNetResNet(depth, shortcut)  # noqa: E731
+        build = functools.partial(MedicalNetResNet, depth)
     else:
         raise ValueError(
             f"unknown extractor {name!r}; choose inception, medicalnet[-rN], random-2d, random-3d"

@@ -1,7 +1,7 @@
 """Fréchet distance between Gaussians fitted to feature matrices (math only, no networks).
 
 FID (Heusel et al. 2017) = ||mu_r - mu_g||² + tr(S_r) + tr(S_g) - 2 tr((S_r S_g)^{1/2}).
-Seed 001 §4.1.2 applies it to Inception features of centre slices (FID-ax/sag/cor/avg); Sun et al., IEEE JBHI 2022 (HA-GAN)
+Liu et al. (arXiv 2208.03934 §4.1.2) apply it to Inception features of centre slices (FID-ax/sag/cor/avg); Sun et al., IEEE JBHI 2022 (HA-GAN)
 to 3D MedicalNet features. Everything here is float64 numpy.
 
 The trace term needs no d × d matrix square root. With A = (X_r - mu_r) / sqrt(n_r - 1) and

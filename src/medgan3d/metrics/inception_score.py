@@ -1,4 +1,4 @@
-"""Inception Score of generated volumes over a user-supplied 3D classifier (issue 12, item 7).
+"""Inception Score of generated volumes over a user-supplied 3D classifier.
 
 IS = exp(E_x KL(p(y|x) ‖ p(y))), Salimans et al., "Improved Techniques for Training GANs" (NeurIPS 2016), §4
 ("Inception score"), as HA-GAN reports it on generated volumes (Sun et al., "Hierarchical Amortized GAN for 3D
@@ -66,8 +66,13 @@ class VolumeClassifier(PretrainedMixin, nn.Module):
     small normal linear layer), leaving torch's global RNG untouched; None uses the default init.
     """
 
-    def __init__(self, num_classes: int = 2, in_channels: int = 1, widths: Sequence[int] = (16, 32, 64, 128),
-                 seed: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        num_classes: int = 2,
+        in_channels: int = 1,
+        widths: Sequence[int] = (16, 32, 64, 128),
+        seed: int | None = None,
+    ) -> None:
         super().__init__()
         widths = [int(w) for w in widths]
         if num_classes < 1 or in_channels < 1 or not widths or min(widths) < 1:
@@ -92,6 +97,7 @@ class VolumeClassifier(PretrainedMixin, nn.Module):
                 if isinstance(m, nn.Conv3d | nn.Linear):
                     std = (2.0 / m.weight[0].numel()) ** 0.5 if isinstance(m, nn.Conv3d) else 0.01
                     m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * std)
+                    assert m.bias is not None
                     m.bias.zero_()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -133,8 +139,14 @@ class Classifier:
 
 
 def _provenance(network: nn.Module, label: str, weights: str, sha256: str | None) -> dict:
-    return {"classifier": label, "class": type(network).__name__, "weights": weights, "weights_sha256": sha256,
-            "input": "native size, 1 channel", "intensity_range": [-1.0, 1.0]}  # fmt: skip
+    return {
+        "classifier": label,
+        "class": type(network).__name__,
+        "weights": weights,
+        "weights_sha256": sha256,
+        "input": "native size, 1 channel",
+        "intensity_range": [-1.0, 1.0],
+    }
 
 
 def seeded_classifier(seed: int = 0, num_classes: int = RANDOM_CLASSES) -> Classifier:

@@ -1,6 +1,6 @@
 """Multi-scale SSIM (Wang, Simoncelli & Bovik 2003) for 2D and 3D volumes, and the diversity score.
 
-Seed 001 Table 8 (following Kwon et al. 2019) reports MS-SSIM between pairs of *generated* volumes as a
+Liu et al. (arXiv 2208.03934 Table 8, following Kwon et al., MICCAI 2019) report MS-SSIM between pairs of *generated* volumes as a
 diversity score: lower means more diverse. The formula is the canonical one:
 
     MS-SSIM = l_M^{w_M} · Π_{j=1..M} cs_j^{w_j}

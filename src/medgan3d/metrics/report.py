@@ -1,4 +1,4 @@
-"""Evaluation report: metrics.json, PNG figures and one HTML page (issue 6, item 3; issue 18).
+"""Evaluation report: metrics.json, PNG figures and one HTML page.
 
 Figures: real and generated centre-slice grids (:func:`medgan3d.viz.save_slice_grid`: the dataset's voxel
 spacing, orientation letters, a colour bar in the data's units), a t-SNE of real vs generated features (Liu et al., arXiv 2208.03934
@@ -98,8 +98,10 @@ def save_fid_bars(result: dict, path: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.4))
     vals = [result[k] for k in keys]
-    err = [[v - result["ci95"].get(k, [v, v])[0] for k, v in zip(keys, vals, strict=True)],
-           [result["ci95"].get(k, [v, v])[1] - v for k, v in zip(keys, vals, strict=True)]]  # fmt: skip
+    err = [
+        [v - result["ci95"].get(k, [v, v])[0] for k, v in zip(keys, vals, strict=True)],
+        [result["ci95"].get(k, [v, v])[1] - v for k, v in zip(keys, vals, strict=True)],
+    ]
     ax.bar(keys, vals, yerr=np.clip(err, 0, None), capsize=4, color="#4c72b0")
     ax.set_ylabel("FID (lower is better)")
     ax.set_title("error bars: 95 % half-sampling interval", fontsize=8)
@@ -162,8 +164,11 @@ def scored_text(prov: Mapping[str, Any]) -> str:
     src = prov.get("source") or {}
     gen = prov.get("generator") or {}
     if "generator" in src:
-        where = f"checkpoint {src['checkpoint']} (kimg {src['kimg']:g}) of run {src['run']}" if src.get(
-            "kimg") is not None else f"the saved generator {src['generator']} (no checkpoint, kimg unknown)"  # fmt: skip
+        where = (
+            f"checkpoint {src['checkpoint']} (kimg {src['kimg']:g}) of run {src['run']}"
+            if src.get("kimg") is not None
+            else f"the saved generator {src['generator']} (no checkpoint, kimg unknown)"
+        )
         return f"Scored: {where}, family {src.get('family')}, truncation ψ {src['truncation_psi']:g}, z seed {src['z_seed']}."
     if "fake_dir" in src:
         origins = src.get("origins") or []
@@ -289,13 +294,25 @@ def _grids(art: EvalArtifacts, result: dict, out: Path, grid_rows: int) -> dict[
         name = f"{label}_slices.png"
         if vols.ndim == 4:  # 2D images
             images = vols[: 2 * grid_rows, 0].numpy()
-            save_image_grid(list(images), out / name, columns=len(images), labels=[f"{label} {i}" for i in
-                            range(len(images))], window=window, title=f"{label} images")  # fmt: skip
+            save_image_grid(
+                list(images),
+                out / name,
+                columns=len(images),
+                labels=[f"{label} {i}" for i in range(len(images))],
+                window=window,
+                title=f"{label} images",
+            )
             figures[f"{label} images"] = name
             continue
         titles = [f"{label} {i}" for i in range(min(grid_rows, len(vols)))]
-        save_slice_grid([v[0].numpy() for v in vols[:grid_rows]], out / name, spacing=spacing, titles=titles,
-                        window=window, title=f"{label} volumes: centre slices")  # fmt: skip
+        save_slice_grid(
+            [v[0].numpy() for v in vols[:grid_rows]],
+            out / name,
+            spacing=spacing,
+            titles=titles,
+            window=window,
+            title=f"{label} volumes: centre slices",
+        )
         figures[f"{label} volumes: centre slices"] = name
     return figures
 
@@ -325,6 +342,10 @@ def write_report(
         save_fid_bars(result, out / "fid.png")
         figures["FID per view"] = "fid.png"
     page = out / "report.html"
-    atomic_write(page, lambda p: p.write_text(_page(result, figures, viewer_html(art, result, viewer_volumes)),
-                                        encoding="utf-8"))  # fmt: skip
+    atomic_write(
+        page,
+        lambda p: p.write_text(
+            _page(result, figures, viewer_html(art, result, viewer_volumes)), encoding="utf-8"
+        ),
+    )
     return page

@@ -5,7 +5,7 @@
 2016), 3D-α-GAN (Rosca et al., "Variational Approaches for Auto-Encoding Generative Adversarial Networks",
 arXiv 1706.04987) and 3D-α-WGAN-GP (Kwon et al., "Generation of 3D Brain MRI Using Auto-Encoding Generative
 Adversarial Networks", MICCAI 2019, §2 and Fig. 1), with the layer lists of Kwon et al.'s public code
-(facts in ``shared/specs/baselines.md`` §1):
+(github.com/cyclomon/3dbraingen; docs/baselines.md):
 
 * generator: z → stem (fully connected for WGAN-GP/VAE-GAN, a transposed conv for the α models) → 8c × seed,
   BN + ReLU, then four times nearest ×2 + conv 3³ (no bias): 8c → 4c → 2c → c (BN + ReLU) → 1 (tanh);
@@ -16,7 +16,7 @@ Adversarial Networks", MICCAI 2019, §2 and Fig. 1), with the layer lists of Kwo
 
 **Shape rule.** The seed is the volume shape divided by 2⁴ per axis (64³ → 4³, COCA 32×64×64 → 2×4×4),
 and the last conv of every D/E has the seed as its kernel: at 64³ this is the reference's k4, at 32×64×64 it
-is the (2,4,4) kernel that reproduces the paper's COCA counts (spec §3.4), and the 8d·4³ flatten of the VAE
+is the (2,4,4) kernel that reproduces the paper's COCA counts (Liu et al., arXiv 2208.03934 Tables 6–7), and the 8d·4³ flatten of the VAE
 heads becomes 8d·prod(seed). ``levels`` (4 in the reference) sets the number of ×2 / stride-2 stages and so
 the top width c·2^(levels−1), d·2^(levels−1): the tiny presets use 3 at 16³ for a 2³ seed, since BatchNorm
 over a 1³ map of two samples only sees their order. Discriminators return logits (the sigmoid of the
@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medgan3d.modeling import PretrainedMixin
+from medgan3d.networks.shapes import assert_shape
 
 LEVELS = 4  # ×2 stages of G and stride-2 stages of the D/E trunk in the reference (the default)
 LRELU_SLOPE = 0.2
@@ -125,7 +126,7 @@ def _run(blocks: nn.ModuleList, x: Tensor) -> Tensor:
 
 
 class BaselineGenerator(PretrainedMixin, nn.Module):
-    """z (B, L) → volume (B, 1, *shape) in [−1, 1] (Kwon et al.'s generator; spec §1.1).
+    """z (B, L) → volume (B, 1, *shape) in [−1, 1] (Kwon et al.'s generator).
 
     ``stem="linear"``: Linear L → 8c·prod(seed) with bias, reshaped (WGAN-GP, VAE-GAN); ``"transposed"``: a
     bias-free transposed conv on z as L × 1³ with the seed as kernel (α models). :meth:`generate` is the
@@ -156,6 +157,7 @@ class BaselineGenerator(PretrainedMixin, nn.Module):
         self.to_volume = nn.Conv3d(width, 1, 3, 1, 1, bias=False)
 
     def forward(self, z: Tensor) -> Tensor:
+        assert_shape(z, [None, self.latent_dim], "z")
         n = z.shape[0]
         if self.stem_kind == "linear":
             h = self.stem(z).view(n, -1, *self.seed)
@@ -178,7 +180,7 @@ class BaselineGenerator(PretrainedMixin, nn.Module):
 
 
 class BaselineDiscriminator(PretrainedMixin, nn.Module):
-    """Volume (B, 1, *shape) → scores (B, n): the WGAN critics and the BCE discriminators (spec §1.2).
+    """Volume (B, 1, *shape) → scores (B, n): the WGAN critics and the BCE discriminators.
 
     ``head="global"``: the last conv has the seed as kernel, stride 1, no padding → one score per volume;
     ``"patch"``: the same kernel with stride 2 and padding 1, as the reference's WGAN-GP critic (k4 s2 p1 at
@@ -199,12 +201,13 @@ class BaselineDiscriminator(PretrainedMixin, nn.Module):
         self.head = nn.Conv3d(width << (levels - 1), 1, self.seed, stride, pad)
 
     def forward(self, x: Tensor) -> Tensor:
+        assert_shape(x, [None, 1, *self.shape], "volume")
         return self.head(_run(self.trunk, x)).flatten(1)
 
 
 class BaselineEncoder(PretrainedMixin, nn.Module):
     """Volume → code (B, L): the α models' deterministic encoder, the D trunk with an L-channel last conv
-    (Rosca et al. §3; Kwon et al.'s ``Discriminator(out_class=L)``; spec §1.2). BN, no output activation."""
+    (Rosca et al. §3; Kwon et al.'s ``Discriminator(out_class=L)``). BN, no output activation."""
 
     def __init__(self, shape: Sequence[int] = (64, 64, 64), latent_dim: int = 100, width: int = 16,
                  levels: int = LEVELS) -> None:  # fmt: skip
@@ -234,7 +237,7 @@ class GaussianHead(nn.Module):
 
 class BaselineVAEEncoder(PretrainedMixin, nn.Module):
     """Volume → (μ, log σ², z) with z = μ + exp(½ log σ²)·ε, ε ~ N(0, I) (Kingma & Welling, "Auto-Encoding
-    Variational Bayes", ICLR 2014, §2.4; Wu et al. §3.2; spec §1.3). ``hidden`` is each head's width H."""
+    Variational Bayes", ICLR 2014, §2.4; Wu et al. §3.2). ``hidden`` is each head's width H."""
 
     def __init__(self, shape: Sequence[int] = (64, 64, 64), latent_dim: int = 100, width: int = 16,
                  hidden: int = 512, levels: int = LEVELS) -> None:  # fmt: skip
@@ -257,7 +260,7 @@ class BaselineVAEEncoder(PretrainedMixin, nn.Module):
 
 class BaselineCodeDiscriminator(PretrainedMixin, nn.Module):
     """Code (B, L) → score (B, 1): Rosca et al.'s code discriminator (§3, Eq. 8) as in Kwon et al.'s code,
-    Linear L → U → U → 1 with norm + LeakyReLU 0.2 between (spec §1.4); ``norm``: BN (the reference), layer
+    Linear L → U → U → 1 with norm + LeakyReLU 0.2 between; ``norm``: BN (the reference), layer
     norm or none."""
 
     def __init__(self, latent_dim: int = 100, hidden: int = 512, norm: str = "batch") -> None:

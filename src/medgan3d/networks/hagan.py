@@ -1,5 +1,5 @@
 """HA-GAN networks (Sun et al., "Hierarchical Amortized GAN for 3D High Resolution Medical Image Synthesis",
-IEEE JBHI 26(8), 2022; layer facts in ``shared/specs/hagan.md`` §4–§6).
+IEEE JBHI 26(8), 2022; layer sizes as in its public code, github.com/batmanlab/HA-GAN at 1d4f226; docs/hagan.md).
 
 G = G^A (common block: z → ``h_latent``) → {G^L (low-res full volume), sub-volume selector → G^H (high-res)};
 D = (D^H(sub-volume, position) + D^L(low-res volume)) / 2; E^H (image → latent features) and E^G (latent
@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from medgan3d.modeling import PretrainedMixin
+from medgan3d.networks.shapes import assert_shape
 
 GN_GROUPS = 8
 LRELU_SLOPE = 0.2
@@ -210,6 +211,7 @@ class HAGANGenerator(PretrainedMixin, nn.Module):
     def common(self, z: Tensor, c: Tensor | None = None) -> Tensor:
         """G^A: (B, latent_dim) → ``h_latent`` (B, w, R/4, R/4, R/4); a conditional G takes the one-hot labels
         ``c`` (B, num_class), concatenated to z before the first layer (Sun et al.'s conditional variant)."""
+        assert_shape(z, [None, self.latent_dim], "z")
         if self.c_dim:
             if c is None or c.shape[1:] != (self.c_dim,):
                 got = "none" if c is None else list(c.shape)
@@ -258,7 +260,8 @@ class HAGANGenerator(PretrainedMixin, nn.Module):
         padded = [(a, b, max(a - 1, 0), min(b + 1, depth)) for a, b in slabs]
         # pass 1: exact group statistics of the first conv's output (2 mid-res slices per latent slice)
         batch, groups = h.shape[0], head.block.norm.num_groups
-        count, mean, m2 = 0, h.new_zeros(batch, groups, dtype=torch.float64), 0.0
+        count, mean = 0, h.new_zeros(batch, groups, dtype=torch.float64)
+        m2 = torch.zeros_like(mean)
         for a, b, lo, hi in padded:
             y = head.block.conv(h[:, :, lo:hi])[:, :, 2 * (a - lo) : 2 * (b - lo)]
             var_k, mean_k = torch.var_mean(y.unflatten(1, (groups, -1)), dim=(2, 3, 4, 5), correction=0)
@@ -377,6 +380,8 @@ class HAGANDiscriminator(PretrainedMixin, nn.Module):
 
     def forward(self, sub: Tensor, low: Tensor, position: Tensor) -> Tensor:
         """(B, 1) logit, the mean of D^H's and D^L's (conditional: (B, 1 + num_class), logit and class logits)."""
+        assert_shape(sub, [None, *self.sub_shape], "sub-volume")
+        assert_shape(low, [sub.shape[0], *self.low_shape], "low-res volume")
         position = torch.as_tensor(position, device=sub.device)
         return (self.high(sub, position) + self.low(low)) * 0.5
 

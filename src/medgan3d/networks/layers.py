@@ -1,6 +1,6 @@
 """Dimension-generic StyleGAN2 primitives (one implementation for ``spatial_dims`` 2 and 3).
 
-Seed 001 §3.1 (StyleGAN2 recap, Eq. 1–2) and §3.3 (Split&Shuffle, Fig. 3); Hong et al., DGM4MICCAI 2021 (StyleGAN2 lifted to 3D).
+Liu et al., arXiv 2208.03934 §3.1 (StyleGAN2 recap, Eq. 1–2) and §3.3 (Split&Shuffle, Fig. 3); Hong et al., DGM4MICCAI 2021 (StyleGAN2 lifted to 3D).
 Tensors are ``[N, C, *spatial]`` with ``spatial = (D, H, W)`` in 3D and ``(H, W)`` in 2D.
 """
 
@@ -173,12 +173,12 @@ class _FIR(torch.autograd.Function):
                 replace(p, grad_of=None) if p.grad_of else replace(p, grad_of=(x.shape, x.stride()))
             )
             x = _run_pass(x, p)
-        ctx.adjoint = tuple(reversed(adjoint))  # type: ignore[attr-defined]
+        ctx.adjoint = tuple(reversed(adjoint))  # type: ignore[attr-defined]  # autograd's ctx carries the adjoint passes
         return x
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor, None]:
-        return _FIR.apply(grad, ctx.adjoint), None  # type: ignore[attr-defined]
+        return _FIR.apply(grad, ctx.adjoint), None  # type: ignore[attr-defined]  # autograd's ctx carries the adjoint passes
 
 
 def fir_resample(

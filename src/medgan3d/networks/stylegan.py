@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +27,7 @@ from medgan3d.networks.layers import (
     modulated_conv,
     upsample_fir,
 )
+from medgan3d.networks.shapes import assert_shape
 
 
 def block_channels(channels: int | Sequence[int], num_blocks: int) -> list[int]:
@@ -95,6 +97,8 @@ class MappingNetwork(PretrainedMixin, nn.Module):
     label alone (the discriminator's label embedding for its projection output).
     """
 
+    w_avg: Tensor  # a buffer
+
     def __init__(
         self,
         z_dim: int,
@@ -127,6 +131,8 @@ class MappingNetwork(PretrainedMixin, nn.Module):
         update_emas: bool = False,
         c: Tensor | None = None,
     ) -> Tensor:
+        if self.z_dim:
+            assert_shape(z, [None, self.z_dim], "z")
         x = normalize_2nd_moment(z) if self.z_dim else None
         if self.c_dim:
             if c is None or c.shape[1:] != (self.c_dim,):
@@ -135,6 +141,7 @@ class MappingNetwork(PretrainedMixin, nn.Module):
                                  f"got {got}")  # fmt: skip
             y = normalize_2nd_moment(self.embed(c.to(self.embed.weight.dtype)))
             x = y if x is None else torch.cat([x, y], dim=1)
+        assert x is not None, "a mapping network reads z, c or both"
         for layer in self.layers:
             x = layer(x)
         if update_emas:
@@ -157,6 +164,8 @@ class SynthesisLayer(nn.Module):
     ``variant="split"`` runs two half-width branches, each modulated/demodulated on its own (Liu et al., arXiv 2208.03934 §3.3,
     Fig. 3) as one grouped conv; ``"split_shuffle"`` interleaves the branches' outputs afterwards.
     """
+
+    noise_const: Tensor  # a buffer
 
     def __init__(
         self,
@@ -240,7 +249,9 @@ class SynthesisBlock(nn.Module):
         super().__init__()
         self.spatial_dims = spatial_dims
         self.is_first = in_channels == 0
-        layer_kw = dict(w_dim=w_dim, resolution=resolution, spatial_dims=spatial_dims, variant=variant)
+        layer_kw: dict[str, Any] = dict(
+            w_dim=w_dim, resolution=resolution, spatial_dims=spatial_dims, variant=variant
+        )
         if self.is_first:
             self.const = nn.Parameter(torch.randn(out_channels, *resolution))
         else:
@@ -296,19 +307,26 @@ class SynthesisNetwork(PretrainedMixin, nn.Module):
         shapes = block_shapes(self.base_shape, num_blocks)
         self.img_shape = (img_channels, *shapes[-1])
         with_image = [architecture == "skip" or i == num_blocks - 1 for i in range(num_blocks)]
-        self.blocks = nn.ModuleList(
+        blocks = [
             SynthesisBlock(c_in, c_out, w_dim, res, img_channels, spatial_dims, variant, to_image)
             for c_in, c_out, res, to_image in zip([0, *widths[:-1]], widths, shapes, with_image, strict=True)
-        )
-        self.num_ws = sum(b.num_conv for b in self.blocks) + 1
+        ]
+        self.blocks = nn.ModuleList(blocks)
+        self.num_ws = sum(b.num_conv for b in blocks) + 1
 
     def forward(self, ws: Tensor, noise_mode: str = "random") -> Tensor:
+        assert_shape(ws, [None, self.num_ws, None], "ws")
         x = img = None
         w_idx = 0
-        for block in self.blocks:
+        for block in self.synthesis_blocks():
             x, img = block(x, img, ws[:, w_idx : w_idx + block.num_conv + 1], noise_mode)
             w_idx += block.num_conv
+        assert img is not None  # the last block always has a toRGB
         return img
+
+    def synthesis_blocks(self) -> list[SynthesisBlock]:
+        """``self.blocks`` with their type (``nn.ModuleList`` items are typed as plain modules)."""
+        return list(self.blocks)  # type: ignore[arg-type]  # ModuleList items are typed as nn.Module
 
 
 class Generator(PretrainedMixin, nn.Module):
@@ -376,7 +394,9 @@ class DiscriminatorBlock(nn.Module):
         self.fromrgb = (
             Conv(img_channels, in_channels, 1, spatial_dims, activation="lrelu") if img_channels else None
         )
-        kw = dict(spatial_dims=spatial_dims, activation="lrelu", variant=variant, groups=group_count)
+        kw: dict[str, Any] = dict(
+            spatial_dims=spatial_dims, activation="lrelu", variant=variant, groups=group_count
+        )
         self.conv0 = Conv(in_channels, in_channels, 3, **kw)
         self.conv1 = Conv(in_channels, out_channels, 3, down=2, **kw)
         self.skip = Conv(in_channels, out_channels, 1, spatial_dims, bias=False, down=2)
@@ -468,6 +488,7 @@ class Discriminator(PretrainedMixin, nn.Module):
 
     def forward(self, img: Tensor, c: Tensor | None = None) -> Tensor:
         """Logits ``[N, 1]``; ``c``: ``[N, c_dim]`` label vectors of a conditional discriminator."""
+        assert_shape(img, [None, *self.img_shape], "img")
         x = channels_last(img)  # every D conv and FIR pass is faster in channels-last layout on CPU
         for block in self.blocks:
             x = block(x)

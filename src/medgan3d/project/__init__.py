@@ -134,8 +134,13 @@ def project(
     return project_targets(G, targets, out, cfg, str(resolve_checkpoint(run)), progress, total)
 
 
-def _targets(run: str | os.PathLike[str], scans: Sequence[str | os.PathLike[str]], data: str | os.PathLike[str] | None,
-             split: str | None, limit: int | None) -> Iterable[Target] | list[Target]:  # fmt: skip
+def _targets(
+    run: str | os.PathLike[str],
+    scans: Sequence[str | os.PathLike[str]],
+    data: str | os.PathLike[str] | None,
+    split: str | None,
+    limit: int | None,
+) -> Iterable[Target] | list[Target]:
     """Scans (read lazily) with the run's or ``data``'s manifest, or the volumes of ``data``'s split."""
     from medgan3d.generate import find_manifest
 

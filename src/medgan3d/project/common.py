@@ -104,8 +104,9 @@ def scan_targets(scans: Sequence[Path], manifest: Manifest) -> Iterator[Target]:
         yield Target(name, str(scan), array, info, unit)
 
 
-def dataset_targets(data: str | os.PathLike[str], split: str | None = None, limit: int | None = None
-                    ) -> tuple[list[Target], Manifest]:  # fmt: skip
+def dataset_targets(
+    data: str | os.PathLike[str], split: str | None = None, limit: int | None = None
+) -> tuple[list[Target], Manifest]:
     """The volumes of a prepared dataset's ``split`` (all with None), first ``limit`` of them, and its manifest."""
     manifest = Manifest.load(data)
     if split is not None and split not in manifest.splits:

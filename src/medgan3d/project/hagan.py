@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from medgan3d.data.manifest import Manifest
 from medgan3d.fs import atomic_write
@@ -33,14 +33,17 @@ if TYPE_CHECKING:
     from medgan3d.generate import SyntheticInfo
 from medgan3d.training.families.hagan import Crop, HAGANLoss, real_views
 
+if TYPE_CHECKING:
+    from medgan3d.networks.hagan import HAGANEncoder, HAGANGenerator, HAGANLatentEncoder
+
 
 @dataclass
 class HAGANModel:
     """The networks of one HA-GAN checkpoint, in eval mode, and where they came from."""
 
-    G: nn.Module
-    E_H: nn.Module
-    E_G: nn.Module
+    G: HAGANGenerator
+    E_H: HAGANEncoder
+    E_G: HAGANLatentEncoder
     checkpoint: Path
     loss: HAGANLoss  # the run's objective settings: refinement uses its low-res view
 
@@ -122,8 +125,15 @@ def _write_volume(
     atomic_write(path, lambda p: write_nifti(p, units, affine=np.asarray(info["affine"])))
 
 
-def project_scan(model: HAGANModel, scan: Path, manifest: Manifest, out: Path, steps: int = 0,
-                 chunk_depth: int | None = 8, seed: int = 0) -> dict[str, Any]:  # fmt: skip
+def project_scan(
+    model: HAGANModel,
+    scan: Path,
+    manifest: Manifest,
+    out: Path,
+    steps: int = 0,
+    chunk_depth: int | None = 8,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Encode (and refine) one scan; write reconstruction/target NIfTI, latent.npy, metrics.json, preview.png."""
     array, info = read_scan(scan, manifest)
     unit = manifest.intensity.unit
@@ -137,8 +147,10 @@ def project_array(model: HAGANModel, array: np.ndarray, info: dict[str, Any], so
     from medgan3d.viz import save_slice_grid
 
     if tuple(array.shape) != tuple(model.G.img_shape[1:]):
-        raise ValueError(f"{source}: preprocessed to {list(array.shape)}, the model generates "
-                         f"{list(model.G.img_shape[1:])}")  # fmt: skip
+        raise ValueError(
+            f"{source}: preprocessed to {list(array.shape)}, the model generates "
+            f"{list(model.G.img_shape[1:])}"
+        )
     x = torch.from_numpy(np.ascontiguousarray(array))[None, None].to(next(model.G.parameters()).device)
     z = encode(model, x)
     metrics: dict[str, Any] = {"scan": source, "checkpoint": str(model.checkpoint), "steps": steps}
@@ -177,8 +189,10 @@ def dataset_features(
     if not rows:
         raise ValueError(f"{data}: no volumes in split {split!r}")
     device = next(model.G.parameters()).device
-    feats = [encode(model, torch.from_numpy(np.asarray(volumes[i], dtype=np.float32))[None].to(device))[0].cpu()
-             for i in rows]  # fmt: skip
+    feats = [
+        encode(model, torch.from_numpy(np.asarray(volumes[i], dtype=np.float32))[None].to(device))[0].cpu()
+        for i in rows
+    ]
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "features.npy", lambda p: np.save(p, torch.stack(feats).numpy()))
     table = io.StringIO()

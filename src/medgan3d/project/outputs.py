@@ -12,16 +12,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from medgan3d.fs import atomic_write
 from medgan3d.latents import Geometry, render
 from medgan3d.project.common import Target, reconstruction_info, reconstruction_metrics, write_json
 from medgan3d.project.stylegan import Projection, ProjectorConfig, project_volume, w_statistics
+
+if TYPE_CHECKING:
+    from medgan3d.networks.stylegan import Generator
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -36,26 +39,32 @@ def save_projection(path: Path, proj: Projection, checkpoint: str = "") -> Path:
         arrays["w"] = proj.w[None].cpu().numpy().astype(np.float32)
     for i, m in enumerate(proj.noise or []):
         arrays[f"noise_{i:02d}"] = m.cpu().numpy().astype(np.float32)
-    arrays |= {"space": np.asarray(proj.config.space), "noise_mode": np.asarray(proj.config.noise),
-               "checkpoint": np.asarray(checkpoint)}  # fmt: skip
-    atomic_write(path, lambda p: np.savez(p, **arrays))
+    arrays |= {
+        "space": np.asarray(proj.config.space),
+        "noise_mode": np.asarray(proj.config.noise),
+        "checkpoint": np.asarray(checkpoint),
+    }
+    atomic_write(path, lambda p: np.savez(p, **arrays))  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
     return path
 
 
 def final_scores(
-    G: nn.Module, proj: Projection, target: Tensor
+    G: Generator, proj: Projection, target: Tensor
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Scores of the final ws rendered with the projection's noise, with noise off and with G's constant noise.
 
     The gap between the first two is what the noise maps carry rather than the latent."""
-    volumes = {"reconstruction": render(G, proj.ws, proj.render_noise), "noise_off": render(G, proj.ws, "none"),
-               "generator_noise": render(G, proj.ws, "const")}  # fmt: skip
+    volumes = {
+        "reconstruction": render(G, proj.ws, proj.render_noise),
+        "noise_off": render(G, proj.ws, "none"),
+        "generator_noise": render(G, proj.ws, "const"),
+    }
     scores = {k: reconstruction_metrics(torch.from_numpy(v)[None, None], target) for k, v in volumes.items()}
     return scores, volumes
 
 
 def project_targets(
-    G: nn.Module,
+    G: Generator,
     targets: Iterable[Target],
     out: Path,
     cfg: ProjectorConfig | None = None,
@@ -79,8 +88,15 @@ def project_targets(
     return results
 
 
-def _project_one(G: nn.Module, target: Target, folder: Path, cfg: ProjectorConfig, stats: tuple[Tensor, float],
-                 checkpoint: str, progress: Progress | None) -> dict[str, Any]:  # fmt: skip
+def _project_one(
+    G: Generator,
+    target: Target,
+    folder: Path,
+    cfg: ProjectorConfig,
+    stats: tuple[Tensor, float],
+    checkpoint: str,
+    progress: Progress | None,
+) -> dict[str, Any]:
     from medgan3d.viz import save_slice_grid
 
     if tuple(target.volume.shape) != tuple(G.img_shape[1:]):
@@ -89,16 +105,22 @@ def _project_one(G: nn.Module, target: Target, folder: Path, cfg: ProjectorConfi
         check_generator_shape(
             target.volume.shape, G.synthesis.base_shape, what=f"{target.source}: preprocessed"
         )
-        raise ValueError(f"{target.source}: preprocessed to {list(target.volume.shape)}, the model generates "
-                         f"{list(G.img_shape[1:])}")  # fmt: skip
+        raise ValueError(
+            f"{target.source}: preprocessed to {list(target.volume.shape)}, the model generates "
+            f"{list(G.img_shape[1:])}"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     geometry = Geometry.of_item(target.info, target.unit)
     x = torch.from_numpy(np.ascontiguousarray(target.volume, dtype=np.float32))[None, None]
 
     def snapshot(step: int, volume: Tensor) -> None:
         rec = volume[0, 0].float().cpu().numpy()
-        save_slice_grid([target.volume, rec], folder / "steps" / f"step{step:04d}.png", spacing=geometry.spacing,
-                        titles=["target", f"step {step}"])  # fmt: skip
+        save_slice_grid(
+            [target.volume, rec],
+            folder / "steps" / f"step{step:04d}.png",
+            spacing=geometry.spacing,
+            titles=["target", f"step {step}"],
+        )
 
     def on_step(step: int) -> None:
         if progress is not None:
@@ -114,10 +136,24 @@ def _project_one(G: nn.Module, target: Target, folder: Path, cfg: ProjectorConfi
     geometry.write(folder / "reconstruction_noise_off.nii.gz", volumes["noise_off"],
                    dataclasses.replace(mark, label=f"{mark.label}, noise off"))  # fmt: skip
     geometry.write(folder / "target.nii.gz", target.volume)
-    save_slice_grid([target.volume, volumes["reconstruction"], volumes["noise_off"]], folder / "preview.png",
-                    spacing=geometry.spacing, titles=["target", "projected", "noise off"])  # fmt: skip
-    metrics = {"scan": target.source, "checkpoint": checkpoint, "family": "stylegan2", "space": cfg.space,
-               "steps": cfg.steps, "scores": scores, "data_range": "[-1, 1] (PSNR peak 2)", "w_std": proj.w_std,
-               "seconds": round(proj.seconds, 3), "settings": cfg.to_dict(), "history": proj.history}  # fmt: skip
+    save_slice_grid(
+        [target.volume, volumes["reconstruction"], volumes["noise_off"]],
+        folder / "preview.png",
+        spacing=geometry.spacing,
+        titles=["target", "projected", "noise off"],
+    )
+    metrics = {
+        "scan": target.source,
+        "checkpoint": checkpoint,
+        "family": "stylegan2",
+        "space": cfg.space,
+        "steps": cfg.steps,
+        "scores": scores,
+        "data_range": "[-1, 1] (PSNR peak 2)",
+        "w_std": proj.w_std,
+        "seconds": round(proj.seconds, 3),
+        "settings": cfg.to_dict(),
+        "history": proj.history,
+    }
     write_json(folder / "metrics.json", metrics)
     return metrics | {"folder": str(folder)}

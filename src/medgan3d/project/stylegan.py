@@ -25,13 +25,16 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from medgan3d.latents import noise_layers, noise_maps
+
+if TYPE_CHECKING:
+    from medgan3d.networks.stylegan import Generator
 
 # Weighted data terms: mse / pooled_mse / ssim on [-1, 1]; mse255 / pooled_mse255 on 3D-StyleGAN's [0, 255].
 LOSS_PRESETS: dict[str, dict[str, float]] = {
@@ -200,7 +203,7 @@ def data_terms(rec: Tensor, target: Tensor, weights: Mapping[str, float], pool: 
 
 @torch.no_grad()
 def w_statistics(
-    G: nn.Module, samples: int = 10_000, seed: int = 123, chunk: int = 2_000
+    G: Generator, samples: int = 10_000, seed: int = 123, chunk: int = 2_000
 ) -> tuple[Tensor, float]:
     """Mean w of ``samples`` seeded z and the scalar spread sqrt(Σ‖w − w_avg‖² / N) (both references).
 
@@ -208,8 +211,12 @@ def w_statistics(
     """
     device = next(G.parameters()).device
     gen = torch.Generator().manual_seed(seed)
-    ws = torch.cat([G.mapping(torch.randn(min(chunk, samples - i), G.z_dim, generator=gen).to(device))[:, 0]
-                    for i in range(0, samples, chunk)]).double()  # fmt: skip
+    ws = torch.cat(
+        [
+            G.mapping(torch.randn(min(chunk, samples - i), G.z_dim, generator=gen).to(device))[:, 0]
+            for i in range(0, samples, chunk)
+        ]
+    ).double()
     w_avg = ws.mean(dim=0)
     w_std = float((ws - w_avg).square().sum() / samples) ** 0.5
     return w_avg.float(), w_std
@@ -233,7 +240,7 @@ class Projection:
         return self.noise if self.noise is not None else "none"
 
 
-def _initial_noise(G: nn.Module, mode: str, gen: torch.Generator) -> list[Tensor] | None:
+def _initial_noise(G: Generator, mode: str, gen: torch.Generator) -> list[Tensor] | None:
     device = next(G.parameters()).device
     layers = noise_layers(G)
     if mode == "none":
@@ -257,7 +264,7 @@ Snapshot = Callable[[int, Tensor], None]
 
 
 def project_volume(
-    G: nn.Module,
+    G: Generator,
     target: Tensor,
     cfg: ProjectorConfig | None = None,
     stats: tuple[Tensor, float] | None = None,
@@ -292,10 +299,10 @@ def project_volume(
         w_in = w_opt + torch.randn(w_opt.shape, generator=gen).to(device) * sigma
         rec = _synthesize(G, w_in.expand(1, G.num_ws, -1), maps)
         terms = data_terms(rec, target, weights, cfg.pool)
-        dist = sum(weights[k] * v for k, v in terms.items())
+        dist = cast(Tensor, sum(weights[k] * v for k, v in terms.items()))
         reg = (
             noise_regularizer(maps, cfg.noise_reg_min)
-            if cfg.noise == "optimize" and cfg.noise_reg > 0
+            if cfg.noise == "optimize" and cfg.noise_reg > 0 and maps is not None
             else None
         )
         loss = dist if reg is None else dist + cfg.noise_reg * reg
@@ -320,7 +327,7 @@ def project_volume(
     return Projection(ws, w, noise, history, w_std, cfg, time.perf_counter() - start)
 
 
-def _synthesize(G: nn.Module, ws: Tensor, maps: Sequence[Tensor] | None) -> Tensor:
+def _synthesize(G: Generator, ws: Tensor, maps: Sequence[Tensor] | None) -> Tensor:
     if maps is None:
         return G.synthesis(ws, noise_mode="none")
     with noise_maps(G, maps):

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,13 @@ import torch
 from safetensors.torch import save_file
 
 from medgan3d.fs import atomic_dir, atomic_write, file_sha256
-from medgan3d.modeling import CONFIG_NAME, WEIGHTS_NAME, check_pretrained, load_weights, verify_weights
+from medgan3d.modeling import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    check_pretrained,
+    load_weights,
+    verify_weights,
+)
 from medgan3d.networks import Generator
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -175,7 +182,7 @@ def _generator_from(directory: Path, device: str) -> Generator:
     name = str(read_config(directory).get("class"))
     if not name.endswith("Generator"):
         raise CheckpointError(f"{directory / CONFIG_NAME}: holds a {name}, not a generator")
-    return from_pretrained(directory, device)  # type: ignore[no-any-return]
+    return from_pretrained(directory, device)
 
 
 def load_generator(path: str | os.PathLike[str], ema: bool = True, device: str = "cpu") -> Generator:
@@ -196,14 +203,17 @@ def load_generator(path: str | os.PathLike[str], ema: bool = True, device: str =
         if name == "G":
             raise CheckpointError(f"{ckpt}: holds no G/ network directory")
         if not (ckpt / STATE_NAME).is_file():
-            warnings.warn(f"{ckpt}: holds no G_ema/ (not a training checkpoint); using G/", CheckpointWarning,
-                          stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"{ckpt}: holds no G_ema/ (not a training checkpoint); using G/",
+                CheckpointWarning,
+                stacklevel=2,
+            )
         name = "G"
     return _generator_from(ckpt / name, device)
 
 
 # --------------------------------------------------------------------------------------------------
-# Full training state (issue 4): save / restore
+# Full training state: save / restore
 # --------------------------------------------------------------------------------------------------
 
 
@@ -221,8 +231,9 @@ def _optimizer_tensors(name: str, opt: torch.optim.Optimizer) -> tuple[dict[str,
     return tensors, sd["param_groups"]
 
 
-def _restore_optimizer(name: str, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
-                       groups: list) -> None:  # fmt: skip
+def _restore_optimizer(
+    name: str, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list
+) -> None:
     prefix = f"opt.{name}."
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
@@ -236,7 +247,7 @@ def save_checkpoint(
     run_dir: str | os.PathLike[str],
     cur_nimg: int,
     networks: dict[str, torch.nn.Module],
-    optimizers: dict[str, torch.optim.Optimizer],
+    optimizers: Mapping[str, torch.optim.Optimizer],
     state: dict[str, Any],
     tensors: dict[str, torch.Tensor],
     keep_last: int = 3,
@@ -254,7 +265,7 @@ def save_checkpoint(
     final = root / checkpoint_name(cur_nimg)
     with atomic_dir(final, replace=True, prefix=".tmp-") as tmp:
         for name, net in networks.items():
-            net.save_pretrained(tmp / name)  # type: ignore[operator]
+            net.save_pretrained(tmp / name)  # type: ignore[operator]  # every network is a PretrainedMixin
         all_tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         groups = {}
         for name, opt in optimizers.items():
@@ -278,7 +289,7 @@ def save_checkpoint(
 def load_checkpoint(
     ckpt_dir: str | os.PathLike[str],
     networks: dict[str, torch.nn.Module],
-    optimizers: dict[str, torch.optim.Optimizer],
+    optimizers: Mapping[str, torch.optim.Optimizer],
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Load weights and optimizer state into existing objects; return (state JSON, extra tensors).
 

@@ -19,7 +19,7 @@ Families register themselves in :data:`FAMILIES` by name; a model config names i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -49,7 +49,7 @@ class PhaseResult:
     exactly as one backward of their sum would."""
 
     loss: Tensor
-    stats: dict[str, Tensor | float]
+    stats: Mapping[str, Tensor | float]
     side: dict[str, Tensor] = field(default_factory=dict)
 
 
@@ -71,7 +71,7 @@ class MicroBatch:
 @dataclass
 class Networks:
     modules: dict[str, nn.Module]  # everything a checkpoint holds, by name
-    optimizers: dict[str, torch.optim.Optimizer]  # trained module name -> its optimizer
+    optimizers: Mapping[str, torch.optim.Optimizer]  # trained module name -> its optimizer
 
 
 class Family:

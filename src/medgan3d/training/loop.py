@@ -19,10 +19,10 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -34,13 +34,19 @@ from medgan3d.data import SliceDataset, VolumeDataset
 from medgan3d.data.labels import LabelSpec, spec_of
 from medgan3d.data.manifest import Manifest
 from medgan3d.errors import MedganError, UsageError, check_batch_fits_model
+from medgan3d.sampling import sample
 from medgan3d.training import checkpoint as ckpt
 from medgan3d.training import runfolder
 from medgan3d.training.augment import REAL_SIGN, AugmentPipe, make_pipe
 from medgan3d.training.family import Family, MicroBatch, Networks, Phase, family_for
-from medgan3d.training.observe import RunLogger, generated_volumes, new_run_dir, save_grid
+from medgan3d.training.observe import RunLogger, new_run_dir, save_grid
 from medgan3d.training.optim import guarded_step
 from medgan3d.viz import IntensityWindow
+
+if TYPE_CHECKING:
+    from medgan3d.config import BaselineConfig, HAGANConfig, ModelConfig
+
+    ModelSpec = ModelConfig | HAGANConfig | BaselineConfig  # a model config of any family
 
 
 class TrainingError(MedganError, RuntimeError):
@@ -177,7 +183,7 @@ class TrainState:
         return cls(**data, extra=extra)
 
 
-def build_networks(family: Family, model: Any, cfg: TrainConfig, device: torch.device, from_inflated: bool,
+def build_networks(family: Family, model: ModelSpec, cfg: TrainConfig, device: torch.device, from_inflated: bool,
                    init: dict[str, nn.Module] | None = None) -> Networks:  # fmt: skip
     """The family's networks and optimizers; ``init`` (e.g. inflated weights) overrides the random init."""
     return family.build(model, cfg, device, from_inflated, init)
@@ -198,7 +204,7 @@ class RealBatches:
     def __init__(self, dataset: torch.utils.data.Dataset, cfg: TrainConfig, d: Dist, rounds: int,
                  spec: LabelSpec | None = None) -> None:  # fmt: skip
         self.dataset, self.cfg, self.d, self.rounds, self.spec = dataset, cfg, d, rounds, spec
-        self.n = len(dataset)  # type: ignore[arg-type]
+        self.n = len(dataset)  # type: ignore[arg-type]  # a map-style Dataset; torch's type has no __len__
 
     def _indices(self, position: int, r: int) -> list[int]:
         bg = self.cfg.batch_gpu
@@ -269,14 +275,14 @@ def run_phase(family: Family, phase: Phase, nets: Networks, reals: RealBatches, 
         for k, v in result.stats.items():
             share = _stat(v, rounds)
             stats[k] = stats[k] + share if k in stats else share
-        for k, v in result.side.items():
-            side[k] = (side[k] if k in side else torch.zeros_like(v)) + v / rounds
+        for k, t in result.side.items():
+            side[k] = (side[k] if k in side else torch.zeros_like(t)) + t / rounds
     flags = [reduce_grads(nets.modules[name], d) for name in phase.trains]
     finite = functools.reduce(torch.logical_and, flags)
     for name in phase.trains:
         guarded_step(nets.optimizers[name], finite)
-    for v in side.values():
-        all_reduce_mean(v, d)
+    for t in side.values():
+        all_reduce_mean(t, d)
     if augment is not None and REAL_SIGN in side:
         augment.accumulate(side[REAL_SIGN], finite)
     family.after_phase(phase, nets, side, state, cfg, finite)
@@ -286,7 +292,7 @@ def run_phase(family: Family, phase: Phase, nets: Networks, reals: RealBatches, 
 
 
 @contextlib.contextmanager
-def accumulated_grads(params: list[Tensor]) -> Iterator[None]:
+def accumulated_grads(params: Sequence[Tensor]) -> Iterator[None]:
     """Gradients of the backward passes inside are added to the ones before as ONE sum per micro-batch.
 
     A loss function may backpropagate parts of its loss itself (StyleGAN2's Dmain runs D(fake)'s backward
@@ -306,7 +312,9 @@ def accumulated_grads(params: list[Tensor]) -> Iterator[None]:
             elif e is not None:
                 pending.append((e, p))
         if pending:  # e += g as AccumulateGrad does, as one foreach op
-            torch._foreach_add_([e for e, _ in pending], [p.grad for _, p in pending])
+            torch._foreach_add_(
+                [e for e, _ in pending], [cast(Tensor, p.grad) for _, p in pending]
+            )  # set: backward ran
             for e, p in pending:
                 p.grad = e
 
@@ -415,7 +423,7 @@ def rounds_for(cfg: TrainConfig, d: Dist) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
-def open_dataset(data: str | Path, model: Any, flip: bool) -> VolumeDataset | SliceDataset:
+def open_dataset(data: str | Path, model: ModelSpec, flip: bool) -> VolumeDataset | SliceDataset:
     """Volumes for a 3D model, axial slices for a 2D twin; refuses a shape the model does not generate."""
     dataset = (VolumeDataset if model.spatial_dims == 3 else SliceDataset)(data, split="train", flip=flip)
     if len(dataset) == 0:
@@ -462,7 +470,7 @@ def conditioned(model: Any, manifest: Manifest, cond: bool, data: Path, inflated
     return dataclasses.replace(model, labels=spec.to_dict())
 
 
-def _blocks_hint(shape: tuple[int, ...], model: Any) -> str:
+def _blocks_hint(shape: tuple[int, ...], model: ModelSpec) -> str:
     """For a StyleGAN2 model: the number of blocks that fits the data, or the nearest shape its base makes."""
     base = getattr(model, "base_shape", None)
     if base is None or len(base) != len(shape):
@@ -530,7 +538,7 @@ def _observe(family: Family, nets: Networks, state: TrainState, cfg: TrainConfig
     kimg = state.cur_nimg / 1000
     G = nets.modules[family.sample_from]
     c, names = snapshot_labels(spec, cfg.grid)
-    png = save_grid(generated_volumes(G, cfg.grid, c=c), run_dir / f"fakes{state.cur_nimg:09d}.png",
+    png = save_grid(sample(G, range(cfg.grid), c=c)[:, 0].numpy(), run_dir / f"fakes{state.cur_nimg:09d}.png",
                     manifest.spacing, title=f"generated ({family.sample_from}), kimg {kimg:g}",
                     window=IntensityWindow.of_manifest(manifest),
                     labels=[f"seed {i}{names[i]}" for i in range(cfg.grid)])  # fmt: skip
@@ -581,7 +589,7 @@ class Run:
 
 def train(
     data: str | Path,
-    model: Any,
+    model: ModelSpec,
     cfg: TrainConfig,
     outdir: str | Path = "runs",
     desc: str | None = None,
@@ -614,7 +622,7 @@ def train(
 def _train(
     d: Dist,
     data: Path,
-    model: Any,
+    model: ModelSpec,
     cfg: TrainConfig,
     outdir: str | Path,
     desc: str | None,

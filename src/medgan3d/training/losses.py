@@ -1,4 +1,4 @@
-"""The StyleGAN2 objective in phases Gmain, Greg, Dmain, Dreg (Liu et al., arXiv 2208.03934 §3.1, §4.2.3; DESIGN.md).
+"""The StyleGAN2 objective in phases Gmain, Greg, Dmain, Dreg (Liu et al., arXiv 2208.03934 §3.1, §4.2.3; Karras et al., CVPR 2020).
 
 * Gmain: non-saturating logistic loss ``softplus(-D(G(z)))``.
 * Greg:  path-length regularisation every ``pl_interval`` G steps, weight 2, on half the batch.

@@ -91,7 +91,7 @@ class SavedActivations(torch.autograd.graph.saved_tensors_hooks):
         self.total = self.alive = self.peak = 0
         super().__init__(self._pack, lambda saved: saved.t)
 
-    def __enter__(self) -> SavedActivations:
+    def __enter__(self) -> SavedActivations:  # type: ignore[override]  # torch's hook context returns None
         super().__enter__()
         return self
 

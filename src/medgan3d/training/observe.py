@@ -10,12 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from torch import nn
 
 from medgan3d.console import make_console
-from medgan3d.sampling import DEFAULT_CHUNK_DEPTH, synthesize
 from medgan3d.viz import MODEL_WINDOW, IntensityWindow, save_image_grid, save_slice_grid
 
 RUN_RE = re.compile(r"^(\d{5})-")
@@ -60,20 +57,6 @@ def new_run_dir(outdir: str | Path, desc: str) -> Path:
         finally:
             reserve.rmdir()
     raise RuntimeError(f"{outdir}: no free run number after {_MAX_TRIES} tries")
-
-
-@torch.no_grad()
-def generated_volumes(G: nn.Module, n: int, seed: int = 0, psi: float = 1.0,
-                      chunk_depth: int | None = DEFAULT_CHUNK_DEPTH, c: torch.Tensor | None = None
-                      ) -> np.ndarray:  # fmt: skip
-    """``n`` samples (seeds ``seed..seed+n-1``, constant noise) as ``[n, *spatial]`` float32 numpy; ``c``
-    ``[n, c_dim]``: the label vectors of a conditional generator (seed i gets row i)."""
-    device = next(G.parameters()).device
-    zs = torch.stack(
-        [torch.randn(G.z_dim, generator=torch.Generator().manual_seed(seed + i)) for i in range(n)]
-    )
-    img = synthesize(G, zs.to(device), psi, noise_mode="const", chunk_depth=chunk_depth, c=c)
-    return img[:, 0].float().cpu().numpy()
 
 
 def save_grid(volumes: np.ndarray, path: Path, spacing: Any = None, title: str = "",
@@ -123,7 +106,7 @@ class RunLogger:
             TextColumn("[bold]kimg {task.completed:.2f}/{task.total:.2f}"), BarColumn(),
             TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=self.console, transient=True,
         )  # fmt: skip
-        self.task = self.progress.add_task("train", total=total_kimg, completed=start_kimg, info="")
+        self.task = self.progress.add_task("train", total=total_kimg, completed=start_kimg, info="")  # type: ignore[arg-type]  # rich counts floats; its stub says int
         self.progress.start()
 
     def step(self, kimg: float, info: str) -> None:

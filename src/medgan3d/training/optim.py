@@ -36,12 +36,12 @@ def guarded_step(opt: torch.optim.Optimizer, finite: Tensor) -> None:
             opt.step()
         return
     if supports_found_inf(opt):
-        opt.found_inf = (~finite).float()  # type: ignore[attr-defined]
-        opt.grad_scale = None  # type: ignore[attr-defined]
+        opt.found_inf = (~finite).float()  # type: ignore[attr-defined]  # optional attributes fused Adam reads
+        opt.grad_scale = None  # type: ignore[attr-defined]  # optional attributes fused Adam reads
         try:
             opt.step()
         finally:
-            del opt.found_inf, opt.grad_scale  # type: ignore[attr-defined]
+            del opt.found_inf, opt.grad_scale  # type: ignore[attr-defined]  # optional attributes fused Adam reads
         return
     masked_step(opt, finite)
 

@@ -47,8 +47,12 @@ def lock_run_dir(run_dir: str | os.PathLike[str]) -> Iterator[Path]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
     try:
         if not _try_lock(fd, run_dir):
-            warnings.warn(f"{path}: this filesystem does not support locks; nothing stops a second process "
-                          "from training this run at the same time", RuntimeWarning, stacklevel=3)  # fmt: skip
+            warnings.warn(
+                f"{path}: this filesystem does not support locks; nothing stops a second process "
+                "from training this run at the same time",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             yield path
             return
         os.ftruncate(fd, 0)
@@ -121,5 +125,8 @@ def truncate_logs(run_dir: str | os.PathLike[str], kimg: float) -> None:
             if (k := _row_kimg(line)) is not None and k <= kimg + _KIMG_SLACK
         ]
         if kept != lines:
-            text = "".join(kept)
-            atomic_write(path, lambda p, t=text: p.write_text(t, encoding="utf-8"))
+            _write_text(path, "".join(kept))
+
+
+def _write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))

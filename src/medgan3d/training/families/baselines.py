@@ -1,8 +1,7 @@
 """The 3D GAN baselines of Liu et al. (arXiv 2208.03934, §4.4, Tables 6–8) as families of the shared loop.
 
-Objectives and schedules as in Kwon et al.'s public code (MICCAI 2019, github.com/cyclomon/3dbraingen; facts
-in ``shared/specs/baselines.md`` §2), with the fixes of its §4 each behind a setting that restores the
-reference (docs/baselines.md lists them):
+Objectives and schedules as in Kwon et al.'s public code (MICCAI 2019, github.com/cyclomon/3dbraingen), with
+fixes each behind a setting that restores the reference (docs/baselines.md lists them):
 
 * ``wgan-gp`` (Gulrajani et al., "Improved Training of Wasserstein GANs", NeurIPS 2017, Algorithm 1, Eq. 3):
   phases ``D`` and ``G`` … ``G_6``. One loop iteration is one critic step on one real batch; every
@@ -32,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -162,7 +161,9 @@ class BaselineFamily(Family):
         nets = {k: v.to(device).train() for k, v in model.build_networks().items()}
         lr = cfg.lr if cfg.lr is not None else cfg.loss.lr
         betas = cfg.betas if cfg.betas is not None else cfg.loss.betas
-        opts = {k: adam(v.parameters(), device, lr=lr, betas=betas, eps=cfg.eps) for k, v in nets.items()}
+        opts: dict[str, torch.optim.Optimizer] = {
+            k: adam(v.parameters(), device, lr=lr, betas=betas, eps=cfg.eps) for k, v in nets.items()
+        }
         return Networks(nets, opts)
 
     def loss(self, phase: Phase, nets: Networks, mb: MicroBatch, state: Any, cfg: Any) -> PhaseResult:
@@ -173,7 +174,7 @@ class BaselineFamily(Family):
         average_running_stats(nets.modules)
 
     def _z(self, nets: dict[str, nn.Module], mb: MicroBatch) -> Tensor:
-        return torch.randn(mb.size, nets["G"].latent_dim, device=mb.device)
+        return torch.randn(mb.size, _latent_dim(nets), device=mb.device)
 
 
 # ---------------------------------------------------------------------------------------------- WGAN-GP
@@ -246,7 +247,7 @@ class VAEGAN(BaselineFamily):
         """(z_p, ε) of this micro-batch: from torch's RNG (seeded per phase by the loop), or with
         ``shared_noise`` from a generator seeded by (run seed, iteration, global micro-batch), the same in
         both phases. The loop calls each phase's micro-batches in order, so the call count is the index."""
-        shape = (mb.size, nets["G"].latent_dim)
+        shape = (mb.size, _latent_dim(nets))
         micro = _rank() * mb.rounds + self._calls
         self._calls += 1
         if not cfg.loss.shared_noise:
@@ -266,7 +267,9 @@ class VAEGAN(BaselineFamily):
             with torch.no_grad(), running_stats_kept(E, G):
                 x_rec, x_rand = G(E(real, eps)[2]), G(z_p)
             logits = [D(v).float() for v in (real, x_rec, x_rand)]
-        total = sum(bce(t, y, loss.stable_bce) for t, y in zip(logits, (1.0, 0.0, 0.0), strict=True))
+        total = cast(
+            Tensor, sum(bce(t, y, loss.stable_bce) for t, y in zip(logits, (1.0, 0.0, 0.0), strict=True))
+        )
         stats = {"loss/D": total.detach(), "scores/real": logits[0].detach().mean(),
                  "scores/fake": logits[2].detach().mean()}  # fmt: skip
         return total, stats, {REAL_SIGN: logits[0].detach().sign().mean()}
@@ -416,3 +419,8 @@ class AlphaWGANGP(AlphaFamily):
             gp = gradient_penalty(CD, z_e, z_p, loss.code_gp_weight, eps=self.GP_EPS)
             total = encoded - score(CD, z_p).mean() + gp
         return total, {"loss/CD": total.detach(), "loss/code_gp": gp.detach()}
+
+
+def _latent_dim(nets: dict[str, nn.Module]) -> int:
+    """The generator's z length (every baseline generator has an int ``latent_dim``)."""
+    return cast(int, nets["G"].latent_dim)

@@ -24,7 +24,7 @@ Two deliberate differences from the published code (see docs/hagan.md):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,9 @@ from medgan3d.config import HAGANLoss
 from medgan3d.training.augment import REAL_SIGN
 from medgan3d.training.family import Family, MicroBatch, Networks, Phase, PhaseResult, register
 from medgan3d.training.optim import adam
+
+if TYPE_CHECKING:
+    from medgan3d.networks.hagan import HAGANDiscriminator, HAGANEncoder, HAGANGenerator
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ class HAGAN(Family):
         )  # --lr sets G's; the others keep their ratio
         betas = cfg.betas if cfg.betas is not None else loss.betas
         lrs = {"G": loss.lr_g, "D": loss.lr_d, "E_H": loss.lr_e, "E_G": loss.lr_e}
-        opts = {k: adam(nets[k].parameters(), device, lr=lr * scale, betas=betas, eps=cfg.eps)
+        opts: dict[str, torch.optim.Optimizer] = {k: adam(nets[k].parameters(), device, lr=lr * scale, betas=betas, eps=cfg.eps)
                 for k, lr in lrs.items()}  # fmt: skip
         return Networks(nets, opts)
 
@@ -121,7 +124,7 @@ class HAGAN(Family):
         return [self.phase(n, (n,)) for n in names]
 
     def begin_iteration(self, step: int, nets: Networks, cfg: Any) -> Crop:
-        return draw_crop(step, cfg.seed, nets.modules["G"].resolution, cfg.loss)
+        return draw_crop(step, cfg.seed, cast("HAGANGenerator", nets.modules["G"]).resolution, cfg.loss)
 
     def before_phase(self, phase: Phase, nets: Networks) -> None:
         if phase.name in ("D", "G"):
@@ -132,14 +135,22 @@ class HAGAN(Family):
 
     # ---------------------------------------------------------------------------------- the four steps
 
-    def _fake(self, G: nn.Module, z: Tensor, crop: Crop, loss: HAGANLoss, c: Tensor | None = None
+    @staticmethod
+    def _G(nets: Networks) -> HAGANGenerator:
+        return cast("HAGANGenerator", nets.modules["G"])
+
+    @staticmethod
+    def _D(nets: Networks) -> HAGANDiscriminator:
+        return cast("HAGANDiscriminator", nets.modules["D"])
+
+    def _fake(self, G: HAGANGenerator, z: Tensor, crop: Crop, loss: HAGANLoss, c: Tensor | None = None
               ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
         if loss.low_res:
             return G(z, crop.latent_start, c) if c is not None else G(z, crop.latent_start)
         h = G.common(z, c)
         return G.high(h[:, :, crop.latent_start : crop.latent_start + G.latent_sub_depth]), None
 
-    def _score(self, D: nn.Module, sub: Tensor, low: Tensor | None, crop: Crop, loss: HAGANLoss
+    def _score(self, D: HAGANDiscriminator, sub: Tensor, low: Tensor | None, crop: Crop, loss: HAGANLoss
                ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
         """(real/fake logits, class logits or None) of D (D^H alone without the low-res branch)."""
         position = torch.full((sub.shape[0],), crop.position, device=sub.device)
@@ -147,7 +158,7 @@ class HAGAN(Family):
         return split_logits(out, getattr(D, "num_class", 0))
 
     def _loss_D(self, nets: Networks, mb: MicroBatch, loss: HAGANLoss) -> PhaseResult:
-        G, D, crop = nets.modules["G"], nets.modules["D"], mb.context
+        G, D, crop = self._G(nets), self._D(nets), mb.context
         z = torch.randn(mb.size, G.latent_dim, device=mb.device)
         c = mb.labels() if G.c_dim and mb.labels is not None else None
         real_sub, real_low = real_views(mb.reals(), crop, G.resolution, loss)
@@ -166,7 +177,7 @@ class HAGAN(Family):
         return PhaseResult(total / mb.rounds, stats, {REAL_SIGN: real_logits.detach().sign().mean()})
 
     def _loss_G(self, nets: Networks, mb: MicroBatch, loss: HAGANLoss) -> PhaseResult:
-        G, D, crop = nets.modules["G"], nets.modules["D"], mb.context
+        G, D, crop = self._G(nets), self._D(nets), mb.context
         z = torch.randn(mb.size, G.latent_dim, device=mb.device)
         c = mb.labels() if G.c_dim and mb.labels is not None else None
         with mb.autocast:
@@ -180,7 +191,7 @@ class HAGAN(Family):
         return PhaseResult(total / mb.rounds, {"loss/G": total.detach()} | stats)
 
     def _loss_E_H(self, nets: Networks, mb: MicroBatch, loss: HAGANLoss) -> PhaseResult:
-        G, E_H, crop = nets.modules["G"], nets.modules["E_H"], mb.context
+        G, E_H, crop = self._G(nets), cast("HAGANEncoder", nets.modules["E_H"]), mb.context
         real_sub, _ = real_views(mb.reals(), crop, G.resolution, loss)
         with mb.autocast:
             rec = G.high(E_H(real_sub)).float()
@@ -190,7 +201,8 @@ class HAGAN(Family):
     def _loss_E_G(self, nets: Networks, mb: MicroBatch, loss: HAGANLoss) -> PhaseResult:
         from medgan3d.networks.hagan import training_latent_features
 
-        G, E_H, E_G, crop = nets.modules["G"], nets.modules["E_H"], nets.modules["E_G"], mb.context
+        G, E_H, E_G = self._G(nets), cast("HAGANEncoder", nets.modules["E_H"]), nets.modules["E_G"]
+        crop = mb.context
         real = mb.reals()
         real_sub, real_low = real_views(real, crop, G.resolution, loss)
         with mb.autocast:

@@ -9,7 +9,7 @@ mapping outputs, ``pl_mean`` from Greg's lengths, and an EMA of G with ramp-up a
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +19,9 @@ from medgan3d.training import losses
 from medgan3d.training.family import Family, MicroBatch, Networks, Phase, PhaseResult, register
 from medgan3d.training.losses import LossConfig
 from medgan3d.training.optim import adam
+
+if TYPE_CHECKING:
+    from medgan3d.networks import Discriminator
 
 DEFAULT_BETAS = (0.0, 0.99)
 
@@ -43,7 +46,8 @@ def ema_beta(cfg: Any, cur_nimg: int) -> float:
 def update_ema(G_ema: Generator, G: Generator, beta: float) -> None:
     """G_ema ← lerp(G, G_ema, β); buffers (w_avg, constant noise) are copied. Foreach ops: a few kernels
     for all tensors, with the same values as one ``lerp`` per tensor."""
-    ema, params = list(G_ema.parameters()), [p.detach() for p in G.parameters()]
+    ema: list[Tensor] = list(G_ema.parameters())
+    params = [p.detach() for p in G.parameters()]
     torch._foreach_copy_(ema, torch._foreach_lerp(params, ema, beta))
     torch._foreach_copy_(list(G_ema.buffers()), list(G.buffers()))
 
@@ -83,9 +87,12 @@ class StyleGAN2(Family):
         return out
 
     def loss(self, phase: Phase, nets: Networks, mb: MicroBatch, state: Any, cfg: Any) -> PhaseResult:
-        G, D = nets.modules["G"], nets.modules["D"]
+        G, D = cast(Generator, nets.modules["G"]), cast("Discriminator", nets.modules["D"])
         z = torch.randn(mb.size, G.z_dim, device=mb.device)  # drawn first in every phase (reals may flip)
-        c = mb.labels() if G.c_dim else None  # the reals' labels (no RNG drawn: unconditional runs unchanged)
+        c = None  # a conditional G gets the reals' labels (no RNG drawn: unconditional runs unchanged)
+        if G.c_dim:
+            assert mb.labels is not None, "a conditional run's micro-batches carry labels"
+            c = mb.labels()
         if phase.name == "Gmain":
             loss, stats = losses.g_main(G, D, z, cfg.loss, mb.autocast, mb.rounds, c)
             return PhaseResult(loss, stats)
@@ -102,7 +109,7 @@ class StyleGAN2(Family):
     def after_phase(self, phase: Phase, nets: Networks, side: dict[str, Tensor], state: Any, cfg: Any,
                     finite: Tensor) -> None:  # fmt: skip
         if phase.name == "Dmain":
-            mapping = nets.modules["G"].mapping
+            mapping = cast(Generator, nets.modules["G"]).mapping
             moved = mapping.w_avg.lerp(side["w_mean"], 1 - mapping.w_avg_beta)
             mapping.w_avg.copy_(torch.where(finite, moved, mapping.w_avg))
         elif phase.name == "Greg":
@@ -111,7 +118,11 @@ class StyleGAN2(Family):
             state.extra["pl_mean"] = torch.where(finite, moved, pl_mean)
 
     def end_iteration(self, nets: Networks, state: Any, cfg: Any) -> None:
-        update_ema(nets.modules["G_ema"], nets.modules["G"], ema_beta(cfg, state.cur_nimg))
+        update_ema(
+            cast(Generator, nets.modules["G_ema"]),
+            cast(Generator, nets.modules["G"]),
+            ema_beta(cfg, state.cur_nimg),
+        )
 
     def initial_extra_state(self) -> dict[str, float]:
         return {"pl_mean": 0.0}
