@@ -122,15 +122,15 @@ def synthetic_set(
     run: Path, spec: Any, per_class: int, seed: int, psi: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``per_class`` volumes of every class from the run's G_ema (seeded latents), and their class positions."""
+    from medgan3d.sampling import sample
     from medgan3d.training.checkpoint import load_generator
-    from medgan3d.training.observe import generated_volumes
 
     G = load_generator(run).eval()
     vols, targets = [], []
     for k, label in enumerate(spec.classes):
         c = spec.encode([label] * per_class)
         start = 1_000_000 * (seed + 1) + k * per_class
-        vols.append(torch.from_numpy(generated_volumes(G, per_class, seed=start, psi=psi, c=c)))
+        vols.append(sample(G, range(start, start + per_class), psi, c=c)[:, 0])
         targets += [k] * per_class
     return torch.cat(vols).clamp(-1, 1).unsqueeze(1), torch.tensor(targets)
 
