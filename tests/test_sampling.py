@@ -40,9 +40,13 @@ def test_each_volume_is_its_own_seeds_z_through_G(G) -> None:
 
 
 def test_batches_rng_and_mode(G) -> None:
-    seeds = list(range(BATCH_SIZE + 2))
-    chunks = [c for c, _ in sample_batches(G, seeds)]
-    assert chunks == [seeds[:BATCH_SIZE], seeds[BATCH_SIZE:]]
+    seeds = list(range(10))
+    assert BATCH_SIZE == 1 and [c for c, _ in sample_batches(G, seeds)] == [[s] for s in seeds]
+    chunks = [c for c, _ in sample_batches(G, seeds, batch_size=8)]
+    assert chunks == [seeds[:8], seeds[8:]]
+    torch.testing.assert_close(
+        torch.cat([v for _, v in sample_batches(G, seeds, batch_size=8)]), sample(G, seeds)
+    )
     state = torch.random.get_rng_state()
     G.train()
     a = sample(G, seeds[:3], noise_mode="random")
@@ -58,14 +62,14 @@ def test_batches_rng_and_mode(G) -> None:
 
 def test_generate_writes_what_evaluate_scores(G, tmp_path: Path, monkeypatch) -> None:
     """`generate --seeds 0-9` and `evaluate -n 10 --seed 0` (and evaluate_generator, as snapshots call it) see
-    bit-identical volumes: two batches, the second short."""
+    bit-identical volumes."""
     G.save_pretrained(tmp_path / "G")
-    n = BATCH_SIZE + 2
+    n = 10
     written = sample_to_nifti(tmp_path / "G", list(range(n)), tmp_path / "gen", raw=True, clip=False)
     files = np.stack(
         [np.asarray(nib.load(p).dataobj).transpose(2, 1, 0) for p in written]
     )  # NIfTI is (W, H, D)
-    cli, source = _fake_volumes(tmp_path / "G", None, tmp_path, n, 0, 1.0, "auto")
+    cli, source, _ = _fake_volumes(tmp_path / "G", None, tmp_path, n, 0, 1.0, "auto", "all")
     assert source["seeds"] == [0, n - 1] and source["noise_mode"] == "const"
     assert np.array_equal(cli[:, 0].numpy(), files)
 

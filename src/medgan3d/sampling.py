@@ -68,7 +68,10 @@ def synthesize(
 
 
 NOISE_MODES = ("const", "random", "none")
-BATCH_SIZE = 8  # volumes per forward pass; every caller batches alike, so their volumes agree bit for bit
+# Volumes per forward pass. One: a volume then depends on its seed (and label) only, never on the other volumes
+# of its batch (batched convolutions round differently, and BatchNorm in batch mode mixes samples); larger
+# batches are faster and agree with it to float rounding.
+BATCH_SIZE = 1
 
 
 def seed_latents(z_dim: int, seeds: Sequence[int]) -> Tensor:
@@ -103,7 +106,8 @@ def sample_batches(
     per-layer noise inputs; the other families have none): ``"const"`` the generator's fixed noise buffers,
     ``"none"`` no noise, ``"random"`` fresh noise from torch's RNG seeded with the batch's first seed (so it
     depends on the batching). ``c`` ``[len(seeds), c_dim]``: the label vectors of a conditional generator
-    (seed ``seeds[i]`` gets row i). Seeds go in batches of ``batch_size``, ``G`` in eval mode, without autograd;
+    (seed ``seeds[i]`` gets row i). Seeds go in batches of ``batch_size`` (default one at a time), ``G`` in eval
+    mode, without autograd;
     ``G``'s mode and the caller's RNG state are left as they were.
     """
     if noise_mode not in NOISE_MODES:

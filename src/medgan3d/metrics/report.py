@@ -169,7 +169,7 @@ def scored_text(prov: Mapping[str, Any]) -> str:
             if src.get("kimg") is not None
             else f"the saved generator {src['generator']} (no checkpoint, kimg unknown)"
         )
-        return f"Scored: {where}, family {src.get('family')}, truncation ψ {src['truncation_psi']:g}, z seed {src['z_seed']}."
+        return f"Scored: {where}, family {src.get('family')}, truncation ψ {src['truncation_psi']:g}, {_seeds(src)}."
     if "fake_dir" in src:
         origins = src.get("origins") or []
         said = "; ".join(
@@ -179,8 +179,16 @@ def scored_text(prov: Mapping[str, Any]) -> str:
         tail = f" Their sidecars say: {said}." if said else " No sidecars say which checkpoint made them."
         return f"Scored: {src['files']} files in {src['fake_dir']}.{tail}"
     if gen:
-        return f"Scored: a generator in memory (ψ {gen.get('truncation_psi')}, z seed {gen.get('z_seed')})."
+        return f"Scored: a generator in memory (ψ {gen.get('truncation_psi')}, {_seeds(gen)})."
     return "Scored: volumes passed in memory (no checkpoint recorded)."
+
+
+def _seeds(source: Mapping[str, Any]) -> str:
+    """``seeds 0-63, const noise`` (medgan3d.sampling); ``z seed S`` for results written before it."""
+    if "seeds" in source:
+        first, last = source["seeds"]
+        return f"seeds {first}-{last}, {source.get('noise_mode', 'const')} noise"
+    return f"z seed {source.get('z_seed')}"
 
 
 def memorisation_html(result: dict) -> str:
