@@ -62,16 +62,29 @@ def test_batches_rng_and_mode(G) -> None:
 
 def test_generate_writes_what_evaluate_scores(G, tmp_path: Path, monkeypatch) -> None:
     """`generate --seeds 0-9` and `evaluate -n 10 --seed 0` (and evaluate_generator, as snapshots call it) see
-    bit-identical volumes."""
+    bit-identical volumes; the files hold them (model units with --raw: to float rounding of the identity map)."""
+    import medgan3d.generate as generate_module
+
     G.save_pretrained(tmp_path / "G")
     n = 10
+    handed: list[np.ndarray] = []  # what generate writes, before the NIfTI writer
+    real_write = generate_module.write_synthetic
+
+    def record(path, vol, *args, **kwargs):
+        handed.append(np.array(vol))
+        return real_write(path, vol, *args, **kwargs)
+
+    monkeypatch.setattr(generate_module, "write_synthetic", record)
     written = sample_to_nifti(tmp_path / "G", list(range(n)), tmp_path / "gen", raw=True, clip=False)
+    generated = np.stack(handed)
     files = np.stack(
         [np.asarray(nib.load(p).dataobj).transpose(2, 1, 0) for p in written]
-    )  # NIfTI is (W, H, D)
+    )  # NIfTI: (W, H, D)
+    np.testing.assert_allclose(files, generated, rtol=0, atol=1e-6)
+
     cli, source, _ = _fake_volumes(tmp_path / "G", None, tmp_path, n, 0, 1.0, "auto", "all")
     assert source["seeds"] == [0, n - 1] and source["noise_mode"] == "const"
-    assert np.array_equal(cli[:, 0].numpy(), files)
+    assert np.array_equal(cli[:, 0].numpy(), generated)
 
     seen: list[torch.Tensor] = []
 
@@ -82,4 +95,4 @@ def test_generate_writes_what_evaluate_scores(G, tmp_path: Path, monkeypatch) ->
     monkeypatch.setattr(evaluate_module, "evaluate_volumes", capture)
     result = evaluate_module.evaluate_generator(G, tmp_path, num_samples=n, seed=0)
     assert result["provenance"]["generator"]["seeds"] == [0, n - 1]
-    assert np.array_equal(seen[0][:, 0].numpy(), files)
+    assert np.array_equal(seen[0][:, 0].numpy(), generated)
