@@ -83,7 +83,8 @@ def preset_spec(name: str, spatial_dims: int) -> AugmentSpec:
         raise ValueError(f"augmentation preset {name!r} not in {sorted(PRESETS)}")
     if spatial_dims not in AXES:
         raise ValueError(f"augmentation works on 2 or 3 spatial axes, not {spatial_dims}")
-    axes, in_plane = AXES[spatial_dims], AXES[spatial_dims][-2:]
+    axes = AXES[spatial_dims]
+    in_plane = (axes[-2], axes[-1])  # the axial plane (H, W)
     every = dict.fromkeys(TRANSFORMS, 1.0)
     intensity = dict.fromkeys(INTENSITY, 1.0)
     if name == "all":
