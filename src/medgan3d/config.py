@@ -74,7 +74,7 @@ def from_dict(cls: type[T], data: Any, source: str = "<dict>", section: str = ""
     section = section or cls.__name__
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: the {section} section must be a mapping, got {type(data).__name__}")
-    names = [f.name for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
+    names = [f.name for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]  # cls is a dataclass
     for key in data:
         if key not in names:
             raise ConfigError(f"{source}: unknown {section} key {key!r} (known: {', '.join(names)})")
@@ -129,7 +129,7 @@ def _read(value: Any, hint: Any, source: str, section: str, key: str) -> Any:
     options = _options(hint)
     for option in options:
         if dataclasses.is_dataclass(option) and isinstance(value, Mapping):
-            return from_dict(option, value, source, f"{section}.{key}")  # type: ignore[arg-type]
+            return from_dict(option, value, source, f"{section}.{key}")  # type: ignore[arg-type]  # a dataclass type (checked)
     if isinstance(value, list) and any(typing.get_origin(o) is tuple for o in options):
         value = tuple(value)
     described = []
@@ -156,7 +156,7 @@ def _matches(value: Any, option: Any) -> bool:
             return all(_matches(v, args[0]) for v in value)
         return len(args) == len(value) and all(_matches(v, a) for v, a in zip(value, args, strict=True))
     if dataclasses.is_dataclass(option):
-        return isinstance(value, option)  # type: ignore[arg-type]
+        return isinstance(value, option)  # type: ignore[arg-type]  # a dataclass type (checked)
     return True  # a type this reader does not check (paths, built objects): the class checks it
 
 
@@ -537,7 +537,7 @@ class BuildsNetworks:
     def network_kwargs(self, name: str) -> dict[str, Any]:
         """The constructor arguments of network ``name``: every field whose ``to`` names its class."""
         cls = self.networks[name]
-        given = {f.metadata["to"][cls]: getattr(self, f.name) for f in dataclasses.fields(self)  # type: ignore[arg-type]
+        given = {f.metadata["to"][cls]: getattr(self, f.name) for f in dataclasses.fields(self)  # type: ignore[arg-type]  # self is a dataclass
                  if cls in f.metadata.get("to", {})}  # fmt: skip
         return given
 

@@ -84,7 +84,7 @@ def _sidecars(records: list[dict]) -> dict:
     return {
         "sidecars": len(found),
         "origins": [{"run": r, "checkpoint": c, "kimg": k} for r, c, k in origins],
-        "labels": [c["label"] for c in conditions] if labelled else None,  # type: ignore[index]
+        "labels": [c["label"] for c in conditions] if labelled else None,  # type: ignore[index]  # dicts when labelled
     }
 
 

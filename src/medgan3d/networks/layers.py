@@ -526,7 +526,7 @@ def _modulated_conv_nonfused(
         y = blur_fir(y, spatial_dims, pad=1, gain=2.0**spatial_dims)
     if demodulate:
         _, d = _modulation(weight, styles, groups, True, eps)
-        y = y * d.reshape(n, c_out, *ones)  # type: ignore[union-attr]
+        y = y * d.reshape(n, c_out, *ones)  # type: ignore[union-attr]  # d is set when demodulating
     return y
 
 

@@ -221,7 +221,7 @@ class RealBatches:
     def labels(self, position: int, r: int) -> Tensor:
         """The label vectors ``[batch_gpu, c_dim]`` of :meth:`micro`'s items."""
         assert self.spec is not None
-        labels = [self.dataset.label(i) for i in self._indices(position, r)]  # type: ignore[attr-defined]
+        labels = [self.dataset.label(i) for i in self._indices(position, r)]  # type: ignore[attr-defined]  # a labelled VolumeDataset
         return self.spec.encode(labels).to(self.d.device)
 
 
