@@ -13,6 +13,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+DEFAULT_CONFIG = "tiny"  # the model preset train, pretrain, prepare (its shape) and demo default to
+
 # -- training runs (train, pretrain) ----------------------------------------------------------------------
 Batch = Annotated[
     int | None, typer.Option("--batch", help="Global minibatch over all processes (default: the preset's).")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from medgan3d.cli import command
+from medgan3d.cli.options import DEFAULT_CONFIG
 
 if TYPE_CHECKING:
     from medgan3d.data import PreprocessConfig
@@ -66,7 +67,14 @@ def prepare(
         "coca",
         "--preset",
         "-p",
-        help="coca | adni | hagan-ct | hagan-mri | brain-t1-2mm | brain-t1-1mm | generic.",
+        help="Preprocessing (intensities, resampling): coca (CT) | adni (MRI) | hagan-ct | hagan-mri | "
+        "brain-t1-2mm | brain-t1-1mm | generic.",
+    ),
+    config: str = typer.Option(
+        DEFAULT_CONFIG,
+        "--config",
+        "-c",
+        help="Model preset the data is for (as in train --config): its output shape is the default --shape.",
     ),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Worker processes."),
     strict: bool = typer.Option(
@@ -77,7 +85,8 @@ def prepare(
     shape: str | None = typer.Option(
         None,
         "--shape",
-        help="Target D x H x W, e.g. 32x64x64 or 64 (default: the preset's; phantoms 16³, train's default preset).",
+        help="Target D x H x W, e.g. 32x64x64 or 64 (default: the --config preset's output shape, tiny: 16³; "
+        "brain-t1-* without --config: their own shape).",
     ),
     window: str | None = typer.Option(
         None, "--window", help="Intensity window LO,HI, e.g. HU -250,650 (default: the preset's)."
@@ -134,7 +143,7 @@ def prepare(
     ),
 ) -> None:
     """Read, preprocess (paper presets) and cache volumes; report.json says what was skipped and why."""
-    from medgan3d.cli.checks import check_out_folder
+    from medgan3d.cli.checks import check_out_folder, explicit_options
     from medgan3d.console import make_console
     from medgan3d.errors import UsageError
 
@@ -142,7 +151,7 @@ def prepare(
     if labels is not None and src not in PHANTOMS and not labels.is_file():
         raise UsageError(f"--labels {labels}: no such file")
     _check_options(ctx, src, preset)
-    size = _triple(shape, "--shape")
+    size = _triple(shape, "--shape") or _model_shape(config, preset, "--config" in explicit_options(ctx))
     cfg = None if src in PHANTOMS else _preprocessing(preset, size, window, spacing, crop, antialias, seed)
     console = make_console(stderr=True)
     kw = {"workers": workers, "dtype": dtype, "val_fraction": val_fraction, "split_seed": seed}
@@ -161,6 +170,25 @@ def prepare(
         else:
             report = _folder(src, out, cfg, strict, bar, kw)
     _summary(console, report, out, time.perf_counter() - start)
+
+
+def _model_shape(config: str, preset: str, explicit: bool) -> tuple[int, int, int] | None:
+    """D, H, W of the model preset, so that `prepare DIR` then `train` fit each other; None: the preprocessing
+    preset's own shape (brain-t1-* are tied to one generator family's base shape unless --config says)."""
+    from medgan3d.config import load_preset
+    from medgan3d.data.preprocess import GENERATOR_BASES
+    from medgan3d.errors import UsageError
+
+    if not explicit and preset in GENERATOR_BASES:
+        return None
+    try:
+        model = load_preset(config).model
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"--config {config!r}: {exc}") from exc
+    shape = tuple(model.output_shape[1:])
+    if len(shape) != 3:
+        raise UsageError(f"--config {config}: a {len(shape)}D preset; give the 3D preset its twin comes from")
+    return shape  # type: ignore[return-value]
 
 
 def _check_options(ctx: typer.Context, src: str, preset: str) -> None:

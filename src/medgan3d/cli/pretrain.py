@@ -21,7 +21,9 @@ def pretrain(
     data: Path = typer.Option(
         ..., "--data", "-d", help="Prepared dataset folder; its axial slices are used."
     ),
-    config: str = typer.Option("tiny", "--config", "-c", help="3D preset whose 2D twin is trained."),
+    config: str = typer.Option(
+        opt.DEFAULT_CONFIG, "--config", "-c", help="3D preset whose 2D twin is trained."
+    ),
     kimg: float | None = typer.Option(
         None,
         "--kimg",

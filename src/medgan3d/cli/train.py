@@ -90,7 +90,7 @@ def train(
         "-d",
         help="Prepared dataset folder (medgan3d prepare); no default: required unless --resume.",
     ),
-    config: str = typer.Option("tiny", "--config", "-c", help="Preset name or YAML path."),
+    config: str = typer.Option(opt.DEFAULT_CONFIG, "--config", "-c", help="Preset name or YAML path."),
     kimg: float | None = typer.Option(
         None,
         "--kimg",

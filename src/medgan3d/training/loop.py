@@ -432,7 +432,7 @@ def open_dataset(data: str | Path, model: ModelSpec, flip: bool) -> VolumeDatase
     if shape != model.output_shape:
         raise ValueError(
             f"{data}: items are {list(shape)} but the model generates {list(model.output_shape)}; "
-            f"prepare the data at the model's shape (medgan3d prepare ... --shape) or pick another preset"
+            f"prepare the data for this preset (medgan3d prepare ... --config PRESET, or --shape) or pick another preset"
             f"{_blocks_hint(shape[1:], model)}"
         )
     return dataset
@@ -707,12 +707,16 @@ def _loop(run: Run) -> None:
     """Iterations until ``cfg.kimg``; a tick every ``tick_kimg``, a snapshot every ``snapshot_ticks`` ticks.
 
     Between ticks nothing is read from the device (one process): the iterations' stats and non-finite flags
-    are read, and the skip rule applied, once per tick (:func:`settle_rows`)."""
+    are read, and the skip rule applied, once per tick (:func:`settle_rows`).
+
+    The console's tick 0 is the first iteration of this session (its speed, the time left); stats rows are
+    ticks 1, 2, ... (StyleGAN2-ADA's numbering, where tick 0 is the start)."""
     state, cfg, d, logger = run.state, run.cfg, run.d, run.logger
     total = int(cfg.kimg * 1000)
     rows: list[dict[str, Stat]] = []
     losses = ""
     tick_time = time.perf_counter()
+    first = True
     try:
         with StopFlag() as stop:
             while state.cur_nimg < total:
@@ -727,6 +731,9 @@ def _loop(run: Run) -> None:
                     (state.cur_nimg - state.tick_start_nimg) / 1000, 1e-9
                 )
                 logger.step(state.cur_nimg / 1000, f"{spk:.1f} s/kimg{losses}")
+                if first:  # tick 0: at once, not a tick (on CPU that can be an hour) later
+                    _tick_zero(run, tick_time)
+                    first = False
                 if done or stopping or state.cur_nimg >= state.tick_start_nimg + cfg.tick_kimg * 1000:
                     record = _tick(run, rows, tick_time, snapshot=done or stopping)
                     rows, tick_time = [], time.perf_counter()
@@ -746,6 +753,18 @@ def _loop(run: Run) -> None:
 LOSSES_SHOWN = ("loss/G", "loss/D")  # on the progress line, from the last tick
 
 
+def _tick_zero(run: Run, start: float) -> None:
+    """The console's tick 0 (a resumed run: its last tick) after this session's first iteration: its speed (waited for on CUDA, once, so it
+    is the device's and not the launch queue's) and the time left at that speed."""
+    if run.d.device.type == "cuda":
+        torch.cuda.synchronize(run.d.device)
+    state = run.state
+    spk = (time.perf_counter() - start) / max((state.cur_nimg - state.tick_start_nimg) / 1000, 1e-9)
+    run.logger.started(
+        state.tick, state.cur_nimg / 1000, spk, state.tick_start_nimg / 1000 + run.cfg.tick_kimg
+    )
+
+
 def _tick(run: Run, rows: list[dict[str, Stat]], tick_time: float, snapshot: bool) -> dict[str, Any]:
     """One stats row (stats.jsonl, TensorBoard, console); on snapshot ticks the PNG grid, metrics and a
     checkpoint, in that order, so that a kill between them leaves rows that resume cuts back. No checkpoint
@@ -756,7 +775,7 @@ def _tick(run: Run, rows: list[dict[str, Stat]], tick_time: float, snapshot: boo
     now = time.perf_counter()
     kimg = state.cur_nimg / 1000
     state.elapsed_s += now - tick_time
-    record: dict[str, Any] = {"tick": state.tick, "kimg": kimg,
+    record: dict[str, Any] = {"tick": state.tick + 1, "kimg": kimg,
                               "sec_per_kimg": (now - tick_time) / ((state.cur_nimg - state.tick_start_nimg) / 1000),
                               "skipped_total": state.bad_total} | host_extra(state) | mean_stats(plain)  # fmt: skip
     if run.augment is not None:

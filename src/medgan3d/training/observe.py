@@ -84,11 +84,20 @@ def flat_hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, bool 
     return out
 
 
+def _duration(seconds: float) -> str:
+    """``1h02m``, ``3m05s``, ``42s``."""
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
 class RunLogger:
     """stats.jsonl lines, TensorBoard scalars/images and console output; inert on ranks other than 0."""
 
     def __init__(self, run_dir: Path | None, total_kimg: float, start_kimg: float) -> None:
         self.run_dir = run_dir
+        self.total_kimg = total_kimg
         self.console = make_console()
         self.writer = None
         self.progress: Progress | None = None
@@ -112,6 +121,18 @@ class RunLogger:
     def step(self, kimg: float, info: str) -> None:
         if self.progress is not None:
             self.progress.update(self.task, completed=kimg, info=info)
+
+    def started(self, tick: int, kimg: float, sec_per_kimg: float, next_tick_kimg: float) -> None:
+        """The line of tick ``tick`` (0 in a fresh run: the start; the last row's tick on resume), printed after
+        the session's first iteration, on a terminal or off it: its speed and the time left at that speed."""
+        if self.run_dir is None:
+            return
+        left = max(self.total_kimg - kimg, 0.0) * sec_per_kimg
+        self.console.print(
+            f"tick {tick:<4d} kimg {kimg:<8.2f} s/kimg {sec_per_kimg:<7.2f} first iteration; about "
+            f"{_duration(left)} to kimg {self.total_kimg:g} at this speed; tick {tick + 1} at kimg "
+            f"{min(next_tick_kimg, self.total_kimg):.2f}"
+        )
 
     def tick(self, record: dict[str, Any]) -> None:
         if self.run_dir is None:
