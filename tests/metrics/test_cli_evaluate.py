@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from medgan3d.cli.main import app
 from medgan3d.config import load_preset
 from medgan3d.data import Manifest, denormalize, write_nifti
-from medgan3d.metrics import SCORE_KEYS
+from medgan3d.metrics import SCORE_KEYS, EvalSettings
+from medgan3d.metrics.evaluate import evaluation_stages
 
 runner = CliRunner()
 
@@ -54,6 +55,19 @@ def test_cli_scores_a_saved_generator(brain_root, tmp_path) -> None:
     )
     assert prov["extractors"]["3d"]["weights"] == "random, seed 0"
     assert prov["source"]["generator"] == str(gdir.resolve())
+    _check_stage_lines(res.output, ["sampling 12 volumes", *evaluation_stages(EvalSettings())])
+
+
+def _check_stage_lines(output: str, stages: list[str]) -> None:
+    """Off a terminal (the runner is not one) each stage is one plain line as it starts, in order, before the
+    scores are printed."""
+    lines = output.splitlines()
+    found = [i for i, line in enumerate(lines) if line.startswith("evaluate [")]
+    expected = [f"evaluate [{k}/{len(stages)}] {name} (" for k, name in enumerate(stages, 1)]
+    assert [lines[i][: len(e)] for i, e in zip(found, expected, strict=False)] == expected, lines
+    assert len(found) == len(stages) and found[-1] < lines.index(
+        next(ln for ln in lines if ln.startswith("metrics:"))
+    )
 
 
 def test_cli_scores_a_folder_of_volumes(brain_root, heldout, tmp_path) -> None:

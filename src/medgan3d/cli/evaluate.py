@@ -178,10 +178,18 @@ def evaluate(
     )  # fmt: skip
     if classifier is not None and "is" not in settings.metrics:  # a classifier is only used by 'is'
         settings.metrics = (*settings.metrics, "is")
-    volumes, source, labels = _fake_volumes(run, fake, data, num, seed, trunc, fake_mode, split)
-    if volumes.ndim == 4:
-        settings.metrics = _metrics_2d(settings.metrics)
-    result, art = evaluate_volumes_with_artifacts(volumes, data, settings)
+    from medgan3d.console import Stages, make_console
+    from medgan3d.metrics.evaluate import evaluation_stages
+
+    with Stages(make_console(stderr=True), "evaluate") as stages:
+        first = "reading --fake volumes" if fake is not None else f"sampling {num} volumes"
+        stages(first, 0, 1 + len(evaluation_stages(settings)))
+        volumes, source, labels = _fake_volumes(run, fake, data, num, seed, trunc, fake_mode, split)
+        if volumes.ndim == 4:
+            settings.metrics = _metrics_2d(settings.metrics)
+        result, art = evaluate_volumes_with_artifacts(
+            volumes, data, settings, progress=lambda name, done, total: stages(name, done + 1, total + 1)
+        )
     result["provenance"]["source"] = source
     if labels is not None and _has_classes(data):
         from medgan3d.metrics import evaluate_per_class

@@ -37,7 +37,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -369,18 +369,45 @@ def _is_group(clf: Classifier, fake: Tensor, s: EvalSettings, result: dict) -> N
 
 
 # ------------------------------------------------------------------------------------------ public API
+Progress = Callable[[str, int, int], None]  # (stage starting, stages done, stages in all)
+
+
+def evaluation_stages(settings: EvalSettings, spatial_dims: int = 3) -> list[str]:
+    """The steps :func:`evaluate_volumes_with_artifacts` reports to its ``progress``, in order."""
+    names = set(settings.metrics)
+    if spatial_dims == 2:
+        return ["real axial slices", "2D features (fid_2d)"]
+    stages = ["real volumes"]
+    stages += ["2D features of 3 planes (fid)"] if "fid" in names else []
+    stages += (
+        [f"3D features ({', '.join(sorted(names & {'fid_3d', 'kid', 'mmd'}))})"]
+        if names & {"fid_3d", "kid", "mmd"}
+        else []
+    )
+    return stages + [m for m in ("ms_ssim", "psnr", "is") if m in names]
+
+
 def evaluate_volumes_with_artifacts(
     fake: Tensor | Iterable[Tensor],
     data_root: str | os.PathLike,
     settings: EvalSettings | None = None,
+    progress: Progress | None = None,
     **overrides,
 ) -> tuple[dict, EvalArtifacts]:
-    """:func:`evaluate_volumes` plus the volumes and features (for reports)."""
+    """:func:`evaluate_volumes` plus the volumes and features (for reports); ``progress`` is told as each of
+    :func:`evaluation_stages` starts."""
     t0 = time.perf_counter()
     s = _settings(settings, overrides)
     fake = _as_tensor(fake)
+    stages = evaluation_stages(s, 2 if fake.ndim == 4 else 3)
+
+    def stage(index: int) -> None:
+        if progress is not None:
+            progress(stages[index], index, len(stages))
+
     if fake.ndim == 4:
-        return _evaluate_images(fake, Path(data_root), s, t0)
+        return _evaluate_images(fake, Path(data_root), s, t0, stage)
+    stage(0)
     root = Path(data_root)
     manifest = Manifest.load(root)
     indices = real_indices(manifest, s.split, s.num_real, s.seed, s.label)
@@ -390,11 +417,16 @@ def evaluate_volumes_with_artifacts(
     result: dict = {"ci95": {}, "details": {}}
     art = EvalArtifacts(real, fake)
     extractors = {}
+    done = 1
     if "fid" in s.metrics:
+        stage(done)
+        done += 1
         extractors["2d"] = _extractor(s.extractor_2d, 2, s.weights_2d, s)
         _fid_group(extractors["2d"], PLANES, real, fake, s, data_hash, indices, result, art)
         result["fid_avg"] = float(np.mean([result[f"fid_{p}"] for p in PLANES]))
     if {"fid_3d", "kid", "mmd"} & set(s.metrics):
+        stage(done)
+        done += 1
         extractors["3d"] = _extractor(s.extractor_3d, 3, s.weights_3d, s)
         _fid_group(extractors["3d"], ("3d",), real, fake, s, data_hash, indices, result, art)
         if "fid_3d" not in s.metrics:
@@ -402,13 +434,18 @@ def evaluate_volumes_with_artifacts(
             result["ci95"].pop("fid_3d", None)
         _kernel_group(art, s, result)
     if "ms_ssim" in s.metrics:
+        stage(done)
+        done += 1
         _msssim_group(real, fake, s, result)
     if "psnr" in s.metrics:
+        stage(done)
+        done += 1
         _psnr_group(real, fake, s, result)
     if "memorisation" in s.metrics:
         _memorisation_group(manifest, fake, result)
     classifier = None
     if "is" in s.metrics:
+        stage(done)
         classifier = get_classifier(s.classifier, s.extractor_seed).to(s.device)
         _is_group(classifier, fake, s, result)
     result["provenance"] = {
@@ -446,19 +483,23 @@ def real_axial_slices(root: Path, s: EvalSettings) -> tuple[Tensor, list[int], s
     return torch.stack([slices[i] for i in idx]), idx, slices.slices
 
 
-def _evaluate_images(fake: Tensor, root: Path, s: EvalSettings, t0: float) -> tuple[dict, EvalArtifacts]:
+def _evaluate_images(
+    fake: Tensor, root: Path, s: EvalSettings, t0: float, stage: Callable[[int], None]
+) -> tuple[dict, EvalArtifacts]:
     """FID of 2D images against the real axial slices (Liu et al., arXiv 2208.03934 Table 4, FID-2D): ``fid_2d``."""
     if set(s.metrics) - {"fid"}:
         raise ValueError(
             f"2D images are scored with fid only (fid_2d against axial slices); "
             f"{sorted(set(s.metrics) - {'fid'})} need volumes"
         )
+    stage(0)
     manifest = Manifest.load(root)
     real, idx, source = real_axial_slices(root, s)
     fake, fake_range = _check_fake(fake, list(real.shape[1:]))
     data_hash = _data_hash(manifest)
     result: dict = {"ci95": {}, "details": {}}
     art = EvalArtifacts(real, fake)
+    stage(1)
     ext = _extractor(s.extractor_2d, 2, s.weights_2d, s)
     view = f"2d:axial-{source}:{s.split}"
     _fid_group(ext, (view,), real, fake, s, data_hash, idx, result, art)
