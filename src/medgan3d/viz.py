@@ -223,6 +223,11 @@ def _save_png(fig: Any, path: str | os.PathLike[str], title: str = "") -> Path:
     return path
 
 
+def save_figure(fig: Any, path: str | os.PathLike[str], title: str = "") -> Path:
+    """Write a figure made by one of the ``*_figure`` functions as PNG, atomically, and close it."""
+    return _save_png(fig, path, title)
+
+
 def save_plane_grids(
     grid: Sequence[Sequence[np.ndarray | None]],
     out_dir: str | os.PathLike[str],

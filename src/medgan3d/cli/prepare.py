@@ -278,3 +278,23 @@ def _summary(console, report: dict, out: Path, seconds: float) -> None:
         console.print(f"  skipped {item['source']}: {item['reason']}", markup=False)
     if len(skipped) > 20:
         console.print(f"  ... and {len(skipped) - 20} more in {out / 'report.json'}")
+    if "fingerprint" in report:
+        _fingerprint(console, report["fingerprint"], out)
+
+
+def _fingerprint(console, fp: dict, out: Path) -> None:
+    """The dataset's spread in one line, then each outlier with its reasons (report.json has every scan)."""
+    from rich.markup import escape
+
+    def span(key: str, unit: str = "") -> str:
+        lo, mid, hi = ("×".join(f"{x:.4g}" for x in fp[key][k]) for k in ("min", "median", "max"))
+        return f"{mid}{unit} (min {lo}, max {hi})"
+
+    p1, p50, p99 = fp["intensity_p1_p50_p99"]["median"]
+    console.print(f"fingerprint of {fp['scans']} scans: shape {span('shape')}, spacing {span('spacing_mm', ' mm')}, "
+                  f"raw intensities 1-50-99 % {p1:.4g}, {p50:.4g}, {p99:.4g} (medians)", markup=False)  # fmt: skip
+    for item in fp["outliers"]:
+        console.print(
+            f"  [yellow]outlier[/yellow] {escape(item['source'])}: {escape('; '.join(item['reasons']))}"
+        )
+    console.print(f"preview (check windowing and orientation): {out / 'preview.png'}", markup=False)

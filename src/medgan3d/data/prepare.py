@@ -5,7 +5,8 @@ Output folder ``DIR``::
     volumes.npy    float16/float32 [N, 1, D, H, W], memory-mappable (np.load(..., mmap_mode="r"))
     slices.npy     (``all_slices``, depth-cropping presets) every axial slice of every scan [M, 1, H, W]
     dataset.json   manifest: count, shape, preset (all parameters), per-item source/geometry/split, hash
-    report.json    what was read, what was skipped and why
+    report.json    what was read, what was skipped and why; the dataset's fingerprint and its outliers
+    preview.png    centre slices of a few volumes in three planes, with the window (medgan3d.data.fingerprint)
 
 The folder is built as ``.DIR.tmp-*`` next to ``DIR`` and renamed into place only when complete, so a
 half-written ``DIR`` never exists. Nothing time-dependent is written: the same SRC gives the same bytes.
@@ -29,6 +30,7 @@ from typing import cast
 
 import numpy as np
 
+from medgan3d.data.fingerprint import PREVIEW_NAME, fingerprint, scan_statistics, write_preview
 from medgan3d.data.io import (
     DICOM_SUFFIXES,
     IMAGE_SUFFIXES,
@@ -271,8 +273,9 @@ def all_axial_slices(array: np.ndarray, meta, cfg: PreprocessConfig, source: str
 
 
 def process_source(args: Task) -> list[dict]:
-    """Preprocess each volume of a source: ``{"source", "array", "info"}`` (+ ``"slices"``, every axial
-    slice, when asked and the preset crops the depth) or ``{"source", "reason"}``.
+    """Preprocess each volume of a source: ``{"source", "array", "info", "stats"}`` (+ ``"slices"``, every
+    axial slice, when asked and the preset crops the depth) or ``{"source", "reason"}``; ``stats`` are the
+    scan's :func:`~medgan3d.data.fingerprint.scan_statistics`.
 
     ``args`` is (source, preset, max_voxels, all_slices). Never raises for bad data: an unexpected error is
     reported as that file's reason.
@@ -292,6 +295,7 @@ def process_source(args: Task) -> list[dict]:
             continue
         try:
             array, info = preprocess(res.array, res.meta, cfg, res.source)
+            stats = scan_statistics(res.array, array)
             slices = None
             if all_slices and not keeps_all_slices(cfg):
                 slices = all_axial_slices(res.array, res.meta, cfg, res.source, info)
@@ -309,7 +313,7 @@ def process_source(args: Task) -> list[dict]:
             **info,
         }
         out.append(
-            {"source": res.source, "array": array, "info": info}
+            {"source": res.source, "array": array, "info": info, "stats": stats}
             | ({"slices": slices} if slices is not None else {})
         )
     return out
@@ -526,7 +530,8 @@ def prepare_dataset(
         check_csv_against_sources(labels, [s.name for s in sources])
     with atomic_dir(out, replace=_replaceable) as tmp:
         tasks = [(s, cfg, max_voxels, all_slices) for s in sources]
-        items = _collect(tasks, workers, strict, np_dtype, tmp, skipped, progress)
+        scans: list[dict] = []
+        items = _collect(tasks, workers, strict, np_dtype, tmp, skipped, progress, scans)
         if not items:
             raise PrepareError(f"{src}: no usable volume ({len(skipped)} skipped)" + _first(skipped))
         data_hash = _finalize_array(
@@ -549,7 +554,12 @@ def prepare_dataset(
             "skipped": skipped,
             "ignored": ignored,
             "preset": cfg.name,
+            "fingerprint": fingerprint(items, scans),
+            "preview": PREVIEW_NAME,
         }
+        volumes = np.load(tmp / ARRAY_NAME, mmap_mode="r")
+        write_preview(tmp / PREVIEW_NAME, volumes, items, manifest, report["fingerprint"]["outliers"])
+        del volumes
         (tmp / REPORT_NAME).write_bytes(_json_bytes(report))
         (tmp / MANIFEST_NAME).write_bytes(_json_bytes(manifest))  # last: its presence marks a complete folder
     return report
@@ -580,7 +590,8 @@ def _finalize_slices(tmp: Path, items: list[dict], cfg: PreprocessConfig, np_dty
     }
 
 
-def _collect(tasks, workers, strict, np_dtype, tmp: Path, skipped: list, progress) -> list[dict]:
+def _collect(tasks, workers, strict, np_dtype, tmp: Path, skipped: list, progress, scans: list) -> list[dict]:
+    """The kept items (manifest rows) in task order; bad ones go to ``skipped``, statistics to ``scans``."""
     items: list[dict] = []
     rows = 0  # slices written to slices.raw so far
     with (
@@ -602,6 +613,7 @@ def _collect(tasks, workers, strict, np_dtype, tmp: Path, skipped: list, progres
                     extra = {"slice_rows": [rows, rows + len(res["slices"])]}
                     rows += len(res["slices"])
                 items.append({"source": res["source"], **res["info"], **extra})
+                scans.append(res["stats"])
             if progress is not None:
                 progress(done, len(tasks))
     return items
