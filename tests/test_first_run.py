@@ -65,9 +65,18 @@ def test_phantoms_default_to_the_default_presets_shape(tmp_path: Path) -> None:
 
 
 def test_prepare_takes_the_shape_of_the_preset_it_prepares_for(scans: Path, tmp_path: Path) -> None:
-    res = runner.invoke(app, ["prepare", str(scans), "-o", str(tmp_path / "d"), "-c", "wgan-gp-coca"])
+    res = runner.invoke(app, ["prepare", str(scans), "-o", str(tmp_path / "d"), "-c", "wgan-gp-tiny"])
     assert res.exit_code == 0, res.output
-    assert load_manifest(tmp_path / "d")["shape"] == [1, 32, 64, 64]
+    assert load_manifest(tmp_path / "d")["shape"] == [1, 16, 16, 16]
+    # a preprocessing preset named without -c keeps its own shape (the paper's), as the docs' commands expect
+    res = runner.invoke(app, ["prepare", str(scans), "-o", str(tmp_path / "c"), "--preset", "coca"])
+    assert res.exit_code == 0, res.output
+    assert load_manifest(tmp_path / "c")["shape"] == [1, 32, 64, 64]
+    res = runner.invoke(
+        app, ["prepare", str(scans), "-o", str(tmp_path / "a"), "--preset", "adni", "-c", "hagan-32"]
+    )
+    assert res.exit_code == 0, res.output
+    assert load_manifest(tmp_path / "a")["shape"] == [1, 32, 32, 32]
     bad = runner.invoke(app, ["prepare", str(scans), "-o", str(tmp_path / "e"), "-c", "tiny-2d"])
     assert bad.exit_code == 2 and "2D preset" in bad.output and not (tmp_path / "e").exists()
 

@@ -85,8 +85,8 @@ def prepare(
     shape: str | None = typer.Option(
         None,
         "--shape",
-        help="Target D x H x W, e.g. 32x64x64 or 64 (default: the --config preset's output shape, tiny: 16³; "
-        "brain-t1-* without --config: their own shape).",
+        help="Target D x H x W, e.g. 32x64x64 or 64 (default: the output shape of --config if given, else the "
+        "--preset's own if given, else tiny's 16³, train's default).",
     ),
     window: str | None = typer.Option(
         None, "--window", help="Intensity window LO,HI, e.g. HU -250,650 (default: the preset's)."
@@ -151,7 +151,7 @@ def prepare(
     if labels is not None and src not in PHANTOMS and not labels.is_file():
         raise UsageError(f"--labels {labels}: no such file")
     _check_options(ctx, src, preset)
-    size = _triple(shape, "--shape") or _model_shape(config, preset, "--config" in explicit_options(ctx))
+    size = _triple(shape, "--shape") or _model_shape(config, explicit_options(ctx))
     cfg = None if src in PHANTOMS else _preprocessing(preset, size, window, spacing, crop, antialias, seed)
     console = make_console(stderr=True)
     kw = {"workers": workers, "dtype": dtype, "val_fraction": val_fraction, "split_seed": seed}
@@ -172,14 +172,14 @@ def prepare(
     _summary(console, report, out, time.perf_counter() - start)
 
 
-def _model_shape(config: str, preset: str, explicit: bool) -> tuple[int, int, int] | None:
-    """D, H, W of the model preset, so that `prepare DIR` then `train` fit each other; None: the preprocessing
-    preset's own shape (brain-t1-* are tied to one generator family's base shape unless --config says)."""
+def _model_shape(config: str, given: list[str]) -> tuple[int, int, int] | None:
+    """The default --shape: the output shape of ``-c`` when given; else, when ``--preset`` is given, None (the
+    preprocessing preset's own shape, e.g. coca's 32×64×64); else that of train's default preset, so that a bare
+    `prepare DIR` and a bare `train` fit each other."""
     from medgan3d.config import load_preset
-    from medgan3d.data.preprocess import GENERATOR_BASES
     from medgan3d.errors import UsageError
 
-    if not explicit and preset in GENERATOR_BASES:
+    if "--config" not in given and "--preset" in given:
         return None
     try:
         model = load_preset(config).model

@@ -377,14 +377,10 @@ def evaluation_stages(settings: EvalSettings, spatial_dims: int = 3) -> list[str
     names = set(settings.metrics)
     if spatial_dims == 2:
         return ["real axial slices", "2D features (fid_2d)"]
-    stages = ["real volumes"]
-    stages += ["2D features of 3 planes (fid)"] if "fid" in names else []
-    stages += (
-        [f"3D features ({', '.join(sorted(names & {'fid_3d', 'kid', 'mmd'}))})"]
-        if names & {"fid_3d", "kid", "mmd"}
-        else []
-    )
-    return stages + [m for m in ("ms_ssim", "psnr", "is") if m in names]
+    kernel = sorted(names & {"fid_3d", "kid", "mmd"})
+    stages = ["real volumes", *(["2D features of 3 planes (fid)"] if "fid" in names else [])]
+    stages += [f"3D features ({', '.join(kernel)})"] if kernel else []
+    return stages + [m for m in ("ms_ssim", "psnr", "memorisation", "is") if m in names]
 
 
 def evaluate_volumes_with_artifacts(
@@ -405,6 +401,9 @@ def evaluate_volumes_with_artifacts(
         if progress is not None:
             progress(stages[index], index, len(stages))
 
+    def metric_stage(prefix: str) -> None:  # the stage whose name starts with ``prefix``
+        stage(next(i for i, name in enumerate(stages) if name.startswith(prefix)))
+
     if fake.ndim == 4:
         return _evaluate_images(fake, Path(data_root), s, t0, stage)
     stage(0)
@@ -417,16 +416,13 @@ def evaluate_volumes_with_artifacts(
     result: dict = {"ci95": {}, "details": {}}
     art = EvalArtifacts(real, fake)
     extractors = {}
-    done = 1
     if "fid" in s.metrics:
-        stage(done)
-        done += 1
+        metric_stage("2D features")
         extractors["2d"] = _extractor(s.extractor_2d, 2, s.weights_2d, s)
         _fid_group(extractors["2d"], PLANES, real, fake, s, data_hash, indices, result, art)
         result["fid_avg"] = float(np.mean([result[f"fid_{p}"] for p in PLANES]))
     if {"fid_3d", "kid", "mmd"} & set(s.metrics):
-        stage(done)
-        done += 1
+        metric_stage("3D features")
         extractors["3d"] = _extractor(s.extractor_3d, 3, s.weights_3d, s)
         _fid_group(extractors["3d"], ("3d",), real, fake, s, data_hash, indices, result, art)
         if "fid_3d" not in s.metrics:
@@ -434,18 +430,17 @@ def evaluate_volumes_with_artifacts(
             result["ci95"].pop("fid_3d", None)
         _kernel_group(art, s, result)
     if "ms_ssim" in s.metrics:
-        stage(done)
-        done += 1
+        metric_stage("ms_ssim")
         _msssim_group(real, fake, s, result)
     if "psnr" in s.metrics:
-        stage(done)
-        done += 1
+        metric_stage("psnr")
         _psnr_group(real, fake, s, result)
     if "memorisation" in s.metrics:
+        metric_stage("memorisation")
         _memorisation_group(manifest, fake, result)
     classifier = None
     if "is" in s.metrics:
-        stage(done)
+        metric_stage("is")
         classifier = get_classifier(s.classifier, s.extractor_seed).to(s.device)
         _is_group(classifier, fake, s, result)
     result["provenance"] = {
