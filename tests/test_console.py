@@ -29,3 +29,25 @@ def test_prepare_error_with_a_long_path_stays_on_one_line(tmp_path: Path) -> Non
     assert proc.returncode != 0
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and str(deep) in lines[0], proc.stderr
+
+
+def test_stages_are_a_bar_on_a_terminal_and_plain_lines_off_it() -> None:
+    import io
+
+    from rich.console import Console
+
+    from medgan3d.console import Stages
+
+    for terminal in (False, True):
+        buffer = io.StringIO()
+        console = Console(file=buffer, force_terminal=terminal, width=100)
+        with Stages(console, "evaluate") as stages:
+            assert (stages.progress is not None) == terminal
+            for i, name in enumerate(("sampling", "features", "psnr")):
+                stages(name, i, 3)
+            if terminal:
+                task = stages.progress.tasks[0]
+                assert (task.completed, task.total, task.description) == (2, 3, "evaluate: psnr")
+        lines = [line for line in buffer.getvalue().splitlines() if line.startswith("evaluate [")]
+        expected = ["evaluate [1/3] sampling", "evaluate [2/3] features", "evaluate [3/3] psnr"]
+        assert [line.rsplit(" (", 1)[0] for line in lines] == ([] if terminal else expected)
