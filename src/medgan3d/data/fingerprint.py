@@ -148,7 +148,7 @@ def preview_figure(volumes: np.ndarray, items: list[dict[str, Any]], manifest: d
     odd = {o["source"] for o in flagged}
     rows = preview_indices(items, flagged)
     titles = [_short(items[i]["source"]) + ("\n(outlier)" if items[i]["source"] in odd else "") for i in rows]
-    window = IntensityWindow.of_manifest(manifest)
+    window = IntensityWindow.of_intensity(manifest["intensity"])  # the dict prepare is about to write
     title = f"{len(rows)} of {len(items)} prepared volumes · {window.describe()}"
     vols = [np.asarray(volumes[i][0], dtype=np.float32) for i in rows]
     return slice_grid_figure(vols, spacing=manifest["spacing"], titles=titles, window=window, title=title)
