@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
+import medgan3d
 from medgan3d.cli.main import app
 from medgan3d.cli.options import DEFAULT_CONFIG
 from medgan3d.config import load_preset
@@ -17,6 +19,7 @@ from medgan3d.data import load_manifest, make_heart_phantoms
 from medgan3d.training.observe import RunLogger
 
 runner = CliRunner()
+CONFIGS = Path(medgan3d.__file__).parent / "configs"
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +101,10 @@ def test_default_length_is_the_presets(scans: Path, tmp_path: Path, captured: di
     assert runner.invoke(app, ["prepare", str(scans), "-o", str(data)]).exit_code == 0
     assert runner.invoke(app, ["train", "--data", str(data), "-o", str(tmp_path)]).exit_code == 0
     tiny = captured["cfg"].kimg
-    assert tiny == load_preset(DEFAULT_CONFIG).extra["train"]["kimg"] and tiny < 100  # not the paper's 5000
+    written = yaml.safe_load((CONFIGS / f"{DEFAULT_CONFIG}.yaml").read_text(encoding="utf-8"))["train"][
+        "kimg"
+    ]
+    assert tiny == written and tiny < 100  # the preset file's length, not the paper's 5000
     data64 = tmp_path / "data64"
     assert runner.invoke(app, ["prepare", str(scans), "-o", str(data64), "-c", "coca-ss"]).exit_code == 0
     assert (
