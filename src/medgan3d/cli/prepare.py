@@ -188,7 +188,7 @@ def _model_shape(config: str, given: list[str]) -> tuple[int, int, int] | None:
     shape = tuple(model.output_shape[1:])
     if len(shape) != 3:
         raise UsageError(f"--config {config}: a {len(shape)}D preset; give the 3D preset its twin comes from")
-    return shape  # type: ignore[return-value]
+    return shape[0], shape[1], shape[2]
 
 
 def _check_options(ctx: typer.Context, src: str, preset: str) -> None:

@@ -548,17 +548,18 @@ def prepare_dataset(
         manifest = build_manifest(
             items, cfg, np_dtype, val_fraction, split_seed, data_hash, slices, label_spec
         )
+        prints = fingerprint(items, scans)
         report = {
             "count": len(items),
             "sources": len(sources),
             "skipped": skipped,
             "ignored": ignored,
             "preset": cfg.name,
-            "fingerprint": fingerprint(items, scans),
+            "fingerprint": prints,
             "preview": PREVIEW_NAME,
         }
         volumes = np.load(tmp / ARRAY_NAME, mmap_mode="r")
-        write_preview(tmp / PREVIEW_NAME, volumes, items, manifest, report["fingerprint"]["outliers"])
+        write_preview(tmp / PREVIEW_NAME, volumes, items, manifest, prints["outliers"])
         del volumes
         (tmp / REPORT_NAME).write_bytes(_json_bytes(report))
         (tmp / MANIFEST_NAME).write_bytes(_json_bytes(manifest))  # last: its presence marks a complete folder
