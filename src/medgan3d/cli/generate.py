@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from medgan3d.cli import command
+from medgan3d.cli import options as opt
 from medgan3d.errors import UsageError
 
 
@@ -57,12 +58,7 @@ def generate(
     raw: bool = typer.Option(
         False, "--raw/--no-raw", help="Keep model intensities [-1, 1] instead of data units."
     ),
-    clip: bool = typer.Option(
-        True,
-        "--clip/--no-clip",
-        help="Clip to the trained window (CT: the preset's HU window; MRI percentile presets: the dataset's "
-        "median range), the only values the model saw; --no-clip keeps the generator's raw extrapolation.",
-    ),
+    clip: opt.Clip = True,
     chunk_depth: int = typer.Option(
         8, "--chunk-depth", min=0, help="HA-GAN: latent slices per decoding slab (0: whole volume at once)."
     ),

@@ -14,12 +14,9 @@ from pathlib import Path
 import typer
 
 from medgan3d.cli import command
+from medgan3d.cli import options as opt
 from medgan3d.errors import UsageError
 
-CLIP_HELP = (
-    "Clip to the trained window (CT: the preset's HU window; MRI percentile presets: the dataset's median "
-    "range), the only values the model saw, as generate does; --no-clip keeps the generator's raw extrapolation."
-)
 STYLES_HELP = (
     "Layers: coarse | middle | fine (bands of the model's stages) | all | none | A-B | a,b,c (w indices)."
 )
@@ -51,13 +48,8 @@ def mix(
         "--noise",
         help="const (the generator's stored maps) | none | latent (a projected row's maps).",
     ),
-    data: Path | None = typer.Option(
-        None,
-        "--data",
-        "-d",
-        help="Prepared dataset for geometry and units (default: the copy of its manifest the run keeps).",
-    ),
-    clip: bool = typer.Option(True, "--clip/--no-clip", help=CLIP_HELP),
+    data: opt.RunGeometry = None,
+    clip: opt.Clip = True,
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
 ) -> None:
     """Style-mixing grid: rows give the base ws, columns replace a band of layers; NIfTI per cell, 3 PNG grids."""
@@ -85,13 +77,8 @@ def interpolate(
     psi: float = typer.Option(1.0, "--trunc", "--psi", help="Truncation ψ of the seeds towards w_avg."),
     noise: str = typer.Option("const", "--noise", help="const (the generator's stored maps) | none."),
     frame_ms: int = typer.Option(150, "--frame-ms", min=10, help="GIF frame duration in milliseconds."),
-    data: Path | None = typer.Option(
-        None,
-        "--data",
-        "-d",
-        help="Prepared dataset for geometry and units (default: the copy of its manifest the run keeps).",
-    ),
-    clip: bool = typer.Option(True, "--clip/--no-clip", help=CLIP_HELP),
+    data: opt.RunGeometry = None,
+    clip: opt.Clip = True,
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
 ) -> None:
     """Linear walk in W (optionally only some layers): a NIfTI per frame and walk.gif of the centre slices."""

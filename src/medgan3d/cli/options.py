@@ -109,3 +109,22 @@ class Group(TyperGroup):
 
     def get_help_option(self, ctx: Any) -> Any:
         return _no_placeholder(super().get_help_option(ctx))
+
+
+# -- sampling a run (generate, mix, interpolate) --------------------------------------------------------------
+Clip = Annotated[
+    bool,
+    typer.Option(
+        "--clip/--no-clip",
+        help="Clip to the trained window (CT: the preset's HU window; MRI percentile presets: the dataset's "
+        "median range), the only values the model saw; --no-clip keeps the generator's raw extrapolation.",
+    ),
+]
+RunGeometry = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        "-d",
+        help="Prepared dataset for geometry and units (default: the copy of its manifest the run keeps).",
+    ),
+]
