@@ -42,6 +42,7 @@ demo: $(STAMP)
 # against each other made single-process runs of the suite 3-4x slower on a shared 2-core machine.
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks experiments
+	$(BIN)/ruff format --check src tests benchmarks experiments
 	$(BIN)/mypy
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not slow" -q -n auto --dist loadgroup
 

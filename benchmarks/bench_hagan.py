@@ -39,8 +39,14 @@ from medgan3d.runtime import allocator, ensure_fast_allocator
 
 PHASES = ("D", "G", "E_H", "E_G")
 # published code, this kind of machine, 1 thread (shared/specs/hagan.md, header and §9)
-REFERENCE_TRAIN = {"res": 128, "batch": 2, "threads": 1, "s_per_iter": [30.0, 39.0], "peak_rss_mib": 2400,
-                   "phase_s": {"D": [5, 7], "G": [14, 18], "E_H": [1.4, 1.7], "E_G": [10, 14]}}  # fmt: skip
+REFERENCE_TRAIN = {
+    "res": 128,
+    "batch": 2,
+    "threads": 1,
+    "s_per_iter": [30.0, 39.0],
+    "peak_rss_mib": 2400,
+    "phase_s": {"D": [5, 7], "G": [14, 18], "E_H": [1.4, 1.7], "E_G": [10, 14]},
+}
 REFERENCE_INFER = {
     256: {"s": 35.0, "peak_rss_mib": 5.7 * 1024, "batch": 1, "threads": 1},
     128: {"s": 5.5, "peak_rss_mib": 1.2 * 1024, "batch": 1, "threads": 1},
@@ -147,24 +153,36 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
     matches = (args.res, args.batch, args.threads, device.type) == (128, 2, 1, "cpu")
     s_per_iter = statistics.median(iters)
     result: dict[str, Any] = {
-        "mode": "train", "res": args.res, "preset": preset_name(args.res), "batch": args.batch,
-        "threads": args.threads, "device": str(device), "allocator": allocator(), "repeats": args.repeats,
-        "s_per_iter": s_per_iter, "phase_s": {p: statistics.median(v) for p, v in phases.items()},
-        "iter_s_all": iters, "warmup_s": warmup, "build_s": build_s, "peak_rss_mib": peak_rss_mib(),
+        "mode": "train",
+        "res": args.res,
+        "preset": preset_name(args.res),
+        "batch": args.batch,
+        "threads": args.threads,
+        "device": str(device),
+        "allocator": allocator(),
+        "repeats": args.repeats,
+        "s_per_iter": s_per_iter,
+        "phase_s": {p: statistics.median(v) for p, v in phases.items()},
+        "iter_s_all": iters,
+        "warmup_s": warmup,
+        "build_s": build_s,
+        "peak_rss_mib": peak_rss_mib(),
         "params_m": {k: sum(p.numel() for p in m.parameters()) / 1e6 for k, m in nets.modules.items()},
         "reference_s_per_iter": REFERENCE_TRAIN["s_per_iter"] if matches else None,
         "reference_phase_s": REFERENCE_TRAIN["phase_s"] if matches else None,
         "reference_peak_rss_mib": REFERENCE_TRAIN["peak_rss_mib"] if matches else None,
         "speedup_vs_reference_low": REFERENCE_TRAIN["s_per_iter"][0] / s_per_iter if matches else None,
-    }  # fmt: skip
+    }
     if device.type == "cuda":
         result["cuda_peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
     return result
 
 
 def print_train(r: dict[str, Any]) -> None:
-    print(f"HA-GAN {r['preset']} training, batch {r['batch']}, {r['device']} ({r['threads']} threads, "
-          f"{r['allocator']} malloc), median of {r['repeats']} after 1 warm-up ({r['warmup_s']:.2f} s)")  # fmt: skip
+    print(
+        f"HA-GAN {r['preset']} training, batch {r['batch']}, {r['device']} ({r['threads']} threads, "
+        f"{r['allocator']} malloc), median of {r['repeats']} after 1 warm-up ({r['warmup_s']:.2f} s)"
+    )
     ref = r["reference_phase_s"] or {}
     print(f"{'phase':<8}{'s':>10}{'reference s':>16}")
     for p in PHASES:
@@ -211,10 +229,28 @@ def infer_variant(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run_variant(args: argparse.Namespace, variant: str, save: Path) -> dict[str, Any]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--mode", "infer", "--res", str(args.res),
-           "--batch", str(args.batch), "--threads", str(args.threads), "--device", args.device,
-           "--repeats", str(args.repeats), "--chunk-depth", str(args.chunk_depth),
-           "--variant", variant, "--save", str(save)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--mode",
+        "infer",
+        "--res",
+        str(args.res),
+        "--batch",
+        str(args.batch),
+        "--threads",
+        str(args.threads),
+        "--device",
+        args.device,
+        "--repeats",
+        str(args.repeats),
+        "--chunk-depth",
+        str(args.chunk_depth),
+        "--variant",
+        variant,
+        "--save",
+        str(save),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
@@ -231,19 +267,32 @@ def bench_infer(args: argparse.Namespace) -> dict[str, Any]:
         diff = float(np.abs(np.load(files["chunked"]) - np.load(files["whole"])).max())
     ref = REFERENCE_INFER.get(args.res)  # at batch 1, 1 thread: compare like with like
     return {
-        "mode": "infer", "res": args.res, "preset": preset_name(args.res), "batch": args.batch,
-        "threads": args.threads, "device": args.device, "allocator": allocator(), "repeats": args.repeats,
-        "chunk_depth": args.chunk_depth, "chunked": runs["chunked"], "whole": runs["whole"],
-        "max_abs_diff": diff, "reference_whole": ref,
-    }  # fmt: skip
+        "mode": "infer",
+        "res": args.res,
+        "preset": preset_name(args.res),
+        "batch": args.batch,
+        "threads": args.threads,
+        "device": args.device,
+        "allocator": allocator(),
+        "repeats": args.repeats,
+        "chunk_depth": args.chunk_depth,
+        "chunked": runs["chunked"],
+        "whole": runs["whole"],
+        "max_abs_diff": diff,
+        "reference_whole": ref,
+    }
 
 
 def print_infer(r: dict[str, Any]) -> None:
-    print(f"HA-GAN {r['preset']} inference of {r['batch']} volume(s) {r['res']}³, {r['device']} "
-          f"({r['threads']} threads, {r['allocator']} malloc), median of {r['repeats']}, own process each")  # fmt: skip
+    print(
+        f"HA-GAN {r['preset']} inference of {r['batch']} volume(s) {r['res']}³, {r['device']} "
+        f"({r['threads']} threads, {r['allocator']} malloc), median of {r['repeats']}, own process each"
+    )
     print(f"{'variant':<26}{'s':>10}{'peak RSS MiB':>15}")
-    print(f"{'chunked (K=' + str(r['chunk_depth']) + ' latent slices)':<26}"
-          f"{r['chunked']['s']:>10.3f}{r['chunked']['peak_rss_mib']:>15.0f}")  # fmt: skip
+    print(
+        f"{'chunked (K=' + str(r['chunk_depth']) + ' latent slices)':<26}"
+        f"{r['chunked']['s']:>10.3f}{r['chunked']['peak_rss_mib']:>15.0f}"
+    )
     print(f"{'whole':<26}{r['whole']['s']:>10.3f}{r['whole']['peak_rss_mib']:>15.0f}")
     if r["reference_whole"]:
         ref = r["reference_whole"]

@@ -64,10 +64,14 @@ def main() -> None:
                 med = {f: statistics.median(t) * 1e3 for f, t in times.items()}
                 totals = {f: totals[f] + med[f] for f in med}
                 shape = "x".join(map(str, [c_in, *res]))
-                print(f"{name:<16}{f'b{b}.{lname}':<14}{shape:<22}{med[True]:>10.1f}{med[False]:>14.1f}"
-                      f"{med[True] / med[False]:>10.2f}x")  # fmt: skip
-        print(f"{name:<16}{'all':<14}{'':<22}{totals[True]:>10.1f}{totals[False]:>14.1f}"
-              f"{totals[True] / totals[False]:>10.2f}x")  # fmt: skip
+                print(
+                    f"{name:<16}{f'b{b}.{lname}':<14}{shape:<22}{med[True]:>10.1f}{med[False]:>14.1f}"
+                    f"{med[True] / med[False]:>10.2f}x"
+                )
+        print(
+            f"{name:<16}{'all':<14}{'':<22}{totals[True]:>10.1f}{totals[False]:>14.1f}"
+            f"{totals[True] / totals[False]:>10.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -116,8 +116,13 @@ class Worker:
             self._run(key, phase)
         self._sync()
         peak = torch.cuda.max_memory_allocated() if self.device.type == "cuda" else None
-        return {"ops": ops.ops, "syncs": len(reads.reads), "saved_peak": saved.peak, "saved_total": saved.total,
-                "peak_mem": peak}  # fmt: skip
+        return {
+            "ops": ops.ops,
+            "syncs": len(reads.reads),
+            "saved_peak": saved.peak,
+            "saved_total": saved.total,
+            "peak_mem": peak,
+        }
 
     def time(self, key: str, phase: str) -> dict[str, Any]:
         self._sync()
@@ -150,11 +155,22 @@ def serve(device: str) -> None:
 
 class Remote:
     def __init__(self, name: str, tree: Path, device: str, threads: int) -> None:
-        env = dict(os.environ, PYTHONPATH=str(tree / "src"), BENCH_STEP_MEASURE=str(MEASURE),
-                   OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))  # fmt: skip
+        env = dict(
+            os.environ,
+            PYTHONPATH=str(tree / "src"),
+            BENCH_STEP_MEASURE=str(MEASURE),
+            OMP_NUM_THREADS=str(threads),
+            MKL_NUM_THREADS=str(threads),
+        )
         self.name = name
-        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", device], env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, encoding="utf-8")  # fmt: skip
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve", device],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+        )
 
     def ask(self, cmd: str, **kw: Any) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -215,9 +231,17 @@ def report(results: dict, configs: list, trees: list[str], batch: int, info: dic
             for col in cols:
                 for t in trees:
                     v = row[t]
-                    value = None if v is None else {"ms": v["ms"], "ops": v["ops"], "syncs": v["syncs"],
-                             "saved MiB": v["saved_peak"] / 2**20,
-                             "peak MiB": (v["peak_mem"] or 0) / 2**20}[col]  # fmt: skip
+                    value = (
+                        None
+                        if v is None
+                        else {
+                            "ms": v["ms"],
+                            "ops": v["ops"],
+                            "syncs": v["syncs"],
+                            "saved MiB": v["saved_peak"] / 2**20,
+                            "peak MiB": (v["peak_mem"] or 0) / 2**20,
+                        }[col]
+                    )
                     cells += f"{_fmt(value, '.1f' if col in ('ms', 'saved MiB', 'peak MiB') else '.0f'):>17}"
             extra = ""
             if other:
@@ -225,8 +249,11 @@ def report(results: dict, configs: list, trees: list[str], batch: int, info: dic
                 extra = f"{_ratio(a and a['ms'], b and b['ms']):>10}"
                 extra += f"{_ratio(a and a['saved_peak'], b and b['saved_peak']):>12}"
             print(f"{phase:<8}{cells}{extra}")
-        for what, key, spec in (("s/kimg", "s_per_kimg", ".1f"), ("syncs/iteration", "syncs_per_iter", ".2f"),
-                                ("ops/iteration", "ops_per_iter", ".0f")):  # fmt: skip
+        for what, key, spec in (
+            ("s/kimg", "s_per_kimg", ".1f"),
+            ("syncs/iteration", "syncs_per_iter", ".2f"),
+            ("ops/iteration", "ops_per_iter", ".0f"),
+        ):
             values = " | ".join(f"{t} {format(r[t][key], spec)}" for t in trees)
             ratio = f" | ratio {_ratio(r[this][key], r[other][key])}" if other else ""
             print(f"  {what}: {values}{ratio}")
@@ -245,9 +272,13 @@ def summarise(answers: dict, freq: dict, batch: int) -> dict[str, Any]:
     for phase, a in answers.items():
         per_phase[phase] = a["count"] | {"ms": statistics.median(a["s"]) * 1000}
     s_iter = sum(per_phase[p]["ms"] / 1000 * f for p, f in freq.items())
-    return {"phases": list(answers), "per_phase": per_phase, "s_per_kimg": s_iter / batch * 1000,
-            "syncs_per_iter": sum(per_phase[p]["syncs"] * f for p, f in freq.items()),
-            "ops_per_iter": sum(per_phase[p]["ops"] * f for p, f in freq.items())}  # fmt: skip
+    return {
+        "phases": list(answers),
+        "per_phase": per_phase,
+        "s_per_kimg": s_iter / batch * 1000,
+        "syncs_per_iter": sum(per_phase[p]["syncs"] * f for p, f in freq.items()),
+        "ops_per_iter": sum(per_phase[p]["ops"] * f for p, f in freq.items()),
+    }
 
 
 def main() -> None:
@@ -310,9 +341,11 @@ def main() -> None:
     }
     import torch
 
-    print(f"bench_step: device {args.device}, {args.threads} thread(s), batch {args.batch}, median of "
-          f"{args.repeats}, torch {torch.__version__}; trees: "
-          + ", ".join(f"{t} = {meta[t][configs[0]]['source']}" for t in remotes))  # fmt: skip
+    print(
+        f"bench_step: device {args.device}, {args.threads} thread(s), batch {args.batch}, median of "
+        f"{args.repeats}, torch {torch.__version__}; trees: "
+        + ", ".join(f"{t} = {meta[t][configs[0]]['source']}" for t in remotes)
+    )
     report(results, configs, list(remotes), args.batch, {"device": args.device})
     print("max RSS per worker: " + ", ".join(f"{t} {rss[t] / 2**30:.2f} GiB" for t in remotes))
     print(f"total {time.perf_counter() - start:.0f} s")
@@ -320,8 +353,13 @@ def main() -> None:
         figures = {
             f"{c[0]}/{'bf16' if c[1] else 'fp32'}": {t: results[t][c] for t in remotes} for c in configs
         }
-        args.json.write_text(json.dumps({"batch": args.batch, "device": args.device, "trees": list(remotes),
-                                         "configs": figures}, indent=1), encoding="utf-8")  # fmt: skip
+        args.json.write_text(
+            json.dumps(
+                {"batch": args.batch, "device": args.device, "trees": list(remotes), "configs": figures},
+                indent=1,
+            ),
+            encoding="utf-8",
+        )
 
 
 if __name__ == "__main__":

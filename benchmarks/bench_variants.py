@@ -85,8 +85,10 @@ def main() -> None:
     med = {n: {p: statistics.median(v) for p, v in times[n].items()} for n in names}
     ref = med[names[0]]
     threads = torch.get_num_threads()
-    print(f"batch {args.batch}, {'bf16 autocast' if args.bf16 else 'fp32'}, {threads} threads, {allocator()} malloc, "
-          f"median of {args.repeats}, ratio = {names[0]} time / variant time (higher is faster)")  # fmt: skip
+    print(
+        f"batch {args.batch}, {'bf16 autocast' if args.bf16 else 'fp32'}, {threads} threads, {allocator()} malloc, "
+        f"median of {args.repeats}, ratio = {names[0]} time / variant time (higher is faster)"
+    )
     header = f"{'preset':<18}{'params':>10}{'G f+b s':>10}{'D f+b s':>10}{'step s':>10}{'G x':>7}{'D x':>7}{'step x':>8}"
     print(header)
     print("-" * len(header))

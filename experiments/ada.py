@@ -55,8 +55,17 @@ def run_spec(ctx: common.Context, data: Path, mode: str, seed: int, ada_kimg: fl
     from medgan3d.config import load_preset
 
     s = ctx.scale
-    cfg = common.train_config("tiny", kimg=s.kimg, batch=s.batch, batch_gpu=s.batch_gpu, seed=seed, aug=mode,
-                              ada_kimg=ada_kimg, tick_kimg=s.kimg / 4, snapshot_ticks=4)  # fmt: skip
+    cfg = common.train_config(
+        "tiny",
+        kimg=s.kimg,
+        batch=s.batch,
+        batch_gpu=s.batch_gpu,
+        seed=seed,
+        aug=mode,
+        ada_kimg=ada_kimg,
+        tick_kimg=s.kimg / 4,
+        snapshot_ticks=4,
+    )
     return common.RunSpec(f"brain{data.name}/{mode}/s{seed}", data, load_preset("tiny").model, cfg, "tiny")
 
 
@@ -85,8 +94,15 @@ def floor(ctx: common.Context, reference: Path) -> dict[str, Any]:
 
     n = ctx.scale.samples
     fake = load_real(population(ctx, 2, n), list(range(n)))
-    result = evaluate_volumes(fake, reference, metrics=METRICS, extractor_2d=ctx.extractor_2d, bootstrap=0,
-                              cache=ctx.out / "cache", device=ctx.device or "cpu")  # fmt: skip
+    result = evaluate_volumes(
+        fake,
+        reference,
+        metrics=METRICS,
+        extractor_2d=ctx.extractor_2d,
+        bootstrap=0,
+        cache=ctx.out / "cache",
+        device=ctx.device or "cpu",
+    )
     return scalars(result)
 
 
@@ -115,25 +131,39 @@ def main(argv: list[str] | None = None) -> str:
     for mode, label in ROWS.items():
         s = per_mode[mode]
         p_cell = common.cell([r["final_p"] for r in s], None, 2) if mode == "ada" else "–"
-        rows.append([label, common.cell([r["fid_avg"] for r in s], None, 2),
-                     common.cell([r["ms_ssim"] for r in s], None, 3), p_cell])  # fmt: skip
+        rows.append(
+            [
+                label,
+                common.cell([r["fid_avg"] for r in s], None, 2),
+                common.cell([r["ms_ssim"] for r in s], None, 3),
+                p_cell,
+            ]
+        )
     diff_fid = [a["fid_avg"] - b["fid_avg"] for a, b in zip(per_mode["ada"], per_mode["none"], strict=True)]
     diff_ms = [a["ms_ssim"] - b["ms_ssim"] for a, b in zip(per_mode["ada"], per_mode["none"], strict=True)]
     rows.append(
         ["ADA − none, paired by seed", common.cell(diff_fid, None, 2), common.cell(diff_ms, None, 3), ""]
     )
     ref = floor(ctx, reference)
-    rows.append([f"fresh phantoms, {ctx.scale.samples} (reference)", f"{ref['fid_avg']:.2f}", f"{ref['ms_ssim']:.3f}",
-                 ""])  # fmt: skip
+    rows.append(
+        [
+            f"fresh phantoms, {ctx.scale.samples} (reference)",
+            f"{ref['fid_avg']:.2f}",
+            f"{ref['ms_ssim']:.3f}",
+            "",
+        ]
+    )
     real_ms = per_mode["none"][0]["ms_ssim_real"]
     common.write_csv(ctx, "ada", records)
     s = ctx.scale
-    note = (f"{args.volumes} training volumes of the brain phantom at {'×'.join(map(str, s.shape['brain']))}; "
-            f"preset `tiny`, {s.kimg:g} kimg per run (batch {s.batch}), ADA target 0.6, p 0 → 1 in "
-            f"{args.ada_kimg:g} kimg, preset `all`; {s.samples} generated volumes per score against "
-            f"{args.reference} fresh phantoms (MS-SSIM between those real volumes: {real_ms:.3f}); seeds "
-            f"{', '.join(map(str, ctx.seeds))}; cells are mean ± half-width of the 95 % t-interval over the seeds. "
-            f"Extractor: {per_mode['none'][0]['extractor']}.")  # fmt: skip
+    note = (
+        f"{args.volumes} training volumes of the brain phantom at {'×'.join(map(str, s.shape['brain']))}; "
+        f"preset `tiny`, {s.kimg:g} kimg per run (batch {s.batch}), ADA target 0.6, p 0 → 1 in "
+        f"{args.ada_kimg:g} kimg, preset `all`; {s.samples} generated volumes per score against "
+        f"{args.reference} fresh phantoms (MS-SSIM between those real volumes: {real_ms:.3f}); seeds "
+        f"{', '.join(map(str, ctx.seeds))}; cells are mean ± half-width of the 95 % t-interval over the seeds. "
+        f"Extractor: {per_mode['none'][0]['extractor']}."
+    )
     head = ["Training", "FID-avg ↓", "MS-SSIM ↓ (diversity)", "final p"]
     text = common.write_table(ctx, "ada", "ADA vs no augmentation on a small 3D set", head, rows, note)
     return common.finish(ctx, text, started)

@@ -30,8 +30,15 @@ def main(argv: list[str] | None = None) -> str:
         parts.append(importlib.import_module(name).main(argv))
         times.append(f"| `{name}.py` | {time.perf_counter() - t0:.0f} |")
     total = sum(float(t.split("|")[2]) for t in times)
-    head = [f"# Seed 001's tables at scale `{ctx.scale.name}`", "", "| driver | seconds |", "|---|---:|", *times,
-            f"| all | {total:.0f} |", ""]  # fmt: skip
+    head = [
+        f"# Seed 001's tables at scale `{ctx.scale.name}`",
+        "",
+        "| driver | seconds |",
+        "|---|---:|",
+        *times,
+        f"| all | {total:.0f} |",
+        "",
+    ]
     text = "\n".join([*head, *parts, "![FID-avg vs kimg](fid_vs_kimg.png)", ""])
     (ctx.out / "results.md").write_text(text, encoding="utf-8")
     print(f"tables: {ctx.out / 'results.md'}")

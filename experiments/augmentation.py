@@ -104,8 +104,15 @@ def train_gan(args: argparse.Namespace, data: Path, seed: int) -> Path:
 
     runs = args.out / "runs"
     found = sorted(runs.glob(f"*-gan-seed{seed}")) if runs.is_dir() else []
-    cfg = TrainConfig(kimg=args.gan_kimg, batch=args.gan_batch, batch_gpu=args.gan_batch, seed=seed,
-                      tick_kimg=args.gan_kimg / 4, snapshot_ticks=4, grid=4)  # fmt: skip
+    cfg = TrainConfig(
+        kimg=args.gan_kimg,
+        batch=args.gan_batch,
+        batch_gpu=args.gan_batch,
+        seed=seed,
+        tick_kimg=args.gan_kimg / 4,
+        snapshot_ticks=4,
+        grid=4,
+    )
     if found:
         folder = found[-1]
         last = list_checkpoints(folder)
@@ -140,8 +147,15 @@ def classifier(num_classes: int) -> torch.nn.Module:
     """A small 3D DenseNet (MONAI; Huang et al., "Densely Connected Convolutional Networks", CVPR 2017)."""
     from monai.networks.nets import DenseNet
 
-    return DenseNet(spatial_dims=3, in_channels=1, out_channels=num_classes, init_features=8, growth_rate=8,
-                    block_config=(2, 2, 2), bn_size=2)  # fmt: skip
+    return DenseNet(
+        spatial_dims=3,
+        in_channels=1,
+        out_channels=num_classes,
+        init_features=8,
+        growth_rate=8,
+        block_config=(2, 2, 2),
+        bn_size=2,
+    )
 
 
 def train_classifier(
@@ -172,8 +186,11 @@ def scores(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, 
 
     prob = torch.cat([net(x[i : i + 32]).softmax(1) for i in range(0, len(x), 32)]).numpy()
     acc = float((prob.argmax(1) == y.numpy()).mean())
-    auc = roc_auc_score(y.numpy(), prob[:, 1]) if prob.shape[1] == 2 else roc_auc_score(y.numpy(), prob,
-                                                                                         multi_class="ovr")  # fmt: skip
+    auc = (
+        roc_auc_score(y.numpy(), prob[:, 1])
+        if prob.shape[1] == 2
+        else roc_auc_score(y.numpy(), prob, multi_class="ovr")
+    )
     return {"accuracy": acc, "auc": float(auc)}
 
 
@@ -192,19 +209,31 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         gan = train_gan(args, train_dir, seed)
         x_syn, y_syn = synthetic_set(gan, spec, args.synthetic, seed, args.psi)
-        sets = {"real": (x_real, y_real), "real + synthetic": (torch.cat([x_real, x_syn]), torch.cat([y_real, y_syn])),
-                "synthetic": (x_syn, y_syn)}  # fmt: skip
+        sets = {
+            "real": (x_real, y_real),
+            "real + synthetic": (torch.cat([x_real, x_syn]), torch.cat([y_real, y_syn])),
+            "synthetic": (x_syn, y_syn),
+        }
         for name, (x, y) in sets.items():
             net = train_classifier(x, y, args, seed)
-            record = {"seed": seed, "training_set": name, "n_train": len(x), "n_test": len(x_test),
-                      **scores(net, x_test, y_test), "synthetic_accuracy": ""}  # fmt: skip
+            record = {
+                "seed": seed,
+                "training_set": name,
+                "n_train": len(x),
+                "n_test": len(x_test),
+                **scores(net, x_test, y_test),
+                "synthetic_accuracy": "",
+            }
             if (
                 name == "real"
             ):  # GAN-test: do the synthetic volumes look like their class to a real-trained model?
                 record["synthetic_accuracy"] = scores(net, x_syn, y_syn)["accuracy"]
             records.append(record)
-            print(f"seed {seed} · {name:17s} · n {len(x):3d} · accuracy {record['accuracy']:.3f} · "
-                  f"AUC {record['auc']:.3f}", flush=True)  # fmt: skip
+            print(
+                f"seed {seed} · {name:17s} · n {len(x):3d} · accuracy {record['accuracy']:.3f} · "
+                f"AUC {record['auc']:.3f}",
+                flush=True,
+            )
         fidelity = next(r["synthetic_accuracy"] for r in records[-3:] if r["training_set"] == "real")
         print(
             f"seed {seed} · the real-trained classifier labels the synthetic volumes with accuracy {fidelity:.3f}"
@@ -230,14 +259,18 @@ def table(records: list[dict[str, Any]], args: argparse.Namespace) -> str:
     if fidelity:
         mean, half = mean_ci(fidelity)
         lines.append("")
-        lines.append(f"The classifier trained on the real set gives the synthetic volumes their intended class with "
-                     f"accuracy {mean:.3f}" + ("" if np.isnan(half) else f" ± {half:.3f}") + " (GAN-test, Shmelkov et "
-                     "al., \"How good is my GAN?\", ECCV 2018): how much of the class the conditional GAN renders.")  # fmt: skip
+        lines.append(
+            f"The classifier trained on the real set gives the synthetic volumes their intended class with "
+            f"accuracy {mean:.3f}" + ("" if np.isnan(half) else f" ± {half:.3f}") + " (GAN-test, Shmelkov et "
+            'al., "How good is my GAN?", ECCV 2018): how much of the class the conditional GAN renders.'
+        )
     lines.append("")
-    lines.append(f"Mean ± 95 % Student-t half-width over seeds {', '.join(map(str, seeds))}; {n_test} held-out real "
-                 f"test volumes; {args.steps} classifier steps of {args.batch} for every training set; conditional "
-                 f"GAN `{args.config}` trained {args.gan_kimg:g} kimg per seed, {args.synthetic} synthetic volumes "
-                 f"per class (ψ {args.psi:g}).")  # fmt: skip
+    lines.append(
+        f"Mean ± 95 % Student-t half-width over seeds {', '.join(map(str, seeds))}; {n_test} held-out real "
+        f"test volumes; {args.steps} classifier steps of {args.batch} for every training set; conditional "
+        f"GAN `{args.config}` trained {args.gan_kimg:g} kimg per seed, {args.synthetic} synthetic volumes "
+        f"per class (ψ {args.psi:g})."
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -73,15 +73,39 @@ class Scale:
 
 
 SCALES = {
-    "tiny": Scale("tiny", {"heart": (16, 16, 16), "brain": (16, 16, 16)}, {"heart": 48, "brain": 48},
-                  {"heart": "tiny", "brain": "tiny"}, {"heart": "tiny", "brain": "tiny"}, kimg=0.4,
-                  pretrain_kimg=2.0, batch=8, batch_gpu=8, pretrain_batch=16, pretrain_batch_gpu=16,
-                  samples=64, snap_kimg=0.2, inplane=64),
-    "paper": Scale("paper", {"heart": (32, 64, 64), "brain": (64, 64, 64)}, {"heart": 787, "brain": 991},
-                   {"heart": "coca-baseline", "brain": "adni-baseline"}, {"heart": "coca", "brain": "adni"},
-                   kimg=5000.0, pretrain_kimg=25000.0, batch=128, batch_gpu=32, pretrain_batch=128,
-                   pretrain_batch_gpu=128, samples=2000, snap_kimg=500.0, inplane=128),
-}  # fmt: skip
+    "tiny": Scale(
+        "tiny",
+        {"heart": (16, 16, 16), "brain": (16, 16, 16)},
+        {"heart": 48, "brain": 48},
+        {"heart": "tiny", "brain": "tiny"},
+        {"heart": "tiny", "brain": "tiny"},
+        kimg=0.4,
+        pretrain_kimg=2.0,
+        batch=8,
+        batch_gpu=8,
+        pretrain_batch=16,
+        pretrain_batch_gpu=16,
+        samples=64,
+        snap_kimg=0.2,
+        inplane=64,
+    ),
+    "paper": Scale(
+        "paper",
+        {"heart": (32, 64, 64), "brain": (64, 64, 64)},
+        {"heart": 787, "brain": 991},
+        {"heart": "coca-baseline", "brain": "adni-baseline"},
+        {"heart": "coca", "brain": "adni"},
+        kimg=5000.0,
+        pretrain_kimg=25000.0,
+        batch=128,
+        batch_gpu=32,
+        pretrain_batch=128,
+        pretrain_batch_gpu=128,
+        samples=2000,
+        snap_kimg=500.0,
+        inplane=128,
+    ),
+}
 
 
 @dataclass
@@ -117,8 +141,12 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     p.add_argument("--data-heart", type=Path, help="prepared COCA-like dataset (default: heart phantoms)")
     p.add_argument("--data-brain", type=Path, help="prepared ADNI-like dataset (default: brain phantoms)")
     p.add_argument("--extractor-2d", default="auto", help="slice-FID extractor: auto | inception | random-2d")
-    p.add_argument("--equalized-lr", choices=("compensate", "stored"), default="compensate",
-                   help="how inflation treats the equalized-lr gain (docs/inflation.md)")  # fmt: skip
+    p.add_argument(
+        "--equalized-lr",
+        choices=("compensate", "stored"),
+        default="compensate",
+        help="how inflation treats the equalized-lr gain (docs/inflation.md)",
+    )
     p.add_argument("--device", default=None)
     return p
 
@@ -126,15 +154,28 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
 def context(args: argparse.Namespace) -> Context:
     """The scale with the command line's overrides applied."""
     scale = SCALES[args.scale]
-    over = {"kimg": args.kimg, "pretrain_kimg": args.pretrain_kimg, "snap_kimg": args.snap_kimg,
-            "samples": args.samples, "batch": args.batch, "batch_gpu": args.batch_gpu}  # fmt: skip
+    over = {
+        "kimg": args.kimg,
+        "pretrain_kimg": args.pretrain_kimg,
+        "snap_kimg": args.snap_kimg,
+        "samples": args.samples,
+        "batch": args.batch,
+        "batch_gpu": args.batch_gpu,
+    }
     scale = dataclasses.replace(scale, **{k: v for k, v in over.items() if v is not None})
     if args.subjects:
         scale = dataclasses.replace(scale, subjects=dict.fromkeys(KINDS, args.subjects))
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     args.out.mkdir(parents=True, exist_ok=True)
-    return Context(args.out, scale, seeds, args.device, args.extractor_2d, args.equalized_lr,
-                   {"heart": args.data_heart, "brain": args.data_brain})  # fmt: skip
+    return Context(
+        args.out,
+        scale,
+        seeds,
+        args.device,
+        args.extractor_2d,
+        args.equalized_lr,
+        {"heart": args.data_heart, "brain": args.data_brain},
+    )
 
 
 # ------------------------------------------------------------------------------------------ data and models
@@ -167,8 +208,11 @@ def param_count(model: Any) -> int:
     """Parameters of every network of a model, as the paper's #param columns count them."""
     from medgan3d.summary import count_params
 
-    nets = model.build_networks() if hasattr(model, "build_networks") else {
-        "G": model.build_generator(), "D": model.build_discriminator()}  # fmt: skip
+    nets = (
+        model.build_networks()
+        if hasattr(model, "build_networks")
+        else {"G": model.build_generator(), "D": model.build_discriminator()}
+    )
     return sum(count_params(n) for n in nets.values())
 
 
@@ -195,9 +239,18 @@ class RunSpec:
     init: Init | None = None
 
     def key(self) -> str:
-        init = None if self.init is None else {
-            "pretrain": p.key() if isinstance(p := self.init.pretrain, RunSpec) else str(Path(p).resolve()),
-            "strategy": self.init.strategy, "parts": self.init.parts, "equalized_lr": self.init.equalized_lr}  # fmt: skip
+        init = (
+            None
+            if self.init is None
+            else {
+                "pretrain": p.key()
+                if isinstance(p := self.init.pretrain, RunSpec)
+                else str(Path(p).resolve()),
+                "strategy": self.init.strategy,
+                "parts": self.init.parts,
+                "equalized_lr": self.init.equalized_lr,
+            }
+        )
         train = {k: v for k, v in self.cfg.to_dict().items() if k not in OBSERVATION}
         blob = {"data": _content_hash(self.data), "model": self.model.to_dict(), "train": train, "init": init}
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -222,24 +275,51 @@ def stylegan_spec(ctx: Context, kind: str, arch: str, seed: int, init: Init | No
     """A 3D StyleGAN2 row trained for the scale's budget, from scratch or from ``init``; a checkpoint is kept
     every ``snap_kimg`` (whichever driver trains a run first, the inflation sweep can draw its curve)."""
     s = ctx.scale
-    cfg = train_config(s.stylegan[kind], kimg=s.kimg, batch=s.batch, batch_gpu=s.batch_gpu, seed=seed,
-                       tick_kimg=s.snap_kimg, snapshot_ticks=1, keep_last=KEEP_ALL)  # fmt: skip
+    cfg = train_config(
+        s.stylegan[kind],
+        kimg=s.kimg,
+        batch=s.batch,
+        batch_gpu=s.batch_gpu,
+        seed=seed,
+        tick_kimg=s.snap_kimg,
+        snapshot_ticks=1,
+        keep_last=KEEP_ALL,
+    )
     start = "scratch" if init is None else f"{init.strategy}-{init.parts}-{init.equalized_lr}"
-    return RunSpec(f"{kind}/{arch}/{start}/s{seed}", dataset(ctx, kind), stylegan_model(ctx, kind, arch), cfg,
-                   s.stylegan[kind], init)  # fmt: skip
+    return RunSpec(
+        f"{kind}/{arch}/{start}/s{seed}",
+        dataset(ctx, kind),
+        stylegan_model(ctx, kind, arch),
+        cfg,
+        s.stylegan[kind],
+        init,
+    )
 
 
 def pretrain_spec(ctx: Context, kind: str, arch: str, seed: int) -> RunSpec:
     """The 2D twin of ``arch`` pretrained on every axial slice of the training scans (seed 001 §3.2)."""
     s = ctx.scale
-    cfg = train_config(s.stylegan[kind], kimg=s.pretrain_kimg, batch=s.pretrain_batch,
-                       batch_gpu=s.pretrain_batch_gpu, seed=seed, tick_kimg=s.pretrain_kimg, snapshot_ticks=1)  # fmt: skip
-    return RunSpec(f"{kind}/{arch}/pretrain-2d/s{seed}", dataset(ctx, kind),
-                   stylegan_model(ctx, kind, arch).twin_2d(), cfg, f"{s.stylegan[kind]}-2d")  # fmt: skip
+    cfg = train_config(
+        s.stylegan[kind],
+        kimg=s.pretrain_kimg,
+        batch=s.pretrain_batch,
+        batch_gpu=s.pretrain_batch_gpu,
+        seed=seed,
+        tick_kimg=s.pretrain_kimg,
+        snapshot_ticks=1,
+    )
+    return RunSpec(
+        f"{kind}/{arch}/pretrain-2d/s{seed}",
+        dataset(ctx, kind),
+        stylegan_model(ctx, kind, arch).twin_2d(),
+        cfg,
+        f"{s.stylegan[kind]}-2d",
+    )
 
 
-def inflated_spec(ctx: Context, kind: str, arch: str, seed: int, strategy: str = "inflate-1", parts: str = "GD"
-                  ) -> RunSpec:  # fmt: skip
+def inflated_spec(
+    ctx: Context, kind: str, arch: str, seed: int, strategy: str = "inflate-1", parts: str = "GD"
+) -> RunSpec:
     """A 3D row started from its own 2D twin (same seed) inflated with ``strategy`` on ``parts``; ``none`` is
     the paper's "No Inflate", i.e. training from scratch."""
     if strategy == "none":
@@ -267,8 +347,14 @@ def initial_networks(ctx: Context, spec: RunSpec) -> dict[str, torch.nn.Module]:
             G = spec.model.build_generator()
         return {"G": G, "G_ema": G}
     ckpt = pretrained(ctx, spec.init)
-    return inflate_checkpoint(ckpt, spec.model, spec.init.strategy, parts=spec.init.parts, seed=spec.cfg.seed,
-                              equalized_lr=spec.init.equalized_lr)  # fmt: skip
+    return inflate_checkpoint(
+        ckpt,
+        spec.model,
+        spec.init.strategy,
+        parts=spec.init.parts,
+        seed=spec.cfg.seed,
+        equalized_lr=spec.init.equalized_lr,
+    )
 
 
 def pretrained(ctx: Context, init: Init) -> Path:
@@ -305,10 +391,23 @@ def ensure_run(ctx: Context, spec: RunSpec) -> Path:
         init, init_info = None, None
         if spec.init is not None:
             init = initial_networks(ctx, spec)
-            init_info = {"from": str(pretrained(ctx, spec.init)), "strategy": spec.init.strategy,
-                         "parts": spec.init.parts, "equalized_lr": spec.init.equalized_lr}  # fmt: skip
-        run = train(spec.data, spec.model, spec.cfg, outdir=folder, desc=spec.label.split("/")[1], init=init,
-                    init_info=init_info, preset=spec.preset, device=ctx.device)  # fmt: skip
+            init_info = {
+                "from": str(pretrained(ctx, spec.init)),
+                "strategy": spec.init.strategy,
+                "parts": spec.init.parts,
+                "equalized_lr": spec.init.equalized_lr,
+            }
+        run = train(
+            spec.data,
+            spec.model,
+            spec.cfg,
+            outdir=folder,
+            desc=spec.label.split("/")[1],
+            init=init,
+            init_info=init_info,
+            preset=spec.preset,
+            device=ctx.device,
+        )
     record = {"label": spec.label, "run": str(run), "seconds": round(time.perf_counter() - t0, 1)}
     done.write_text(json.dumps(record) + "\n", encoding="utf-8")
     ctx.log.append({**record, "reused": False})
@@ -316,16 +415,25 @@ def ensure_run(ctx: Context, spec: RunSpec) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ scores
-def score(ctx: Context, G: torch.nn.Module, data: Path, seed: int, metrics: Sequence[str] = ("fid",)
-          ) -> dict[str, Any]:  # fmt: skip
+def score(
+    ctx: Context, G: torch.nn.Module, data: Path, seed: int, metrics: Sequence[str] = ("fid",)
+) -> dict[str, Any]:
     """The scalars of :func:`medgan3d.metrics.evaluate_generator` for ``G`` with the table set's settings (the
     same extractor, extractor seed and sample count for every row; latents seeded by ``seed``), plus
     ``extractor``, the label of the feature extractor used."""
     from medgan3d.metrics import evaluate_generator, scalars
 
-    result = evaluate_generator(G, data, num_samples=ctx.scale.samples, metrics=tuple(metrics), seed=seed,
-                                extractor_2d=ctx.extractor_2d, bootstrap=0, cache=ctx.out / "cache",
-                                device=ctx.device or "cpu")  # fmt: skip
+    result = evaluate_generator(
+        G,
+        data,
+        num_samples=ctx.scale.samples,
+        metrics=tuple(metrics),
+        seed=seed,
+        extractor_2d=ctx.extractor_2d,
+        bootstrap=0,
+        cache=ctx.out / "cache",
+        device=ctx.device or "cpu",
+    )
     ext = result["provenance"]["extractors"]
     return scalars(result) | {
         "extractor": "; ".join(f"{e['extractor']} ({e['weights']})" for e in ext.values())
@@ -349,13 +457,21 @@ def heldout_floor(ctx: Context, kind: str) -> dict[str, Any] | None:
         extra = {"inplane": ctx.scale.inplane} if kind == "heart" else {}
         make(n, root, seed=1, shape=ctx.scale.shape[kind], **extra)
     fake = load_real(root, list(range(n)))
-    result = evaluate_volumes(fake, data, metrics=("fid",), extractor_2d=ctx.extractor_2d, bootstrap=0,
-                              cache=ctx.out / "cache", device=ctx.device or "cpu")  # fmt: skip
+    result = evaluate_volumes(
+        fake,
+        data,
+        metrics=("fid",),
+        extractor_2d=ctx.extractor_2d,
+        bootstrap=0,
+        cache=ctx.out / "cache",
+        device=ctx.device or "cpu",
+    )
     return scalars(result)
 
 
-def score_run(ctx: Context, spec: RunSpec, metrics: Sequence[str] = ("fid",), checkpoint: Path | None = None
-              ) -> dict[str, Any]:  # fmt: skip
+def score_run(
+    ctx: Context, spec: RunSpec, metrics: Sequence[str] = ("fid",), checkpoint: Path | None = None
+) -> dict[str, Any]:
     """:func:`score` of the run's final generator (G_ema for StyleGAN2), or of ``checkpoint``'s; cached next
     to the checkpoint."""
     from medgan3d.training.checkpoint import load_generator, resolve_checkpoint
@@ -422,16 +538,23 @@ def params_cell(model: Any, paper_m: float | None) -> str:
 def footer(ctx: Context, extractor: str, extra: str = "") -> str:
     """What the numbers are, under every table."""
     s = ctx.scale
-    return (f"Scale `{s.name}`: every row {s.kimg:g} kimg (3D), {s.samples} generated volumes per score, seeds "
-            f"{', '.join(map(str, ctx.seeds))}; cells are mean ± half-width of the 95 % t-interval over the "
-            f"seeds, the paper's number in parentheses. Extractor: {extractor}." + (f" {extra}" if extra else ""))  # fmt: skip
+    return (
+        f"Scale `{s.name}`: every row {s.kimg:g} kimg (3D), {s.samples} generated volumes per score, seeds "
+        f"{', '.join(map(str, ctx.seeds))}; cells are mean ± half-width of the 95 % t-interval over the "
+        f"seeds, the paper's number in parentheses. Extractor: {extractor}." + (f" {extra}" if extra else "")
+    )
 
 
-def write_table(ctx: Context, name: str, title: str, header: Sequence[str], rows: Sequence[Sequence[str]],
-                note: str) -> str:  # fmt: skip
+def write_table(
+    ctx: Context, name: str, title: str, header: Sequence[str], rows: Sequence[Sequence[str]], note: str
+) -> str:
     """``OUT/<name>.md``: a title, the table and the note; returned as text too."""
-    lines = [f"### {title}", "", "| " + " | ".join(header) + " |",
-             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]  # fmt: skip
+    lines = [
+        f"### {title}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|",
+    ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     text = "\n".join([*lines, "", note, ""])
     (ctx.out / f"{name}.md").write_text(text, encoding="utf-8")
@@ -458,6 +581,8 @@ def timing(ctx: Context, started: float) -> str:
     """A line saying how long the driver took and how many runs it trained or reused."""
     trained = {r["run"]: r for r in ctx.log if not r["reused"]}
     reused = {r["run"] for r in ctx.log if r["reused"]} - set(trained)
-    return (f"{time.perf_counter() - started:.0f} s in all; {len(trained)} runs trained "
-            f"({sum(r['seconds'] for r in trained.values()):.0f} s of training), {len(reused)} reused "
-            f"from {ctx.out / 'runs'}")  # fmt: skip
+    return (
+        f"{time.perf_counter() - started:.0f} s in all; {len(trained)} runs trained "
+        f"({sum(r['seconds'] for r in trained.values()):.0f} s of training), {len(reused)} reused "
+        f"from {ctx.out / 'runs'}"
+    )

@@ -29,14 +29,30 @@ import common
 
 STRATEGIES = ("none", "inflate-1", "inflate-2", "inflate-3", "inflate-asc", "inflate-nwi")
 TABLE2 = ("inflate-1", "inflate-asc", "inflate-nwi")  # the three best, inflated in G only and D only
-LABELS = {"none": "No Inflate", "inflate-1": "Inflate-1", "inflate-2": "Inflate-2", "inflate-3": "Inflate-3",
-          "inflate-asc": "Inflate-ASC", "inflate-nwi": "Inflate-NWI"}  # fmt: skip
-PAPER_T1 = {"none": (104, 92, 112, 102.7), "inflate-1": (60, 83, 76, 73.0), "inflate-2": (68, 133, 110, 103.7),
-            "inflate-3": (89, 119, 110, 106.0), "inflate-asc": (79, 108, 83, 90.0),
-            "inflate-nwi": (85, 87, 83, 85.0)}  # fmt: skip
-PAPER_T2 = {("inflate-1", "G"): (105, 82, 88, 91.7), ("inflate-1", "D"): (85, 94, 104, 94.3),
-            ("inflate-asc", "G"): (93, 96, 94, 94.3), ("inflate-asc", "D"): (123, 113, 127, 121.0),
-            ("inflate-nwi", "G"): (85, 91, 94, 90.0), ("inflate-nwi", "D"): (90, 92, 98, 93.3)}  # fmt: skip
+LABELS = {
+    "none": "No Inflate",
+    "inflate-1": "Inflate-1",
+    "inflate-2": "Inflate-2",
+    "inflate-3": "Inflate-3",
+    "inflate-asc": "Inflate-ASC",
+    "inflate-nwi": "Inflate-NWI",
+}
+PAPER_T1 = {
+    "none": (104, 92, 112, 102.7),
+    "inflate-1": (60, 83, 76, 73.0),
+    "inflate-2": (68, 133, 110, 103.7),
+    "inflate-3": (89, 119, 110, 106.0),
+    "inflate-asc": (79, 108, 83, 90.0),
+    "inflate-nwi": (85, 87, 83, 85.0),
+}
+PAPER_T2 = {
+    ("inflate-1", "G"): (105, 82, 88, 91.7),
+    ("inflate-1", "D"): (85, 94, 104, 94.3),
+    ("inflate-asc", "G"): (93, 96, 94, 94.3),
+    ("inflate-asc", "D"): (123, 113, 127, 121.0),
+    ("inflate-nwi", "G"): (85, 91, 94, 90.0),
+    ("inflate-nwi", "D"): (90, 92, 98, 93.3),
+}
 PAPER_T2 |= {(s, "GD"): PAPER_T1[s] for s in TABLE2}
 ARCH = "Baseline"  # Tables 1–2 inflate the 3D StyleGAN2 baseline (their No Inflate row is Table 3's Baseline)
 
@@ -51,8 +67,9 @@ def combos(strategies: list[str], parts: str) -> list[tuple[str, str]]:
     return rows
 
 
-def spec_for(ctx: common.Context, strategy: str, parts: str, seed: int, ckpt_2d: Path | None
-             ) -> common.RunSpec:  # fmt: skip
+def spec_for(
+    ctx: common.Context, strategy: str, parts: str, seed: int, ckpt_2d: Path | None
+) -> common.RunSpec:
     spec = common.inflated_spec(ctx, "heart", ARCH, seed, strategy, parts)
     if ckpt_2d is None or spec.init is None:
         return spec
@@ -69,8 +86,11 @@ def curve(ctx: common.Context, spec: common.RunSpec, strategy: str, parts: str) 
     rows = [key | {"kimg": 0.0} | {k: start[k] for k in (*common.FIDS, "extractor")}]
     for ckpt in list_checkpoints(run):
         scores = common.score_run(ctx, spec, checkpoint=ckpt)
-        rows.append(key | {"kimg": int(ckpt.name.split("-")[-1]) / 1000}
-                    | {k: scores[k] for k in (*common.FIDS, "extractor")})  # fmt: skip
+        rows.append(
+            key
+            | {"kimg": int(ckpt.name.split("-")[-1]) / 1000}
+            | {k: scores[k] for k in (*common.FIDS, "extractor")}
+        )
     return rows
 
 
@@ -89,15 +109,26 @@ def tables(ctx: common.Context, rows: list[dict], runs: list[tuple[str, str]], n
         f, f0 = finals(rows, s, p, kimg), finals(rows, s, p, 0.0)
         if p == "GD":
             paper = PAPER_T1[s]
-            t1.append([LABELS[s], *(common.cell(f[k], v) for k, v in zip(common.FIDS, paper, strict=True)),
-                       common.cell(f0["fid_avg"])])  # fmt: skip
+            t1.append(
+                [
+                    LABELS[s],
+                    *(common.cell(f[k], v) for k, v in zip(common.FIDS, paper, strict=True)),
+                    common.cell(f0["fid_avg"]),
+                ]
+            )
         if s in TABLE2:
             paper = PAPER_T2.get((s, p))
-            t2.append([LABELS[s], {"GD": "G&D"}.get(p, p),
-                       *(common.cell(f[k], paper[i] if paper else None) for i, k in enumerate(common.FIDS))])  # fmt: skip
+            t2.append(
+                [
+                    LABELS[s],
+                    {"GD": "G&D"}.get(p, p),
+                    *(common.cell(f[k], paper[i] if paper else None) for i, k in enumerate(common.FIDS)),
+                ]
+            )
     head = ["Model", "FID-ax", "FID-sag", "FID-cor", "FID-avg", "FID-avg at kimg 0"]
-    text = common.write_table(ctx, "table1", "Table 1: inflation variants (heart, Baseline architecture)",
-                              head, t1, note)  # fmt: skip
+    text = common.write_table(
+        ctx, "table1", "Table 1: inflation variants (heart, Baseline architecture)", head, t1, note
+    )
     head2 = ["Model", "Module", "FID-ax", "FID-sag", "FID-cor", "FID-avg"]
     return (
         text
@@ -149,8 +180,9 @@ def main(argv: list[str] | None = None) -> str:
             common.write_csv(ctx, "results", rows)  # partial results survive an interruption
     plot(ctx, rows)
     start = "one given 2D checkpoint" if args.ckpt_2d else "each seed's own 2D twin"
-    note = common.footer(ctx, rows[0]["extractor"], f"Inflated rows start from {start}; FIDs at the end of "
-                         "training.")  # fmt: skip
+    note = common.footer(
+        ctx, rows[0]["extractor"], f"Inflated rows start from {start}; FIDs at the end of training."
+    )
     return common.finish(ctx, tables(ctx, rows, runs, note), started)
 
 

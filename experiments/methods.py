@@ -19,19 +19,36 @@ import time
 import common
 
 # name -> how it is built: a baseline family, or a StyleGAN2 architecture from scratch / inflated
-METHODS = {"3D-WGAN-GP": ("family", "wgan-gp"), "3D-VAE-GAN": ("family", "vae-gan"),
-           "3D-α-GAN": ("family", "alpha-gan"), "3D-α-WGAN-GP": ("family", "alpha-wgan-gp"),
-           "3D-StyleGAN2": ("scratch", "Baseline"), "Split&Shuffle (Ours)": ("inflated", "Split&Shuffle")}  # fmt: skip
+METHODS = {
+    "3D-WGAN-GP": ("family", "wgan-gp"),
+    "3D-VAE-GAN": ("family", "vae-gan"),
+    "3D-α-GAN": ("family", "alpha-gan"),
+    "3D-α-WGAN-GP": ("family", "alpha-wgan-gp"),
+    "3D-StyleGAN2": ("scratch", "Baseline"),
+    "Split&Shuffle (Ours)": ("inflated", "Split&Shuffle"),
+}
 PAPER = {  # #param (M), FID-ax, FID-sag, FID-cor, FID-avg
-    "heart": {"3D-WGAN-GP": (1.399, 191, 223, 191, 201.7), "3D-VAE-GAN": (6.389, 196, 281, 272, 249.7),
-              "3D-α-GAN": (2.811, 91, 88, 80, 86.3), "3D-α-WGAN-GP": (2.811, 70, 86, 69, 75.0),
-              "3D-StyleGAN2": (0.600, 104, 92, 112, 102.7), "Split&Shuffle (Ours)": (0.291, 46, 66, 63, 58.3)},
-    "brain": {"3D-WGAN-GP": (1.817, 161, 161, 231, 184.3), "3D-VAE-GAN": (11.001, 167, 122, 224, 171.0),
-              "3D-α-GAN": (3.635, 73, 77, 99, 83.0), "3D-α-WGAN-GP": (3.635, 74, 72, 87, 77.7),
-              "3D-StyleGAN2": (0.633, 114, 89, 99, 100.7), "Split&Shuffle (Ours)": (0.325, 65, 67, 82, 71.3)},
-}  # fmt: skip
-TABLE = {"heart": ("table6", "Table 6: comparison with the published 3D GANs (heart)"),
-         "brain": ("table7", "Table 7: comparison with the published 3D GANs (brain)")}  # fmt: skip
+    "heart": {
+        "3D-WGAN-GP": (1.399, 191, 223, 191, 201.7),
+        "3D-VAE-GAN": (6.389, 196, 281, 272, 249.7),
+        "3D-α-GAN": (2.811, 91, 88, 80, 86.3),
+        "3D-α-WGAN-GP": (2.811, 70, 86, 69, 75.0),
+        "3D-StyleGAN2": (0.600, 104, 92, 112, 102.7),
+        "Split&Shuffle (Ours)": (0.291, 46, 66, 63, 58.3),
+    },
+    "brain": {
+        "3D-WGAN-GP": (1.817, 161, 161, 231, 184.3),
+        "3D-VAE-GAN": (11.001, 167, 122, 224, 171.0),
+        "3D-α-GAN": (3.635, 73, 77, 99, 83.0),
+        "3D-α-WGAN-GP": (3.635, 74, 72, 87, 77.7),
+        "3D-StyleGAN2": (0.633, 114, 89, 99, 100.7),
+        "Split&Shuffle (Ours)": (0.325, 65, 67, 82, 71.3),
+    },
+}
+TABLE = {
+    "heart": ("table6", "Table 6: comparison with the published 3D GANs (heart)"),
+    "brain": ("table7", "Table 7: comparison with the published 3D GANs (brain)"),
+}
 
 
 def method_spec(ctx: common.Context, kind: str, name: str, seed: int) -> common.RunSpec:
@@ -64,8 +81,11 @@ def table(ctx: common.Context, kind: str) -> str:
         if floor
         else ""
     )
-    note = common.footer(ctx, records[0]["extractor"], "Baselines at their presets' batch and losses; #param "
-                         f"counts every network.{extra}")  # fmt: skip
+    note = common.footer(
+        ctx,
+        records[0]["extractor"],
+        f"Baselines at their presets' batch and losses; #param counts every network.{extra}",
+    )
     head = ["Model", "#param", "FID-ax", "FID-sag", "FID-cor", "FID-avg"]
     return common.write_table(ctx, name, title, head, rows, note)
 

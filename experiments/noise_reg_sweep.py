@@ -42,9 +42,17 @@ def sweep(args: argparse.Namespace) -> list[dict[str, float | str]]:
             proj = project_volume(G, x, cfg, stats)
             scores, _ = final_scores(G, proj, x)
             rec, off = scores["reconstruction"], scores["noise_off"]
-            rows.append({"weight": weight, "item": target.name, "psnr_db": rec["psnr_db"], "ssim": rec["ssim"],
-                         "psnr_db_noise_off": off["psnr_db"], "ssim_noise_off": off["ssim"],
-                         "noise_reg": float(noise_regularizer(proj.noise or [torch.zeros(1)]))})  # fmt: skip
+            rows.append(
+                {
+                    "weight": weight,
+                    "item": target.name,
+                    "psnr_db": rec["psnr_db"],
+                    "ssim": rec["ssim"],
+                    "psnr_db_noise_off": off["psnr_db"],
+                    "ssim_noise_off": off["ssim"],
+                    "noise_reg": float(noise_regularizer(proj.noise or [torch.zeros(1)])),
+                }
+            )
             print(rows[-1], flush=True)
     return rows
 
@@ -56,10 +64,12 @@ def write(rows: list[dict[str, float | str]], out: Path, args: argparse.Namespac
         writer.writeheader()
         writer.writerows(rows)
     strength = "" if args.noise_strength is None else f", every noise strength set to {args.noise_strength:g}"
-    lines = [f"Projection of {args.limit} {args.split} volumes, {args.steps} steps, loss {args.loss}, W space{strength}.",
-             "",
-             "| noise_reg | PSNR (dB) | SSIM | PSNR noise off | SSIM noise off | gap (dB) | final reg |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        f"Projection of {args.limit} {args.split} volumes, {args.steps} steps, loss {args.loss}, W space{strength}.",
+        "",
+        "| noise_reg | PSNR (dB) | SSIM | PSNR noise off | SSIM noise off | gap (dB) | final reg |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for weight in dict.fromkeys(r["weight"] for r in rows):
         sel = [r for r in rows if r["weight"] == weight]
 
@@ -67,8 +77,10 @@ def write(rows: list[dict[str, float | str]], out: Path, args: argparse.Namespac
             return sum(float(r[key]) for r in sel) / len(sel)
 
         gap = mean("psnr_db") - mean("psnr_db_noise_off")
-        lines.append(f"| {weight:g} | {mean('psnr_db'):.2f} | {mean('ssim'):.3f} | {mean('psnr_db_noise_off'):.2f} | "
-                     f"{mean('ssim_noise_off'):.3f} | {gap:.2f} | {mean('noise_reg'):.2e} |")  # fmt: skip
+        lines.append(
+            f"| {weight:g} | {mean('psnr_db'):.2f} | {mean('ssim'):.3f} | {mean('psnr_db_noise_off'):.2f} | "
+            f"{mean('ssim_noise_off'):.3f} | {gap:.2f} | {mean('noise_reg'):.2e} |"
+        )
     (out / "table.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 

@@ -19,9 +19,14 @@ import common
 from methods import METHODS, method_spec
 
 # COCA PSNR, COCA MS-SSIM, ADNI PSNR, ADNI MS-SSIM
-PAPER = {"3D-WGAN-GP": (16.22, 0.9988, 27.11, 0.9945), "3D-VAE-GAN": (16.38, 0.8436, 27.03, 0.9719),
-         "3D-α-GAN": (16.19, 0.8288, 27.42, 0.8750), "3D-α-WGAN-GP": (15.82, 0.7916, 27.71, 0.8678),
-         "3D-StyleGAN2": (16.04, 0.8362, 27.80, 0.8999), "Split&Shuffle (Ours)": (16.56, 0.7513, 28.57, 0.8488)}  # fmt: skip
+PAPER = {
+    "3D-WGAN-GP": (16.22, 0.9988, 27.11, 0.9945),
+    "3D-VAE-GAN": (16.38, 0.8436, 27.03, 0.9719),
+    "3D-α-GAN": (16.19, 0.8288, 27.42, 0.8750),
+    "3D-α-WGAN-GP": (15.82, 0.7916, 27.71, 0.8678),
+    "3D-StyleGAN2": (16.04, 0.8362, 27.80, 0.8999),
+    "Split&Shuffle (Ours)": (16.56, 0.7513, 28.57, 0.8488),
+}
 METRICS = ("psnr", "ms_ssim")
 
 
@@ -39,11 +44,15 @@ def main(argv: list[str] | None = None) -> str:
             specs = [method_spec(ctx, kind, name, seed) for seed in ctx.seeds]
             scores = [common.score_run(ctx, spec, METRICS) for spec in specs]
             paper = PAPER[name][2 * common.KINDS.index(kind) :][:2]
-            row += [common.cell([s["psnr"] for s in scores], paper[0], 2),
-                    common.cell([s["ms_ssim"] for s in scores], paper[1], 4)]  # fmt: skip
+            row += [
+                common.cell([s["psnr"] for s in scores], paper[0], 2),
+                common.cell([s["ms_ssim"] for s in scores], paper[1], 4),
+            ]
             real[kind] += [s["ms_ssim_real"] for s in scores]
-            records += [{"model": name, "data": kind, "seed": sp.cfg.seed, **sc}
-                        for sp, sc in zip(specs, scores, strict=True)]  # fmt: skip
+            records += [
+                {"model": name, "data": kind, "seed": sp.cfg.seed, **sc}
+                for sp, sc in zip(specs, scores, strict=True)
+            ]
         rows.append(row)
     rows.append(
         ["Real volumes (reference)", *[c for k in kinds for c in ("–", common.cell(real[k], None, 4))]]

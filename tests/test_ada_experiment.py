@@ -18,12 +18,30 @@ import ada  # noqa: E402
 @pytest.mark.slow  # four toy runs and their scores: minutes on a shared 2-core machine
 def test_ada_driver_at_a_toy_budget(tmp_path: Path) -> None:
     out = tmp_path / "ada"
-    argv = ["--out", str(out), "--kimg", "0.016", "--samples", "6", "--reference", "6", "--volumes", "4",
-            "--seeds", "0,1", "--ada-kimg", "0.004"]  # fmt: skip
+    argv = [
+        "--out",
+        str(out),
+        "--kimg",
+        "0.016",
+        "--samples",
+        "6",
+        "--reference",
+        "6",
+        "--volumes",
+        "4",
+        "--seeds",
+        "0,1",
+        "--ada-kimg",
+        "0.004",
+    ]
     text = ada.main(argv)
     rows = [ln for ln in text.splitlines() if ln.startswith("| ") and not ln.startswith("| Training")]
-    assert [r.split(" | ")[0] for r in rows] == ["| no augmentation (`--aug none`)", "| ADA (`--aug ada`)",
-                                                 "| ADA − none, paired by seed", "| fresh phantoms, 6 (reference)"]  # fmt: skip
+    assert [r.split(" | ")[0] for r in rows] == [
+        "| no augmentation (`--aug none`)",
+        "| ADA (`--aug ada`)",
+        "| ADA − none, paired by seed",
+        "| fresh phantoms, 6 (reference)",
+    ]
     assert all(" ± " in r for r in rows[:3])
     with open(out / "ada.csv", encoding="utf-8") as f:
         records = list(csv.DictReader(f))

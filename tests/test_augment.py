@@ -237,8 +237,9 @@ def brain16(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("preset", ["tiny", "hagan-tiny", "wgan-gp-tiny", "vae-gan-tiny", "alpha-gan-tiny",
-                                    "alpha-wgan-gp-tiny"])  # fmt: skip
+@pytest.mark.parametrize(
+    "preset", ["tiny", "hagan-tiny", "wgan-gp-tiny", "vae-gan-tiny", "alpha-gan-tiny", "alpha-wgan-gp-tiny"]
+)
 def test_every_family_augments_what_its_discriminator_sees(
     preset: str, brain16: Path, tmp_path: Path
 ) -> None:
@@ -252,8 +253,9 @@ def test_every_family_augments_what_its_discriminator_sees(
     family = family_for(model)
     cfg = loop.resolve_loss(TrainConfig(batch=2, batch_gpu=2, seed=0, aug="fixed:1"), family)
     if preset == "wgan-gp-tiny":
-        cfg = loop.resolve_loss(TrainConfig(batch=2, batch_gpu=2, seed=0, aug="fixed:1", loss={"n_critic": 1}),
-                                family)  # fmt: skip
+        cfg = loop.resolve_loss(
+            TrainConfig(batch=2, batch_gpu=2, seed=0, aug="fixed:1", loss={"n_critic": 1}), family
+        )
     nets = family.build(model, cfg, torch.device("cpu"), False, None)
     pipe = A.make_pipe(cfg, model.spatial_dims, torch.device("cpu"))
     assert pipe is not None
@@ -296,8 +298,17 @@ def test_every_family_augments_what_its_discriminator_sees(
 
 
 def _tiny(**kw: object) -> TrainConfig:
-    base = dict(batch=8, batch_gpu=4, kimg=0.096, tick_kimg=0.032, snapshot_ticks=100, grid=2, seed=3,
-                aug="ada", ada_kimg=0.05)  # fmt: skip
+    base = dict(
+        batch=8,
+        batch_gpu=4,
+        kimg=0.096,
+        tick_kimg=0.032,
+        snapshot_ticks=100,
+        grid=2,
+        seed=3,
+        aug="ada",
+        ada_kimg=0.05,
+    )
     return TrainConfig(**(base | kw))  # type: ignore[arg-type]
 
 
@@ -326,8 +337,13 @@ def test_ada_run_logs_p_saves_it_and_resumes_bit_identically(brain16: Path, tmp_
 
 
 def test_aug_none_writes_no_augment_state(brain16: Path, tmp_path: Path) -> None:
-    run = train(brain16, load_preset("tiny").model, _tiny(aug="none", kimg=0.016, tick_kimg=0.016),
-                outdir=tmp_path, preset="tiny")  # fmt: skip
+    run = train(
+        brain16,
+        load_preset("tiny").model,
+        _tiny(aug="none", kimg=0.016, tick_kimg=0.016),
+        outdir=tmp_path,
+        preset="tiny",
+    )
     tensors = load_file(list_checkpoints(run)[-1] / "training_state.safetensors")
     assert not any(k.startswith("augment.") for k in tensors)
     stats = json.loads((run / "stats.jsonl").read_text(encoding="utf-8").splitlines()[-1])

@@ -36,8 +36,12 @@ from medgan3d.training.loop import TrainConfig, train
 from ports import free_port
 
 FAMILIES = ("wgan-gp", "vae-gan", "alpha-gan", "alpha-wgan-gp")
-NETWORKS = {"wgan-gp": ("G", "D"), "vae-gan": ("G", "D", "E"), "alpha-gan": ("G", "D", "E", "CD"),
-            "alpha-wgan-gp": ("G", "D", "E", "CD")}  # fmt: skip
+NETWORKS = {
+    "wgan-gp": ("G", "D"),
+    "vae-gan": ("G", "D", "E"),
+    "alpha-gan": ("G", "D", "E", "CD"),
+    "alpha-wgan-gp": ("G", "D", "E", "CD"),
+}
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MEDGAN3D_ALLOCATOR="system")
 
 # spec §3.3 (ADNI 64³) and §3.4 (COCA 32×64×64): per network, and the paper's totals (Tables 6 and 7)
@@ -251,8 +255,10 @@ def test_vae_gan_step_matches_the_reference_losses_restated() -> None:
         + bce(torch.sigmoid(D(x_rand)), zeros)
     )
     kl = (-0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())) / mu.numel()
-    want = [*torch.autograd.grad(20 * rec - d_loss, list(G.parameters()), retain_graph=True),
-            *torch.autograd.grad(kl + 10 * rec, list(E.parameters()))]  # fmt: skip
+    want = [
+        *torch.autograd.grad(20 * rec - d_loss, list(G.parameters()), retain_graph=True),
+        *torch.autograd.grad(kl + 10 * rec, list(E.parameters())),
+    ]
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
 
@@ -409,8 +415,15 @@ def test_tiny_run_trains_resumes_bit_identically_and_generates(
 
     from medgan3d.metrics import evaluate_generator
 
-    scores = evaluate_generator(load_generator(full), brain16, num_samples=4, metrics=("fid", "psnr"),
-                                extractor_2d="random-2d", bootstrap=0, cache=tmp_path / "cache")  # fmt: skip
+    scores = evaluate_generator(
+        load_generator(full),
+        brain16,
+        num_samples=4,
+        metrics=("fid", "psnr"),
+        extractor_2d="random-2d",
+        bootstrap=0,
+        cache=tmp_path / "cache",
+    )
     assert np.isfinite(scores["fid_avg"]) and np.isfinite(scores["psnr"])
 
 
@@ -466,8 +479,13 @@ def test_paper_presets_train_sections_resolve(name: str) -> None:
 
 
 def _cli(*args: str, timeout: int = 600) -> str:
-    done = subprocess.run([sys.executable, "-m", "medgan3d", *args], env=ENV, capture_output=True, encoding="utf-8",
-                          timeout=timeout)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "medgan3d", *args],
+        env=ENV,
+        capture_output=True,
+        encoding="utf-8",
+        timeout=timeout,
+    )
     assert done.returncode == 0, f"medgan3d {' '.join(args)}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
     return done.stdout
 
@@ -476,13 +494,38 @@ def _cli(*args: str, timeout: int = 600) -> str:
 def test_cli_train_generate_evaluate(tmp_path: Path) -> None:
     data, runs = tmp_path / "DATA", tmp_path / "RUNS"
     _cli("prepare", "brain-phantom", "-n", "8", "--shape", "16", "-o", str(data))
-    _cli("train", "--data", str(data), "--config", "alpha-wgan-gp-tiny", "--kimg", "0.016", "--tick", "0.008",
-         "--out", str(runs))  # fmt: skip
+    _cli(
+        "train",
+        "--data",
+        str(data),
+        "--config",
+        "alpha-wgan-gp-tiny",
+        "--kimg",
+        "0.016",
+        "--tick",
+        "0.008",
+        "--out",
+        str(runs),
+    )
     (run,) = runs.iterdir()
     _cli("generate", str(run), "-n", "2", "-o", str(tmp_path / "S"))
     assert {p.name for p in (tmp_path / "S").iterdir()} >= {"seed0000.nii.gz", "seed0001.nii.gz"}
-    _cli("evaluate", str(run), "--data", str(data), "-n", "4", "-o", str(tmp_path / "E"), "--bootstrap", "0",
-         "--metrics", "fid,psnr", "--extractor-2d", "random-2d")  # fmt: skip
+    _cli(
+        "evaluate",
+        str(run),
+        "--data",
+        str(data),
+        "-n",
+        "4",
+        "-o",
+        str(tmp_path / "E"),
+        "--bootstrap",
+        "0",
+        "--metrics",
+        "fid,psnr",
+        "--extractor-2d",
+        "random-2d",
+    )
     scores = json.loads((tmp_path / "E" / "metrics.json").read_text(encoding="utf-8"))
     assert np.isfinite(scores["fid_avg"]) and np.isfinite(scores["psnr"])
 
@@ -493,10 +536,37 @@ def test_two_processes_match_micro_batches(brain16: Path, tmp_path: Path) -> Non
     """VAE-GAN (shared noise per global micro-batch, BN per micro-batch): 2 processes × 1 micro-batch of 4 ==
     1 process × 2 micro-batches of 4 in every parameter. BN running statistics are averaged over ranks after
     each iteration, which is not the sequential update of one process: buffers are close, not equal."""
-    common = ["--data", str(brain16), "--config", "vae-gan-tiny", "--kimg", "0.04", "--batch", "8",
-              "--batch-gpu", "4", "--seed", "3", "--tick", "1", "--device", "cpu"]  # fmt: skip
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
-           "-m", "medgan3d", "train", *common, "--out", str(tmp_path / "ddp")]  # fmt: skip
+    common = [
+        "--data",
+        str(brain16),
+        "--config",
+        "vae-gan-tiny",
+        "--kimg",
+        "0.04",
+        "--batch",
+        "8",
+        "--batch-gpu",
+        "4",
+        "--seed",
+        "3",
+        "--tick",
+        "1",
+        "--device",
+        "cpu",
+    ]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={free_port()}",
+        "-m",
+        "medgan3d",
+        "train",
+        *common,
+        "--out",
+        str(tmp_path / "ddp"),
+    ]
     done = subprocess.run(cmd, env=ENV, capture_output=True, encoding="utf-8", timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     (ddp_run,) = (tmp_path / "ddp").iterdir()
@@ -504,8 +574,12 @@ def test_two_processes_match_micro_batches(brain16: Path, tmp_path: Path) -> Non
         brain16, load_preset("vae-gan-tiny").model, run_cfg(kimg=0.04, grid=1), outdir=tmp_path / "one"
     )
     a, b = _tensors(ddp_run, "vae-gan"), _tensors(one, "vae-gan")
-    params = [k for k in a if k[:2] in ("G.", "D.", "E.") and not k.endswith(("running_mean", "running_var",
-                                                                              "num_batches_tracked"))]  # fmt: skip
+    params = [
+        k
+        for k in a
+        if k[:2] in ("G.", "D.", "E.")
+        and not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    ]
     assert params
     for key in params:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-5, msg=key)

@@ -19,8 +19,22 @@ def test_bench_step_against_head_reports_every_phase_side_by_side(tmp_path: Path
         pytest.skip("not a git checkout")
     env = dict(os.environ, OMP_NUM_THREADS="1", MEDGAN3D_ALLOCATOR="system")
     out = tmp_path / "figures.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_step.py"), "--presets", "tiny", "--precisions", "fp32",
-           "--batch", "2", "--repeats", "1", "--against", "HEAD", "--json", str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "bench_step.py"),
+        "--presets",
+        "tiny",
+        "--precisions",
+        "fp32",
+        "--batch",
+        "2",
+        "--repeats",
+        "1",
+        "--against",
+        "HEAD",
+        "--json",
+        str(out),
+    ]
     proc = subprocess.run(cmd, capture_output=True, encoding="utf-8", env=env, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "s/kimg: this" in proc.stdout and "| ratio" in proc.stdout

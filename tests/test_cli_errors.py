@@ -27,34 +27,81 @@ TRAIN = ["train", "--data", "{data}", "--kimg", "0.008", "--out", "{new}"]
 # id, argv ({new}: a fresh path that must still not exist afterwards), exit code, words of the error line.
 # ROWS: the misuses of issue 11, each in its own process; MORE_ROWS: variants, run in this process.
 ROWS = [
-    ("train-raw-nifti-folder", ["train", "--data", "{raw}", "--kimg", "1", "--out", "{new}"], EXIT_FAILURE,
-     ["{raw}", "not a prepared dataset (no dataset.json)", "run medgan3d prepare first"]),
+    (
+        "train-raw-nifti-folder",
+        ["train", "--data", "{raw}", "--kimg", "1", "--out", "{new}"],
+        EXIT_FAILURE,
+        ["{raw}", "not a prepared dataset (no dataset.json)", "run medgan3d prepare first"],
+    ),
     ("train-out-is-a-file", [*TRAIN[:5], "--out", "{file}"], EXIT_USAGE, ["--out", "{file}", "is a file"]),
     ("train-device-cuda-on-cpu", [*TRAIN, "--device", "cuda"], EXIT_USAGE, ["--device cuda", "no CUDA"]),
     ("train-batch-gpu-0", [*TRAIN, "--batch-gpu", "0"], EXIT_USAGE, ["--batch-gpu", ">= 1", "got 0"]),
     ("train-snap-0", [*TRAIN, "--snap", "0"], EXIT_USAGE, ["--snap", ">= 1", "got 0"]),
     ("train-kimg-0", [*TRAIN[:3], "--kimg", "0", "--out", "{new}"], EXIT_USAGE, ["--kimg", "> 0", "got 0"]),
     ("train-lr-negative", [*TRAIN, "--lr", "-1"], EXIT_USAGE, ["--lr", "> 0", "got -1.0"]),
-    ("train-mbstd-group", [*TRAIN, "--batch", "12", "--batch-gpu", "6"], EXIT_USAGE,
-     ["batch_gpu 6", "minibatch-std groups of 4"]),
+    (
+        "train-mbstd-group",
+        [*TRAIN, "--batch", "12", "--batch-gpu", "6"],
+        EXIT_USAGE,
+        ["batch_gpu 6", "minibatch-std groups of 4"],
+    ),
     ("train-unknown-option", ["train", "--bogus"], EXIT_USAGE, ["No such option", "--bogus"]),
-    ("evaluate-run-without-checkpoints", ["evaluate", "{empty}", "--data", "{data}", "-n", "2", "-o", "{new}"],
-     EXIT_FAILURE, ["{empty}", "checkpoint"]),
-    ("evaluate-fake-missing", ["evaluate", "--fake", "{tmp}/missing", "--data", "{data}", "-o", "{new}"],
-     EXIT_FAILURE, ["{tmp}/missing", "not a folder"]),
-    ("evaluate-fake-shape-mismatch",
-     ["evaluate", "--fake", "{raw8}", "--data", "{data}", "--metrics", "mmd", "--fake-mode", "model", "-o", "{new}"],
-     EXIT_FAILURE, ["unusable", "s0.nii.gz", "s1.nii.gz", "shape [8, 8, 8] != dataset [16, 16, 16]"]),
-    ("evaluate-out-is-a-file", ["evaluate", "--fake", "{raw}", "--data", "{data}", "-o", "{file}"], EXIT_USAGE,
-     ["--out", "is a file"]),
-    ("generate-out-is-a-file", ["generate", "{run}", "-n", "1", "-o", "{file}"], EXIT_USAGE, ["--out", "is a file"]),
+    (
+        "evaluate-run-without-checkpoints",
+        ["evaluate", "{empty}", "--data", "{data}", "-n", "2", "-o", "{new}"],
+        EXIT_FAILURE,
+        ["{empty}", "checkpoint"],
+    ),
+    (
+        "evaluate-fake-missing",
+        ["evaluate", "--fake", "{tmp}/missing", "--data", "{data}", "-o", "{new}"],
+        EXIT_FAILURE,
+        ["{tmp}/missing", "not a folder"],
+    ),
+    (
+        "evaluate-fake-shape-mismatch",
+        [
+            "evaluate",
+            "--fake",
+            "{raw8}",
+            "--data",
+            "{data}",
+            "--metrics",
+            "mmd",
+            "--fake-mode",
+            "model",
+            "-o",
+            "{new}",
+        ],
+        EXIT_FAILURE,
+        ["unusable", "s0.nii.gz", "s1.nii.gz", "shape [8, 8, 8] != dataset [16, 16, 16]"],
+    ),
+    (
+        "evaluate-out-is-a-file",
+        ["evaluate", "--fake", "{raw}", "--data", "{data}", "-o", "{file}"],
+        EXIT_USAGE,
+        ["--out", "is a file"],
+    ),
+    (
+        "generate-out-is-a-file",
+        ["generate", "{run}", "-n", "1", "-o", "{file}"],
+        EXIT_USAGE,
+        ["--out", "is a file"],
+    ),
     ("generate-n-0", ["generate", "{run}", "-n", "0", "-o", "{new}"], EXIT_USAGE, ["-n", "1"]),
-    ("prepare-phantom-preset-typo",
-     ["prepare", "brain-phantom", "--preset", "adnii", "-n", "4", "--shape", "16", "-o", "{new}"], EXIT_USAGE,
-     ["--preset 'adnii'", "unknown preset", "adni"]),
-    ("prepare-out-is-a-file", ["prepare", "brain-phantom", "-n", "4", "--shape", "16", "-o", "{file}"], EXIT_USAGE,
-     ["--out", "is a file"]),
-]  # fmt: skip
+    (
+        "prepare-phantom-preset-typo",
+        ["prepare", "brain-phantom", "--preset", "adnii", "-n", "4", "--shape", "16", "-o", "{new}"],
+        EXIT_USAGE,
+        ["--preset 'adnii'", "unknown preset", "adni"],
+    ),
+    (
+        "prepare-out-is-a-file",
+        ["prepare", "brain-phantom", "-n", "4", "--shape", "16", "-o", "{file}"],
+        EXIT_USAGE,
+        ["--out", "is a file"],
+    ),
+]
 MORE_ROWS = [
     ("train-out-under-a-file", [*TRAIN[:5], "--out", "{file}/runs"], EXIT_USAGE, ["{file} is a file"]),
     ("train-device-unknown", [*TRAIN, "--device", "gpu"], EXIT_USAGE, ["--device 'gpu'", "cpu, cuda"]),
@@ -62,24 +109,53 @@ MORE_ROWS = [
     ("train-tick-0", [*TRAIN, "--tick", "0"], EXIT_USAGE, ["--tick", "> 0"]),
     ("train-kimg-negative", [*TRAIN[:3], "--kimg", "-2", "--out", "{new}"], EXIT_USAGE, ["--kimg", "-2"]),
     ("train-gamma-negative", [*TRAIN, "--gamma", "-1"], EXIT_USAGE, ["--gamma", ">= 0"]),
-    ("train-batch-split", [*TRAIN, "--batch", "12", "--batch-gpu", "8"], EXIT_USAGE,
-     ["batch 12", "multiple of batch_gpu 8"]),
+    (
+        "train-batch-split",
+        [*TRAIN, "--batch", "12", "--batch-gpu", "8"],
+        EXIT_USAGE,
+        ["batch 12", "multiple of batch_gpu 8"],
+    ),
     ("train-unknown-metric", [*TRAIN, "--metrics", "fid,nope"], EXIT_USAGE, ["--metrics", "nope"]),
     ("train-resume-without-kimg", ["train", "--resume", "{run}"], EXIT_USAGE, ["--resume needs --kimg"]),
-    ("evaluate-generator-shape-mismatch",
-     ["evaluate", "{run}", "--data", "{data8}", "-n", "2", "--metrics", "mmd", "-o", "{new}"],
-     EXIT_FAILURE, ["shape [1, 16, 16, 16]", "[1, 8, 8, 8]"]),
-    ("evaluate-data-not-prepared", ["evaluate", "--fake", "{raw}", "--data", "{raw}", "-o", "{new}"],
-     EXIT_FAILURE, ["not a prepared dataset"]),
-    ("generate-no-seeds", ["generate", "{run}", "--seeds", "5-2", "-o", "{new}"], EXIT_USAGE, ["--seeds", "no seeds"]),
+    (
+        "evaluate-generator-shape-mismatch",
+        ["evaluate", "{run}", "--data", "{data8}", "-n", "2", "--metrics", "mmd", "-o", "{new}"],
+        EXIT_FAILURE,
+        ["shape [1, 16, 16, 16]", "[1, 8, 8, 8]"],
+    ),
+    (
+        "evaluate-data-not-prepared",
+        ["evaluate", "--fake", "{raw}", "--data", "{raw}", "-o", "{new}"],
+        EXIT_FAILURE,
+        ["not a prepared dataset"],
+    ),
+    (
+        "generate-no-seeds",
+        ["generate", "{run}", "--seeds", "5-2", "-o", "{new}"],
+        EXIT_USAGE,
+        ["--seeds", "no seeds"],
+    ),
     ("generate-missing-run", ["generate", "{tmp}/missing", "-o", "{new}"], EXIT_FAILURE, ["{tmp}/missing"]),
-    ("prepare-folder-preset-typo", ["prepare", "{raw}", "--preset", "adnii", "-o", "{new}"], EXIT_USAGE,
-     ["--preset 'adnii'"]),
-    ("prepare-bad-shape", ["prepare", "brain-phantom", "--shape", "16x4", "-o", "{new}"], EXIT_USAGE, ["--shape"]),
-    ("inflate-missing-checkpoint", ["inflate", "{tmp}/missing", "--config", "tiny", "-o", "{new}"], EXIT_FAILURE,
-     ["{tmp}/missing"]),
+    (
+        "prepare-folder-preset-typo",
+        ["prepare", "{raw}", "--preset", "adnii", "-o", "{new}"],
+        EXIT_USAGE,
+        ["--preset 'adnii'"],
+    ),
+    (
+        "prepare-bad-shape",
+        ["prepare", "brain-phantom", "--shape", "16x4", "-o", "{new}"],
+        EXIT_USAGE,
+        ["--shape"],
+    ),
+    (
+        "inflate-missing-checkpoint",
+        ["inflate", "{tmp}/missing", "--config", "tiny", "-o", "{new}"],
+        EXIT_FAILURE,
+        ["{tmp}/missing"],
+    ),
     ("info-unknown-preset", ["info", "--config", "nope"], EXIT_USAGE, ["unknown preset 'nope'"]),
-]  # fmt: skip
+]
 RESUME = ["train", "--resume", "{run}", "--kimg", "0.008", "--batch", "4", "--lr", "0.1", "--data", "{raw}"]
 
 
@@ -107,8 +183,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     make_brain_phantoms(4, tmp / "data8", 0, (8, 8, 8))
     (tmp / "file").write_text("not a folder")
     (tmp / "empty").mkdir()
-    paths = {"tmp": tmp, "data": tmp / "data", "data8": tmp / "data8", "file": tmp / "file", "empty": tmp / "empty",
-             "raw": _nifti_folder(tmp / "raw", (16, 16, 16)), "raw8": _nifti_folder(tmp / "raw8", (8, 8, 8))}  # fmt: skip
+    paths = {
+        "tmp": tmp,
+        "data": tmp / "data",
+        "data8": tmp / "data8",
+        "file": tmp / "file",
+        "empty": tmp / "empty",
+        "raw": _nifti_folder(tmp / "raw", (16, 16, 16)),
+        "raw8": _nifti_folder(tmp / "raw8", (8, 8, 8)),
+    }
     trained = _medgan3d(
         ["train", "--data", str(paths["data"]), "--kimg", "0.008", "--out", str(tmp / "runs")]
     )

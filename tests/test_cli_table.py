@@ -36,9 +36,19 @@ def cli_table() -> list[Row]:
         for p in cmd.params:
             if getattr(p, "hidden", False):
                 continue
-            rows.append(Row(name, p.name or "", p.param_type_name, tuple(p.opts), tuple(p.secondary_opts),
-                            bool(getattr(p, "is_flag", False)), p.required, p.default,
-                            getattr(p, "help", None) or ""))  # fmt: skip
+            rows.append(
+                Row(
+                    name,
+                    p.name or "",
+                    p.param_type_name,
+                    tuple(p.opts),
+                    tuple(p.secondary_opts),
+                    bool(getattr(p, "is_flag", False)),
+                    p.required,
+                    p.default,
+                    getattr(p, "help", None) or "",
+                )
+            )
     return rows
 
 

@@ -30,8 +30,10 @@ runner = CliRunner()
 def _tiny_pair(c_dim: int) -> tuple[Generator, Discriminator]:
     torch.manual_seed(0)
     kw = dict(spatial_dims=3, base_shape=(2, 2, 2), num_blocks=2, channels=8)
-    return (Generator(**kw, z_dim=8, w_dim=8, mapping_layers=2, c_dim=c_dim),
-            Discriminator(**kw, mbstd_group_size=2, c_dim=c_dim))  # fmt: skip
+    return (
+        Generator(**kw, z_dim=8, w_dim=8, mapping_layers=2, c_dim=c_dim),
+        Discriminator(**kw, mbstd_group_size=2, c_dim=c_dim),
+    )
 
 
 def test_the_label_reaches_the_generator() -> None:
@@ -118,8 +120,14 @@ def scans(tmp_path: Path) -> Path:
 def _prepare(scans: Path, csv_text: str, kind: str = "auto") -> dict:
     csv = scans.parent / "labels.csv"
     csv.write_text(csv_text, encoding="utf-8")
-    prepare_dataset(scans, scans.parent / "out", get_preset("generic", shape=(8, 8, 8)), labels=csv,
-                    label_kind=kind, val_fraction=0.0)  # fmt: skip
+    prepare_dataset(
+        scans,
+        scans.parent / "out",
+        get_preset("generic", shape=(8, 8, 8)),
+        labels=csv,
+        label_kind=kind,
+        val_fraction=0.0,
+    )
     return json.loads((scans.parent / "out" / "dataset.json").read_text(encoding="utf-8"))
 
 
@@ -176,8 +184,21 @@ def test_bad_label_csvs_are_refused_naming_the_csv_and_row(
 def test_prepare_cli_reports_a_bad_csv_in_one_line(scans: Path) -> None:
     csv = scans.parent / "labels.csv"
     csv.write_text("a.npy,1\nzzz.npy,0\n", encoding="utf-8")
-    res = runner.invoke(app, ["prepare", str(scans), "--preset", "generic", "--shape", "8", "-o",
-                              str(scans.parent / "out"), "--labels", str(csv)])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "prepare",
+            str(scans),
+            "--preset",
+            "generic",
+            "--shape",
+            "8",
+            "-o",
+            str(scans.parent / "out"),
+            "--labels",
+            str(csv),
+        ],
+    )
     assert res.exit_code == 1, res.output
     errors = [ln for ln in res.output.splitlines() if ln.startswith("error")]
     assert errors == [f"error: {csv}, row 2: 'zzz.npy' is not one of the 3 scans found"]
@@ -323,8 +344,10 @@ def test_generate_labels_and_their_errors(cond_run: Path, brain8: Path, tmp_path
         and "error: --label 4: not a class of this model (it knows classes 0, 1)" in res.output
     )
     assert not (tmp_path / "h").exists() or not any((tmp_path / "h").iterdir())
-    res = runner.invoke(app, ["generate", str(cond_run), "--labels-from", str(brain8 / "labels.csv"),
-                              "-o", str(tmp_path / "f")])  # fmt: skip
+    res = runner.invoke(
+        app,
+        ["generate", str(cond_run), "--labels-from", str(brain8 / "labels.csv"), "-o", str(tmp_path / "f")],
+    )
     assert res.exit_code == 0, res.output
     labels = [
         json.loads((tmp_path / "f" / f"seed{i:04d}.json").read_text())["condition"]["label"] for i in range(8)
@@ -399,12 +422,15 @@ def test_hagan_conditional_losses_match_the_published_objective() -> None:
             fake = D(fake_sub, fake_low, pos)
             if phase == "D":
                 real = D(reals[:, :, crop.real_start : crop.real_start + 4], reals[..., ::4, ::4, ::4], pos)
-                want = (F.binary_cross_entropy_with_logits(real[:, :1], torch.ones(2, 1))
-                        + F.cross_entropy(real[:, 1:], torch.tensor([1, 0]))
-                        + F.binary_cross_entropy_with_logits(fake[:, :1], torch.zeros(2, 1)))  # fmt: skip
+                want = (
+                    F.binary_cross_entropy_with_logits(real[:, :1], torch.ones(2, 1))
+                    + F.cross_entropy(real[:, 1:], torch.tensor([1, 0]))
+                    + F.binary_cross_entropy_with_logits(fake[:, :1], torch.zeros(2, 1))
+                )
             else:
-                want = (F.binary_cross_entropy_with_logits(fake[:, :1], torch.ones(2, 1))
-                        + 0.1 * F.cross_entropy(fake[:, 1:], torch.tensor([1, 0])))  # fmt: skip
+                want = F.binary_cross_entropy_with_logits(
+                    fake[:, :1], torch.ones(2, 1)
+                ) + 0.1 * F.cross_entropy(fake[:, 1:], torch.tensor([1, 0]))
         torch.testing.assert_close(got.detach(), want, rtol=1e-5, atol=1e-6)
 
 
@@ -445,10 +471,26 @@ def test_per_class_metrics_score_each_class_against_its_own_reals(brain8: Path) 
     assert swapped["0"]["psnr"] == pytest.approx(by_hand) and by_hand < 60
 
 
-def test_evaluate_cli_prints_per_class_scores_of_a_conditional_run(cond_run: Path, brain8: Path, tmp_path: Path
-                                                                    ) -> None:  # fmt: skip
-    res = runner.invoke(app, ["evaluate", str(cond_run), "--data", str(brain8), "-n", "4", "--metrics", "psnr",
-                              "--bootstrap", "0", "-o", str(tmp_path / "e")])  # fmt: skip
+def test_evaluate_cli_prints_per_class_scores_of_a_conditional_run(
+    cond_run: Path, brain8: Path, tmp_path: Path
+) -> None:
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(cond_run),
+            "--data",
+            str(brain8),
+            "-n",
+            "4",
+            "--metrics",
+            "psnr",
+            "--bootstrap",
+            "0",
+            "-o",
+            str(tmp_path / "e"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert (
         "class 0 (2 generated vs 4 real): psnr" in res.output
@@ -488,8 +530,24 @@ def test_augmentation_scores_are_accuracy_and_auc() -> None:
 @pytest.mark.slow
 def test_augmentation_driver_at_a_toy_budget(tmp_path: Path) -> None:
     aug = _augmentation()
-    args = ["--out", str(tmp_path), "--seeds", "0,1,2", "--train-subjects", "6", "--test-subjects", "6",
-            "--gan-kimg", "0.016", "--synthetic", "2", "--steps", "2", "--batch", "4"]  # fmt: skip
+    args = [
+        "--out",
+        str(tmp_path),
+        "--seeds",
+        "0,1,2",
+        "--train-subjects",
+        "6",
+        "--test-subjects",
+        "6",
+        "--gan-kimg",
+        "0.016",
+        "--synthetic",
+        "2",
+        "--steps",
+        "2",
+        "--batch",
+        "4",
+    ]
     aug.main(args)
     rows = list(csv.DictReader((tmp_path / "augmentation.csv").open(encoding="utf-8")))
     assert len(rows) == 9 and {r["training_set"] for r in rows} == set(aug.TRAINING_SETS)
@@ -501,13 +559,30 @@ def test_augmentation_driver_at_a_toy_budget(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == before
 
 
-def test_evaluate_fake_folder_scores_per_class_from_the_sidecars(cond_run: Path, brain8: Path, tmp_path: Path
-                                                                  ) -> None:  # fmt: skip
-    res = runner.invoke(app, ["generate", str(cond_run), "--labels-from", str(brain8 / "labels.csv"),
-                              "-o", str(tmp_path / "g")])  # fmt: skip
+def test_evaluate_fake_folder_scores_per_class_from_the_sidecars(
+    cond_run: Path, brain8: Path, tmp_path: Path
+) -> None:
+    res = runner.invoke(
+        app,
+        ["generate", str(cond_run), "--labels-from", str(brain8 / "labels.csv"), "-o", str(tmp_path / "g")],
+    )
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["evaluate", "--fake", str(tmp_path / "g"), "--data", str(brain8), "--metrics", "psnr",
-                              "--bootstrap", "0", "-o", str(tmp_path / "e")])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--fake",
+            str(tmp_path / "g"),
+            "--data",
+            str(brain8),
+            "--metrics",
+            "psnr",
+            "--bootstrap",
+            "0",
+            "-o",
+            str(tmp_path / "e"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "e" / "metrics.json").read_text(encoding="utf-8"))
     assert {k: v["num_fake"] for k, v in result["per_class"].items()} == {"0": 4, "1": 4}
@@ -521,8 +596,13 @@ def test_float_labels_train_a_value_conditioned_stylegan(tmp_path: Path) -> None
     )
     csv_path = tmp_path / "scores.csv"
     csv_path.write_text("".join(f"brain_{i:05d}.nii.gz,{0.25 * i}\n" for i in range(4)), encoding="utf-8")
-    prepare_dataset(tmp_path / "raw", tmp_path / "v", get_preset("adni", shape=(16, 16, 16)), labels=csv_path,
-                    val_fraction=0.0)  # fmt: skip
+    prepare_dataset(
+        tmp_path / "raw",
+        tmp_path / "v",
+        get_preset("adni", shape=(16, 16, 16)),
+        labels=csv_path,
+        val_fraction=0.0,
+    )
     run = _train(tmp_path / "v", tmp_path / "runs")
     G = load_generator(run)
     assert G.c_dim == 1

@@ -39,15 +39,21 @@ def plain(value: Any) -> Any:
 def missing_or_changed(old: Any, new: Any, where: str = "") -> list[str]:
     """Every key of ``old`` that ``new`` lacks or holds with another value (``new`` may have more keys)."""
     if isinstance(old, dict) and isinstance(new, dict):
-        return [p for k, v in old.items() for p in
-                (missing_or_changed(v, new[k], f"{where}.{k}") if k in new else [f"{where}.{k} missing"])]  # fmt: skip
+        return [
+            p
+            for k, v in old.items()
+            for p in (missing_or_changed(v, new[k], f"{where}.{k}") if k in new else [f"{where}.{k} missing"])
+        ]
     return [] if old == new else [f"{where}: {old!r} -> {new!r}"]
 
 
 def networks(model: Any) -> dict[str, Any]:
     with torch.device("meta"):
-        nets = model.build_networks() if hasattr(model, "build_networks") else {
-            "G": model.build_generator(), "D": model.build_discriminator()}  # fmt: skip
+        nets = (
+            model.build_networks()
+            if hasattr(model, "build_networks")
+            else {"G": model.build_generator(), "D": model.build_discriminator()}
+        )
     return {name: net.config for name, net in nets.items()}
 
 
@@ -57,8 +63,14 @@ def resolved(name: str) -> dict[str, Any]:
     header = {
         k: getattr(preset, k) for k in ("name", "description", "reference", "paper_params_m", "data_preset")
     }
-    return plain({"preset": header, "model": preset.model.to_dict(), "train": train.to_dict(),
-                  "networks": networks(preset.model)})  # fmt: skip
+    return plain(
+        {
+            "preset": header,
+            "model": preset.model.to_dict(),
+            "train": train.to_dict(),
+            "networks": networks(preset.model),
+        }
+    )
 
 
 def test_the_fixture_covers_every_preset_and_twin() -> None:
@@ -77,7 +89,9 @@ def test_the_comparison_catches_a_changed_or_missing_value() -> None:
     old = {"train": {"batch": 8, "loss": {"r1_gamma": 0.0512}}}
     assert missing_or_changed(old, {"train": {"batch": 8, "loss": {"r1_gamma": 0.0512}, "aug": {}}}) == []
     assert missing_or_changed(old, {"train": {"batch": 4, "loss": {}}}) == [
-        ".train.batch: 8 -> 4", ".train.loss.r1_gamma missing"]  # fmt: skip
+        ".train.batch: 8 -> 4",
+        ".train.loss.r1_gamma missing",
+    ]
 
 
 @pytest.mark.parametrize("path", LEGACY_RUNS, ids=[p.stem for p in LEGACY_RUNS])

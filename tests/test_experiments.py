@@ -65,10 +65,12 @@ def test_tables_share_the_rows_the_paper_shares(tmp_path: Path) -> None:
         common.parser(None).parse_args(["--out", str(tmp_path), *TOY, "--snap-kimg", "0.004"])
     )
     assert common.stylegan_spec(snaps, "heart", "Baseline", 1).key() == sweep[("none", "GD")].key()
-    other = [common.stylegan_spec(ctx, "heart", "Baseline", 2),
-             common.stylegan_spec(_ctx(tmp_path, "--kimg", "0.024"), "heart", "Baseline", 1),
-             common.inflated_spec(_ctx(tmp_path, "--equalized-lr", "stored"), "heart", "Baseline", 1),
-             inflation_sweep.spec_for(ctx, "inflate-1", "GD", 1, tmp_path / "ck2d")]  # fmt: skip
+    other = [
+        common.stylegan_spec(ctx, "heart", "Baseline", 2),
+        common.stylegan_spec(_ctx(tmp_path, "--kimg", "0.024"), "heart", "Baseline", 1),
+        common.inflated_spec(_ctx(tmp_path, "--equalized-lr", "stored"), "heart", "Baseline", 1),
+        inflation_sweep.spec_for(ctx, "inflate-1", "GD", 1, tmp_path / "ck2d"),
+    ]
     keys = {s.key() for s in [*sweep.values(), *other]}
     assert len(keys) == 2 + len(other)
 
@@ -77,8 +79,11 @@ def test_sweep_rows_are_tables_1_and_2() -> None:
     rows = inflation_sweep.combos(list(inflation_sweep.STRATEGIES), "auto")
     assert len(rows) == 12 and rows[0] == ("none", "GD")
     assert {(s, p) for s, p in rows if p != "GD"} == {(s, p) for s in inflation_sweep.TABLE2 for p in "GD"}
-    assert inflation_sweep.combos(["none", "inflate-2"], "G,GD") == [("none", "GD"), ("inflate-2", "G"),
-                                                                     ("inflate-2", "GD")]  # fmt: skip
+    assert inflation_sweep.combos(["none", "inflate-2"], "G,GD") == [
+        ("none", "GD"),
+        ("inflate-2", "G"),
+        ("inflate-2", "GD"),
+    ]
 
 
 def test_scale_options_apply(tmp_path: Path) -> None:
@@ -116,8 +121,21 @@ def test_an_interrupted_run_is_resumed_to_the_same_weights(tmp_path: Path) -> No
 def test_smoke_sweep_one_seed(tmp_path: Path) -> None:
     """The fast end-to-end check: two rows, one seed, in-process."""
     out = tmp_path / "smoke"
-    text = inflation_sweep.main(["--out", str(out), *TOY, "--subjects", "4", "--seeds", "0",
-                                 "--strategies", "none,inflate-1", "--parts", "GD"])  # fmt: skip
+    text = inflation_sweep.main(
+        [
+            "--out",
+            str(out),
+            *TOY,
+            "--subjects",
+            "4",
+            "--seeds",
+            "0",
+            "--strategies",
+            "none,inflate-1",
+            "--parts",
+            "GD",
+        ]
+    )
     assert "| No Inflate |" in text and "| Inflate-1 |" in text and "(73.0)" in text
     with open(out / "results.csv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -134,10 +152,14 @@ def test_every_driver_end_to_end_at_a_toy_budget(tmp_path: Path) -> None:
     subprocess.run(
         cmd, check=True, capture_output=True, timeout=1200, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )
-    tables = {n: (out / f"{n}.md").read_text(encoding="utf-8") for n in
-              ("table1", "table2", "table3", "table4", "table6", "table7", "table8")}  # fmt: skip
-    rows = {n: [ln for ln in t.splitlines() if ln.startswith("| ") and not ln.startswith("| Model")]
-            for n, t in tables.items()}  # fmt: skip
+    tables = {
+        n: (out / f"{n}.md").read_text(encoding="utf-8")
+        for n in ("table1", "table2", "table3", "table4", "table6", "table7", "table8")
+    }
+    rows = {
+        n: [ln for ln in t.splitlines() if ln.startswith("| ") and not ln.startswith("| Model")]
+        for n, t in tables.items()
+    }
     assert [len(rows[n]) for n in tables] == [6, 9, 6, 6, 7, 7, 7]  # 6-7: + fresh phantoms
     assert all("seeds 0, 1, 2" in t for t in tables.values())
     assert all(" ± " in r for n in ("table1", "table3", "table6") for r in rows[n] if "reference" not in r)

@@ -39,8 +39,18 @@ from medgan3d.training.runfolder import RunLockedError
 # seconds_sampling; training_state.json: elapsed_s): everything else must match exactly
 TIMING = re.compile(r"^(sec_|seconds|elapsed)")
 # 3 ticks of one iteration each, a snapshot (grid, MMD, checkpoint) at every tick
-FAULT_CFG: dict[str, Any] = dict(batch=8, batch_gpu=4, kimg=0.024, tick_kimg=0.008, snapshot_ticks=1, keep_last=2,
-                                 grid=2, seed=3, metrics=("mmd",), metrics_samples=4)  # fmt: skip
+FAULT_CFG: dict[str, Any] = dict(
+    batch=8,
+    batch_gpu=4,
+    kimg=0.024,
+    tick_kimg=0.008,
+    snapshot_ticks=1,
+    keep_last=2,
+    grid=2,
+    seed=3,
+    metrics=("mmd",),
+    metrics_samples=4,
+)
 WAIT_S = 180.0  # generous: the machine's two cores are shared
 
 DRIVER = textwrap.dedent(
@@ -124,12 +134,34 @@ def _env(cache: Path) -> dict[str, str]:
     return dict(os.environ, OMP_NUM_THREADS="1", MEDGAN3D_ALLOCATOR="system", MEDGAN3D_CACHE=str(cache))
 
 
-def _victim(data: Path, out: Path, point: str, nth: int, *, ckpt: int = 2, cfg: dict[str, Any] | None = None,
-            resume: Path | None = None, hold: Path | None = None) -> subprocess.Popen[str]:  # fmt: skip
-    args = {"point": point, "nth": nth, "ckpt": ckpt, "cfg": cfg or FAULT_CFG, "data": str(data), "out": str(out),
-            "resume": str(resume) if resume else None, "hold": str(hold) if hold else None}  # fmt: skip
-    return subprocess.Popen([sys.executable, "-c", DRIVER, json.dumps(args)], env=_env(out / "cache"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8")  # fmt: skip
+def _victim(
+    data: Path,
+    out: Path,
+    point: str,
+    nth: int,
+    *,
+    ckpt: int = 2,
+    cfg: dict[str, Any] | None = None,
+    resume: Path | None = None,
+    hold: Path | None = None,
+) -> subprocess.Popen[str]:
+    args = {
+        "point": point,
+        "nth": nth,
+        "ckpt": ckpt,
+        "cfg": cfg or FAULT_CFG,
+        "data": str(data),
+        "out": str(out),
+        "resume": str(resume) if resume else None,
+        "hold": str(hold) if hold else None,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-c", DRIVER, json.dumps(args)],
+        env=_env(out / "cache"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        encoding="utf-8",
+    )
 
 
 def _untimed(value: Any) -> Any:
@@ -292,8 +324,17 @@ def test_nan_blowup_with_keep_last_1_names_a_good_checkpoint_that_resumes(
 ) -> None:
     model = load_preset("tiny").model
     # snapshots due at every tick (one iteration), so three fall inside the streak (iterations 2, 3, 4)
-    cfg = TrainConfig(batch=8, batch_gpu=4, kimg=0.08, tick_kimg=0.008, snapshot_ticks=1, keep_last=1, grid=2,
-                      seed=3, max_bad_steps=3)  # fmt: skip
+    cfg = TrainConfig(
+        batch=8,
+        batch_gpu=4,
+        kimg=0.08,
+        tick_kimg=0.008,
+        snapshot_ticks=1,
+        keep_last=1,
+        grid=2,
+        seed=3,
+        max_bad_steps=3,
+    )
     _poison_from(2, monkeypatch)
     with pytest.raises(TrainingError, match=r"4 iterations in a row.*Gmain") as info:
         train(brain16, model, cfg, outdir=tmp_path, preset="tiny")
@@ -326,8 +367,9 @@ def test_keep_last_1_keeps_one_checkpoint(brain16: Path, tmp_path: Path) -> None
 def test_a_run_that_ends_inside_a_nonfinite_streak_does_not_report_success(
     brain16: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = TrainConfig(batch=8, batch_gpu=4, kimg=0.032, tick_kimg=0.008, snapshot_ticks=1, grid=2, seed=3,
-                      max_bad_steps=5)  # fmt: skip
+    cfg = TrainConfig(
+        batch=8, batch_gpu=4, kimg=0.032, tick_kimg=0.008, snapshot_ticks=1, grid=2, seed=3, max_bad_steps=5
+    )
     _poison_from(2, monkeypatch)  # the last two iterations are skipped: fewer than max_bad_steps
     with pytest.raises(
         TrainingError, match=r"inside a streak of 2 non-finite.*last good checkpoint: .*ckpt-000000016"
@@ -372,9 +414,32 @@ def test_a_second_process_on_a_training_run_is_refused_and_touches_nothing(
 def test_sigterm_stops_with_code_143_a_checkpoint_and_a_resume_line(brain16: Path, tmp_path: Path) -> None:
     env = _env(tmp_path / "cache")
     out = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "medgan3d", "train", "--data", str(brain16), "--config", "tiny", "--kimg", "10",
-           "--batch", "8", "--batch-gpu", "4", "--tick", "0.008", "--snap", "1000", "--seed", "3",
-           "--device", "cpu", "--out", str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "medgan3d",
+        "train",
+        "--data",
+        str(brain16),
+        "--config",
+        "tiny",
+        "--kimg",
+        "10",
+        "--batch",
+        "8",
+        "--batch-gpu",
+        "4",
+        "--tick",
+        "0.008",
+        "--snap",
+        "1000",
+        "--seed",
+        "3",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8")
     try:
         _wait_for(lambda: any(p.stat().st_size for p in out.glob("*/stats.jsonl")), proc, "a stats row")
@@ -391,8 +456,13 @@ def test_sigterm_stops_with_code_143_a_checkpoint_and_a_resume_line(brain16: Pat
     assert stop_nimg >= 8 and round(_rows(run, "stats.jsonl")[-1]["kimg"] * 1000) == stop_nimg
 
     more = f"{(stop_nimg + 8) / 1000:g}"
-    done = subprocess.run([sys.executable, "-m", "medgan3d", "train", "--resume", str(run), "--kimg", more],
-                          env=env, capture_output=True, encoding="utf-8", timeout=WAIT_S)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "medgan3d", "train", "--resume", str(run), "--kimg", more],
+        env=env,
+        capture_output=True,
+        encoding="utf-8",
+        timeout=WAIT_S,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     kimgs = [round(r["kimg"] * 1000) for r in _rows(run, "stats.jsonl")]
     assert kimgs == list(range(8, stop_nimg + 16, 8))

@@ -133,8 +133,17 @@ def test_fir_makes_no_tensor_per_call() -> None:
     blur_fir(x, 3, pad=2)
     with _OpCounter() as counter:
         blur_fir(x, 3, pad=2)  # the first axis as a matmul with a cached band matrix
-    allowed = {"aten.convolution", "aten.view", "aten.expand", "aten.reshape", "aten.permute", "aten.bmm",
-               "aten.mm", "aten._unsafe_view", "aten.transpose"}  # fmt: skip
+    allowed = {
+        "aten.convolution",
+        "aten.view",
+        "aten.expand",
+        "aten.reshape",
+        "aten.permute",
+        "aten.bmm",
+        "aten.mm",
+        "aten._unsafe_view",
+        "aten.transpose",
+    }
     assert set(counter.ops) <= allowed, counter.ops
 
 

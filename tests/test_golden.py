@@ -59,12 +59,19 @@ def test_stylegan2_tiny_run_reproduces_the_golden_weights(tmp_path: Path) -> Non
 
     capability = torch.backends.cpu.get_cpu_capability()
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", RUN, str(tmp_path)], env=env, capture_output=True, encoding="utf-8",
-                          timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        encoding="utf-8",
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = list_checkpoints(Path(proc.stdout.strip().splitlines()[-1]))[-1]
     got = {name: weights_sha256(ckpt / name / "model.safetensors") for name in ("G", "G_ema", "D")}
     if capability not in GOLDEN:
-        pytest.skip(f"no golden hashes for CPU capability {capability}; record these from a pre-refactor "
-                    f"checkout: {got}")  # fmt: skip
+        pytest.skip(
+            f"no golden hashes for CPU capability {capability}; record these from a pre-refactor "
+            f"checkout: {got}"
+        )
     assert got == GOLDEN[capability]

@@ -29,8 +29,12 @@ def count(module: nn.Module) -> int:
 
 def build_meta(R: int, w: int = 64, latent: int = 1024) -> tuple[nn.Module, ...]:
     with torch.device("meta"):
-        return (HAGANGenerator(R, latent, w), HAGANDiscriminator(R, w), HAGANEncoder(w),
-                HAGANLatentEncoder(R, latent, w))  # fmt: skip
+        return (
+            HAGANGenerator(R, latent, w),
+            HAGANDiscriminator(R, w),
+            HAGANEncoder(w),
+            HAGANLatentEncoder(R, latent, w),
+        )
 
 
 def perturb_norms(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -46,11 +50,27 @@ def perturb_norms(model: nn.Module, seed: int = 0) -> nn.Module:
 
 # Published numbers (spec §4, parameter totals table)
 PUBLISHED = {
-    128: dict(GA=52_392_256, GL=69_697, GH=56_257, DH=4_599_073, DL=2_642_369, E=161_152, S=19_663_168,
-              total=79_583_972),
-    256: dict(GA=52_392_256, GL=69_697, GH=56_257, DH=4_630_833, DL=2_771_425, E=161_152, S=19_663_264,
-              total=79_744_884),
-}  # fmt: skip
+    128: dict(
+        GA=52_392_256,
+        GL=69_697,
+        GH=56_257,
+        DH=4_599_073,
+        DL=2_642_369,
+        E=161_152,
+        S=19_663_168,
+        total=79_583_972,
+    ),
+    256: dict(
+        GA=52_392_256,
+        GL=69_697,
+        GH=56_257,
+        DH=4_630_833,
+        DL=2_771_425,
+        E=161_152,
+        S=19_663_264,
+        total=79_744_884,
+    ),
+}
 
 
 @pytest.mark.parametrize("R", [128, 256])

@@ -121,10 +121,37 @@ def test_two_processes_match_micro_batches(brain32: Path, tmp_path: Path) -> Non
     process would update u/v twice as often as each rank and the runs would part. (The micro-batch *size*
     must be the same: z is drawn per micro-batch from its seed, so batch_gpu 4 vs 2 differs like a new seed.)
     """
-    common = ["--data", str(brain32), "--config", "hagan-tiny", "--kimg", "0.008", "--batch", "4",
-              "--batch-gpu", "2", "--seed", "3", "--tick", "1", "--device", "cpu"]  # fmt: skip
-    run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
-           "-m", "medgan3d", "train", *common, "--out", str(tmp_path / "ddp")]  # fmt: skip
+    common = [
+        "--data",
+        str(brain32),
+        "--config",
+        "hagan-tiny",
+        "--kimg",
+        "0.008",
+        "--batch",
+        "4",
+        "--batch-gpu",
+        "2",
+        "--seed",
+        "3",
+        "--tick",
+        "1",
+        "--device",
+        "cpu",
+    ]
+    run = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={free_port()}",
+        "-m",
+        "medgan3d",
+        "train",
+        *common,
+        "--out",
+        str(tmp_path / "ddp"),
+    ]
     done = subprocess.run(run, env=ENV, capture_output=True, encoding="utf-8", timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     (ddp_run,) = (tmp_path / "ddp").iterdir()
@@ -169,8 +196,11 @@ def test_ablations_freeze_what_they_should(brain32: Path, tmp_path: Path) -> Non
     for prefix in ("D.high.", "G.common_block.", "G.high_head.", "E_H.", "E_G."):
         assert _moved(after, init, prefix) > 1e-5, prefix
 
-    cfg = hagan_cfg(kimg=0.002, tick_kimg=0.002,
-                    loss={"selection": "deterministic", "aligned": False, "downsample": "area"})  # fmt: skip
+    cfg = hagan_cfg(
+        kimg=0.002,
+        tick_kimg=0.002,
+        loss={"selection": "deterministic", "aligned": False, "downsample": "area"},
+    )
     stats = json.loads((train(brain32, model, cfg, outdir=tmp_path / "rest") / "stats.jsonl").read_text())
     assert all(np.isfinite(stats[k]) for k in ("loss/D", "loss/G", "loss/E_H", "loss/E_G"))
     with pytest.raises(ValueError, match=r"unknown hagan loss key 'r1_gamma' \(known: lr_g, "):
@@ -282,8 +312,13 @@ def test_phases_see_the_crop(brain32: Path, aligned: bool) -> None:
 
 
 def _cli(*args: str, timeout: int = 300) -> str:
-    done = subprocess.run([sys.executable, "-m", "medgan3d", *args], env=ENV, capture_output=True, encoding="utf-8",
-                          timeout=timeout)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "medgan3d", *args],
+        env=ENV,
+        capture_output=True,
+        encoding="utf-8",
+        timeout=timeout,
+    )
     assert done.returncode == 0, f"medgan3d {' '.join(args)}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
     return done.stdout
 
@@ -311,8 +346,19 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
     data, runs = tmp_path / "DATA", tmp_path / "RUNS"
     _cli("prepare", "brain-phantom", "-n", "8", "--shape", "32", "-o", str(data))
     manifest = json.loads((data / "dataset.json").read_text(encoding="utf-8"))
-    _cli("train", "--data", str(data), "--config", "hagan-tiny", "--kimg", "0.016", "--tick", "0.008",
-         "--out", str(runs))  # fmt: skip
+    _cli(
+        "train",
+        "--data",
+        str(data),
+        "--config",
+        "hagan-tiny",
+        "--kimg",
+        "0.016",
+        "--tick",
+        "0.008",
+        "--out",
+        str(runs),
+    )
     (run,) = runs.iterdir()
     assert _state(run)["cur_nimg"] == 16 and _state(run)["batch_idx"] == 4  # batch 4 = 2 × 2, 4 iterations
 

@@ -31,9 +31,18 @@ def tiny3d(
     channels: int = 8, g: str = "split_shuffle", d: str = "split_shuffle", **kw: object
 ) -> ModelConfig:
     return ModelConfig(
-        spatial_dims=3, base_shape=(4, 4, 4), num_blocks=3, channels=channels, z_dim=16, w_dim=16,
-        mapping_layers=2, g_variant=g, d_variant=d, mbstd_group_size=4, **kw,
-    )  # fmt: skip
+        spatial_dims=3,
+        base_shape=(4, 4, 4),
+        num_blocks=3,
+        channels=channels,
+        z_dim=16,
+        w_dim=16,
+        mapping_layers=2,
+        g_variant=g,
+        d_variant=d,
+        mbstd_group_size=4,
+        **kw,
+    )
 
 
 def built(cfg: ModelConfig, seed: int) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -423,8 +432,12 @@ def test_inflate_checkpoint_parts_and_loading(ckpt_2d: tuple[ModelConfig, Path],
     G2 = from_pretrained(ckpt / "G")
     for part, nets in (("G", only_g), ("D", only_d)):
         for name in ("G", "G_ema", "D"):
-            same = all(torch.equal(a, b) for a, b in zip(nets[name].state_dict().values(),
-                                                          fresh[name].state_dict().values(), strict=True))  # fmt: skip
+            same = all(
+                torch.equal(a, b)
+                for a, b in zip(
+                    nets[name].state_dict().values(), fresh[name].state_dict().values(), strict=True
+                )
+            )
             assert same == (name[0] not in part), (part, name)
     torch.testing.assert_close(only_g["G"].state_dict(), only_g["G_ema"].state_dict())
     loaded = load_generator(tmp_path / "g")

@@ -35,8 +35,17 @@ from medgan3d.project import ProjectorConfig, project_volume, save_projection
 @pytest.fixture(scope="module")
 def G() -> torch.nn.Module:
     torch.manual_seed(0)
-    cfg = ModelConfig(spatial_dims=3, base_shape=(2, 2, 2), num_blocks=3, channels=8, z_dim=16, w_dim=16,
-                      mapping_layers=2, g_variant="baseline", d_variant="baseline")  # fmt: skip
+    cfg = ModelConfig(
+        spatial_dims=3,
+        base_shape=(2, 2, 2),
+        num_blocks=3,
+        channels=8,
+        z_dim=16,
+        w_dim=16,
+        mapping_layers=2,
+        g_variant="baseline",
+        d_variant="baseline",
+    )
     G = cfg.build_generator().eval().requires_grad_(False)
     for layer in noise_layers(G):
         layer.noise_strength.fill_(0.2)
@@ -74,8 +83,9 @@ def test_seed_latents_match_generate(G: torch.nn.Module) -> None:
     """mix/interpolate seeds are the seeds of `medgan3d generate` (same z, same constant noise)."""
     from medgan3d.sampling import sample
 
-    np.testing.assert_allclose(render(G, seed_latent(G, 3, 0.8).ws), sample(G, [3], psi=0.8)[0, 0].numpy(),
-                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        render(G, seed_latent(G, 3, 0.8).ws), sample(G, [3], psi=0.8)[0, 0].numpy(), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_bands_come_from_the_stage_list(G: torch.nn.Module) -> None:
@@ -137,8 +147,14 @@ def test_projected_latents_round_trip(G: torch.nn.Module, tmp_path: Path) -> Non
 
 def _cli(*args: str, cwd: Path, code: int = 0) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, MEDGAN3D_ALLOCATOR="system", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "medgan3d", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "medgan3d", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc
 
@@ -155,13 +171,32 @@ def test_cli_project_mix_interpolate(tmp_path: Path) -> None:
     _cli("train", "--data", "data", "--config", "tiny", "--kimg", "0.008", "--out", "runs", cwd=tmp_path)
     (run,) = (tmp_path / "runs").iterdir()
     scans = sorted((tmp_path / "raw").glob("*.nii.gz"))[-2:]
-    proc = _cli("project", str(run), *map(str, scans), "-o", "P", "--steps", "12", "--w-avg-samples", "300",
-                "--snapshots", "2", cwd=tmp_path)  # fmt: skip
+    proc = _cli(
+        "project",
+        str(run),
+        *map(str, scans),
+        "-o",
+        "P",
+        "--steps",
+        "12",
+        "--w-avg-samples",
+        "300",
+        "--snapshots",
+        "2",
+        cwd=tmp_path,
+    )
     assert "noise off" in proc.stdout
     folder = tmp_path / "P" / scans[0].name.split(".")[0]
     names = {p.name for p in folder.iterdir()}
-    assert {"projected.npz", "reconstruction.nii.gz", "reconstruction_noise_off.nii.gz", "target.nii.gz",
-            "metrics.json", "preview.png", "steps"} <= names  # fmt: skip
+    assert {
+        "projected.npz",
+        "reconstruction.nii.gz",
+        "reconstruction_noise_off.nii.gz",
+        "target.nii.gz",
+        "metrics.json",
+        "preview.png",
+        "steps",
+    } <= names
     assert sorted(p.name for p in (folder / "steps").iterdir()) == [
         "step0000.png",
         "step0006.png",
@@ -184,15 +219,49 @@ def test_cli_project_mix_interpolate(tmp_path: Path) -> None:
     np.testing.assert_allclose(target, (array + 1) * (hi - lo) / 2 + lo, rtol=1e-5, atol=1e-4 * (hi - lo))
     assert rec.dtype == np.float32 and rec.shape == (16, 16, 16)
 
-    _cli("project", str(run), "--data", "data", "--split", "val", "--limit", "1", "-o", "V", "--steps", "3",
-         "--space", "w+", "--loss", "3dstylegan", "--w-avg-samples", "100", "--snapshots", "0", cwd=tmp_path)  # fmt: skip
+    _cli(
+        "project",
+        str(run),
+        "--data",
+        "data",
+        "--split",
+        "val",
+        "--limit",
+        "1",
+        "-o",
+        "V",
+        "--steps",
+        "3",
+        "--space",
+        "w+",
+        "--loss",
+        "3dstylegan",
+        "--w-avg-samples",
+        "100",
+        "--snapshots",
+        "0",
+        cwd=tmp_path,
+    )
     (item,) = (tmp_path / "V").iterdir()
     settings = json.loads((item / "metrics.json").read_text(encoding="utf-8"))["settings"]
     assert (settings["lr"], settings["noise_reg"], settings["space"]) == (0.3, 0.0, "w+")
 
     npz = folder / "projected.npz"
-    proc = _cli("mix", str(run), "--rows", f"0,{npz}", "--cols", "10,11", "--styles", "fine", "-o", "M",
-                "--psi", "0.7", cwd=tmp_path)  # fmt: skip
+    proc = _cli(
+        "mix",
+        str(run),
+        "--rows",
+        f"0,{npz}",
+        "--cols",
+        "10,11",
+        "--styles",
+        "fine",
+        "-o",
+        "M",
+        "--psi",
+        "0.7",
+        cwd=tmp_path,
+    )
     record = json.loads((tmp_path / "M" / "mix.json").read_text(encoding="utf-8"))
     assert record["layers"] == [3, 4, 5] and record["rows"][1]["label"] == folder.name
     for plane in ("axial", "coronal", "sagittal"):
@@ -210,8 +279,21 @@ def test_cli_project_mix_interpolate(tmp_path: Path) -> None:
     )
     assert len(list((tmp_path / "M").glob("mix-r*-c*.nii.gz"))) == 4
 
-    proc = _cli("interpolate", str(run), "--seeds", "0,7", "--latents", str(npz), "--steps", "3", "--styles",
-                "coarse", "-o", "I", cwd=tmp_path)  # fmt: skip
+    proc = _cli(
+        "interpolate",
+        str(run),
+        "--seeds",
+        "0,7",
+        "--latents",
+        str(npz),
+        "--steps",
+        "3",
+        "--styles",
+        "coarse",
+        "-o",
+        "I",
+        cwd=tmp_path,
+    )
     assert "5 frames through 3 latents" in proc.stdout
     from PIL import Image
 

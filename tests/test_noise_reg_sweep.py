@@ -14,13 +14,50 @@ SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "noise_reg_sweep.
 def test_noise_reg_sweep_writes_csv_and_table(tmp_path: Path) -> None:
     env = dict(os.environ, MEDGAN3D_ALLOCATOR="system", OMP_NUM_THREADS="1")
     cli = [sys.executable, "-m", "medgan3d"]
-    subprocess.run([*cli, "prepare", "brain-phantom", "-n", "6", "--shape", "16", "-o", str(tmp_path / "data")],
-                   check=True, capture_output=True, env=env, timeout=300)  # fmt: skip
-    subprocess.run([*cli, "train", "--data", str(tmp_path / "data"), "--config", "tiny", "--kimg", "0.008",
-                    "--out", str(tmp_path / "runs")], check=True, capture_output=True, env=env, timeout=300)  # fmt: skip
+    subprocess.run(
+        [*cli, "prepare", "brain-phantom", "-n", "6", "--shape", "16", "-o", str(tmp_path / "data")],
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
+    subprocess.run(
+        [
+            *cli,
+            "train",
+            "--data",
+            str(tmp_path / "data"),
+            "--config",
+            "tiny",
+            "--kimg",
+            "0.008",
+            "--out",
+            str(tmp_path / "runs"),
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
     (run,) = (tmp_path / "runs").iterdir()
-    args = ["--run", str(run), "--data", str(tmp_path / "data"), "--out", str(tmp_path / "sweep"), "--limit", "1",
-            "--steps", "4", "--weights", "0,1e5", "--w-avg-samples", "50", "--noise-strength", "0.3"]  # fmt: skip
+    args = [
+        "--run",
+        str(run),
+        "--data",
+        str(tmp_path / "data"),
+        "--out",
+        str(tmp_path / "sweep"),
+        "--limit",
+        "1",
+        "--steps",
+        "4",
+        "--weights",
+        "0,1e5",
+        "--w-avg-samples",
+        "50",
+        "--noise-strength",
+        "0.3",
+    ]
     subprocess.run(
         [sys.executable, str(SCRIPT), *args], check=True, capture_output=True, env=env, timeout=300
     )

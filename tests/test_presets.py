@@ -76,8 +76,11 @@ def test_every_3d_preset_has_a_2d_twin(name: str) -> None:
     assert twin.model.spatial_dims == 2
     assert twin.model.base_shape == preset.model.base_shape[1:]
     assert (twin.model.channels, twin.model.g_variant, twin.model.d_variant, twin.model.w_dim) == (
-        preset.model.channels, preset.model.g_variant, preset.model.d_variant, preset.model.w_dim,
-    )  # fmt: skip
+        preset.model.channels,
+        preset.model.g_variant,
+        preset.model.d_variant,
+        preset.model.w_dim,
+    )
     assert twin.model.output_shape == (1, *preset.model.output_shape[2:])
 
 

@@ -71,19 +71,47 @@ def _checkpoint_2d(root: Path) -> Path:
 @pytest.mark.parametrize("mode", ["compensate", "stored"])
 def test_train_init_from_takes_the_equalized_lr_reading(mode, data, captured, tmp_path) -> None:
     ckpt = _checkpoint_2d(tmp_path / "ck2d")
-    args = ["train", "--data", str(data["brain"]), "--config", "tiny", "--kimg", "1", "--out", str(tmp_path),
-            "--init-from", str(ckpt), "--equalized-lr", mode, "--init-std", "0.05", "--seed", "4"]  # fmt: skip
+    args = [
+        "train",
+        "--data",
+        str(data["brain"]),
+        "--config",
+        "tiny",
+        "--kimg",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--init-from",
+        str(ckpt),
+        "--equalized-lr",
+        mode,
+        "--init-std",
+        "0.05",
+        "--seed",
+        "4",
+    ]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert captured["init_info"] == {"from": str(ckpt), "strategy": "inflate-1", "parts": "GD",
-                                     "equalized_lr": mode, "init_std": 0.05}  # fmt: skip
+    assert captured["init_info"] == {
+        "from": str(ckpt),
+        "strategy": "inflate-1",
+        "parts": "GD",
+        "equalized_lr": mode,
+        "init_std": 0.05,
+    }
     expected = inflate_checkpoint(ckpt, "tiny", "inflate-1", seed=4, init_std=0.05, equalized_lr=mode)
     for name in ("G", "D"):
         got = captured["init"][name].state_dict()
         for key, value in expected[name].state_dict().items():
             torch.testing.assert_close(got[key], value, msg=f"{name}.{key}")
-    other = inflate_checkpoint(ckpt, "tiny", "inflate-1", seed=4, init_std=0.05,
-                               equalized_lr="stored" if mode == "compensate" else "compensate")  # fmt: skip
+    other = inflate_checkpoint(
+        ckpt,
+        "tiny",
+        "inflate-1",
+        seed=4,
+        init_std=0.05,
+        equalized_lr="stored" if mode == "compensate" else "compensate",
+    )
     differs = [
         k for k, v in other["D"].state_dict().items() if not torch.equal(v, expected["D"].state_dict()[k])
     ]

@@ -25,8 +25,18 @@ from medgan3d.project import (
 def small_generator(architecture: str = "skip", noise_strength: float = 0.1) -> torch.nn.Module:
     """An 8³ generator with visible noise, seeded."""
     torch.manual_seed(0)
-    cfg = ModelConfig(spatial_dims=3, base_shape=(2, 2, 2), num_blocks=3, channels=8, z_dim=16, w_dim=16,
-                      mapping_layers=2, g_variant="baseline", d_variant="baseline", g_architecture=architecture)  # fmt: skip
+    cfg = ModelConfig(
+        spatial_dims=3,
+        base_shape=(2, 2, 2),
+        num_blocks=3,
+        channels=8,
+        z_dim=16,
+        w_dim=16,
+        mapping_layers=2,
+        g_variant="baseline",
+        d_variant="baseline",
+        g_architecture=architecture,
+    )
     G = cfg.build_generator().eval().requires_grad_(False)
     for layer in noise_layers(G):
         layer.noise_strength.fill_(noise_strength)
@@ -52,13 +62,21 @@ def test_w_noise_ramp(step: int, factor: float) -> None:
 def test_named_settings() -> None:
     ref = ProjectorConfig.named("3dstylegan")
     assert (ref.lr, ref.noise_reg, ref.noise_reg_min, ref.space, ref.weights()) == (
-        0.3, 0.0, 10, "w", {"mse255": 1.0, "pooled_mse255": 1.0},
-    )  # fmt: skip
+        0.3,
+        0.0,
+        10,
+        "w",
+        {"mse255": 1.0, "pooled_mse255": 1.0},
+    )
     assert ProjectorConfig.named("3dstylegan", lr=0.05).lr == 0.05
     default = ProjectorConfig()
     assert (default.lr, default.steps, default.w_avg_samples, default.w_avg_seed, default.noise) == (
-        0.1, 1000, 10_000, 123, "optimize",
-    )  # fmt: skip
+        0.1,
+        1000,
+        10_000,
+        123,
+        "optimize",
+    )
     assert default.noise_reg > 0  # the regulariser is on
     with pytest.raises(ValueError, match="loss must be one of"):
         ProjectorConfig(loss="lpips")
@@ -153,8 +171,18 @@ def test_3dstylegan_2mm_layers_and_bands() -> None:
     G = load_preset("3dstylegan-2mm").model.build_generator()
     assert G.num_ws == 10 and G.img_shape == (1, 80, 96, 112) and G.w_dim == G.z_dim == 128
     shapes = [(5, 6, 7), (10, 12, 14), (20, 24, 28), (40, 48, 56), (80, 96, 112)]
-    expected = [shapes[0], shapes[1], shapes[1], shapes[2], shapes[2], shapes[3], shapes[3], shapes[4], shapes[4],
-                shapes[4]]  # fmt: skip
+    expected = [
+        shapes[0],
+        shapes[1],
+        shapes[1],
+        shapes[2],
+        shapes[2],
+        shapes[3],
+        shapes[3],
+        shapes[4],
+        shapes[4],
+        shapes[4],
+    ]
     layers = w_layers(G)
     assert [w.resolution for w in layers] == expected
     assert layers[9].layers == ("b4.torgb",) and layers[0].layers == ("b0.conv1",)
@@ -168,14 +196,25 @@ def test_3dstylegan_2mm_layers_and_bands() -> None:
 
 @pytest.mark.parametrize(
     "name, channels, latent",
-    [("3dstylegan-2mm", 96, 128), ("3dstylegan-2mm-f16", 16, 96), ("3dstylegan-2mm-f128", 128, 128),
-     ("3dstylegan-1mm", 18, 96), ("3dstylegan-1mm-f16", 16, 96), ("3dstylegan-1mm-f24", 24, 96)],
-)  # fmt: skip
+    [
+        ("3dstylegan-2mm", 96, 128),
+        ("3dstylegan-2mm-f16", 16, 96),
+        ("3dstylegan-2mm-f128", 128, 128),
+        ("3dstylegan-1mm", 18, 96),
+        ("3dstylegan-1mm-f16", 16, 96),
+        ("3dstylegan-1mm-f24", 24, 96),
+    ],
+)
 def test_3dstylegan_presets(name: str, channels: int, latent: int) -> None:
     preset = load_preset(name)
     m = preset.model
-    assert (m.channels, m.z_dim, m.w_dim, m.g_architecture, m.base_shape) == (channels, latent, latent, "orig",
-                                                                              (5, 6, 7))  # fmt: skip
+    assert (m.channels, m.z_dim, m.w_dim, m.g_architecture, m.base_shape) == (
+        channels,
+        latent,
+        latent,
+        "orig",
+        (5, 6, 7),
+    )
     train = preset.train
     assert (train.lr, train.ema_kimg, train.ema_rampup, train.loss.r1_gamma) == (0.002, 10, None, 10)
     assert preset.data_preset == f"brain-t1-{name.split('-')[1]}"

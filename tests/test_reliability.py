@@ -146,12 +146,18 @@ def test_training_state_hash_is_checked(run: Path) -> None:
 
 
 DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
-    "flipped G_ema byte": (lambda c: _flip_byte(c / "G_ema" / "model.safetensors"), r"G_ema/model\.safetensors: sha256"),
+    "flipped G_ema byte": (
+        lambda c: _flip_byte(c / "G_ema" / "model.safetensors"),
+        r"G_ema/model\.safetensors: sha256",
+    ),
     "truncated D": (lambda c: _truncate(c / "D" / "model.safetensors"), r"D/model\.safetensors: sha256"),
     "empty folder": (lambda c: (shutil.rmtree(c), c.mkdir()), r"ckpt-000000064: empty folder"),
-    "no G_ema/config.json": (lambda c: (c / "G_ema" / "config.json").unlink(), r"G_ema/config\.json: missing"),
+    "no G_ema/config.json": (
+        lambda c: (c / "G_ema" / "config.json").unlink(),
+        r"G_ema/config\.json: missing",
+    ),
     "no G_ema/": (lambda c: shutil.rmtree(c / "G_ema"), r"ckpt-000000064/G_ema: missing network directory"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
@@ -221,8 +227,13 @@ def test_a_family_without_g_ema_samples_from_g_quietly(
 
 
 def _run_python(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=ENV, capture_output=True,
-                          encoding="utf-8", timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=ENV,
+        capture_output=True,
+        encoding="utf-8",
+        timeout=120,
+    )
 
 
 def test_temp_folder_left_by_a_kill_mid_write_is_cleaned(run: Path) -> None:
@@ -336,8 +347,8 @@ def test_truncate_logs_cuts_rows_written_after_the_checkpoint(tmp_path: Path) ->
     stats, metrics = tmp_path / "stats.jsonl", tmp_path / "metrics.jsonl"
     stats.write_text(
         "".join(json.dumps({"kimg": k, "tick": i}) + "\n" for i, k in enumerate((0.032, 0.064, 0.096)))
-        + '{"kimg": 0.1'
-    )  # fmt: skip  (a row torn by the kill)
+        + '{"kimg": 0.1'  # a row torn by the kill
+    )
     metrics.write_text(json.dumps({"kimg": 0.064, "fid": 1.0}) + "\n" + json.dumps({"kimg": 0.128}) + "\n")
     truncate_logs(tmp_path, 64 / 1000)
     assert _rows(stats) == [0.032, 0.064] and _rows(metrics) == [0.064]

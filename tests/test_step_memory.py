@@ -26,8 +26,16 @@ from medgan3d.training.family import MicroBatch, family_for
 from medgan3d.training.measure import SavedActivations
 
 
-def joint_d_main(G: Any, D: Any, z: torch.Tensor, real: torch.Tensor, cfg: Any, autocast: Any, rounds: int,  # type: ignore[no-untyped-def]
-                 c: torch.Tensor | None = None):  # fmt: skip
+def joint_d_main(
+    G: Any,
+    D: Any,
+    z: torch.Tensor,
+    real: torch.Tensor,
+    cfg: Any,
+    autocast: Any,
+    rounds: int,  # type: ignore[no-untyped-def]
+    c: torch.Tensor | None = None,
+):
     """Dmain as it was: both D passes, then one backward of the sum (by the caller)."""
     with torch.no_grad(), autocast:
         ws = losses.map_with_mixing(G, z, cfg.style_mixing, c)
@@ -58,8 +66,15 @@ def _dmain_grads_as_before(reals: torch.Tensor) -> tuple[list[torch.Tensor], flo
     with SavedActivations() as saved:
         for r in range(2):
             loop.seed_micro(cfg.seed, 0, phase.index, r)
-            mb = MicroBatch(2, 2, torch.device("cpu"), contextlib.nullcontext(), lambda r=r: reals[2 * r : 2 * r + 2],
-                            0, None)  # fmt: skip
+            mb = MicroBatch(
+                2,
+                2,
+                torch.device("cpu"),
+                contextlib.nullcontext(),
+                lambda r=r: reals[2 * r : 2 * r + 2],
+                0,
+                None,
+            )
             original = losses.d_main
             losses.d_main = joint_d_main
             try:
@@ -113,11 +128,22 @@ def test_bf16_training_tracks_fp32(brain16: Path, tmp_path: Path) -> None:
     """The same seeded run in fp32 and under bf16 autocast (0.096 kimg, 12 iterations, Gmain, Greg, Dmain,
     Dreg): per-tick losses and the snapshot's MMD agree within bounds that the two precisions' rounding
     explains (a bf16 mantissa holds 8 bits: relative error ~4e-3 per op)."""
-    cfg = loop.TrainConfig(batch=8, batch_gpu=4, kimg=0.096, tick_kimg=0.032, snapshot_ticks=100, grid=2, seed=3,
-                           metrics=("mmd",), metrics_samples=8)  # fmt: skip
+    cfg = loop.TrainConfig(
+        batch=8,
+        batch_gpu=4,
+        kimg=0.096,
+        tick_kimg=0.032,
+        snapshot_ticks=100,
+        grid=2,
+        seed=3,
+        metrics=("mmd",),
+        metrics_samples=8,
+    )
     model = load_preset("tiny").model
-    runs = {p: loop.train(brain16, model, dataclasses.replace(cfg, bf16=p == "bf16"), outdir=tmp_path / p)
-            for p in ("fp32", "bf16")}  # fmt: skip
+    runs = {
+        p: loop.train(brain16, model, dataclasses.replace(cfg, bf16=p == "bf16"), outdir=tmp_path / p)
+        for p in ("fp32", "bf16")
+    }
     stats = {p: _rows(run, "stats.jsonl") for p, run in runs.items()}
     keys, differs = ("loss/G", "loss/D", "scores/real", "scores/fake"), False
     for a, b in zip(stats["fp32"], stats["bf16"], strict=True):

@@ -45,8 +45,14 @@ def _bundle(preset: str, device: torch.device, **train: Any):  # type: ignore[no
 
 
 # every phase of each family: StyleGAN2 at iteration 16 runs Gmain, Greg, Dmain, Dreg
-FAMILIES = [("tiny", 16), ("hagan-tiny", 1), ("wgan-gp-tiny", 5), ("vae-gan-tiny", 1), ("alpha-gan-tiny", 1),
-            ("alpha-wgan-gp-tiny", 1)]  # fmt: skip
+FAMILIES = [
+    ("tiny", 16),
+    ("hagan-tiny", 1),
+    ("wgan-gp-tiny", 5),
+    ("vae-gan-tiny", 1),
+    ("alpha-gan-tiny", 1),
+    ("alpha-wgan-gp-tiny", 1),
+]
 
 
 @pytest.mark.parametrize("preset, start", FAMILIES)

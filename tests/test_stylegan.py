@@ -16,9 +16,17 @@ from medgan3d.networks.layers import D_VARIANTS, G_VARIANTS
 def tiny(nd: int, g: str = "split_shuffle", d: str = "split_shuffle") -> ModelConfig:
     base = (2, 4, 4) if nd == 3 else (4, 4)
     return ModelConfig(
-        spatial_dims=nd, base_shape=base, num_blocks=3, channels=8, z_dim=16, w_dim=16, mapping_layers=2,
-        g_variant=g, d_variant=d, mbstd_group_size=2,
-    )  # fmt: skip
+        spatial_dims=nd,
+        base_shape=base,
+        num_blocks=3,
+        channels=8,
+        z_dim=16,
+        w_dim=16,
+        mapping_layers=2,
+        g_variant=g,
+        d_variant=d,
+        mbstd_group_size=2,
+    )
 
 
 DIMS = [2, 3]
@@ -65,9 +73,16 @@ def test_determinism_under_seed(nd: int) -> None:
 
 
 @pytest.mark.parametrize("nd", DIMS)
-@pytest.mark.parametrize(("g", "d"), [("baseline", "baseline"), ("split", "split"),
-                                      ("split_shuffle", "split_shuffle"), ("baseline", "group"),
-                                      ("baseline", "depthwise")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("g", "d"),
+    [
+        ("baseline", "baseline"),
+        ("split", "split"),
+        ("split_shuffle", "split_shuffle"),
+        ("baseline", "group"),
+        ("baseline", "depthwise"),
+    ],
+)
 def test_every_parameter_receives_gradient(nd: int, g: str, d: str) -> None:
     torch.manual_seed(0)
     cfg = tiny(nd, g=g, d=d)

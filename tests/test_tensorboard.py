@@ -22,8 +22,17 @@ def test_flat_hparams() -> None:
 def test_events_hold_reals_fakes_hparams_and_metric_curves(tmp_path: Path) -> None:
     data = tmp_path / "brain16"
     make_brain_phantoms(12, data, seed=0, shape=(16, 16, 16), val_fraction=0.25)
-    cfg = TrainConfig(batch=8, batch_gpu=4, kimg=0.016, tick_kimg=0.008, snapshot_ticks=1, grid=2, seed=3,
-                      metrics=("psnr", "memorisation"), metrics_samples=6)  # fmt: skip
+    cfg = TrainConfig(
+        batch=8,
+        batch_gpu=4,
+        kimg=0.016,
+        tick_kimg=0.008,
+        snapshot_ticks=1,
+        grid=2,
+        seed=3,
+        metrics=("psnr", "memorisation"),
+        metrics_samples=6,
+    )
     run = train(data, load_preset("tiny").model, cfg, outdir=tmp_path / "runs", preset="tiny")
     acc = EventAccumulator(str(run), size_guidance={"images": 0, "scalars": 0})
     acc.Reload()

@@ -142,19 +142,50 @@ def test_resume_is_bit_identical(brain16: Path, tmp_path: Path) -> None:
 @pytest.mark.xdist_group("torchrun")  # two processes each: never beside another torchrun test
 def test_two_processes_match_one_with_the_same_global_batch(brain16: Path, tmp_path: Path) -> None:
     """torchrun, 2 CPU processes (gloo), batch 8 = 2 × 4, against 1 process with 2 micro-batches of 4."""
-    common = ["--data", str(brain16), "--config", "tiny", "--kimg", "0.048", "--batch", "8", "--batch-gpu", "4",
-              "--seed", "3", "--tick", "1", "--device", "cpu"]  # fmt: skip
+    common = [
+        "--data",
+        str(brain16),
+        "--config",
+        "tiny",
+        "--kimg",
+        "0.048",
+        "--batch",
+        "8",
+        "--batch-gpu",
+        "4",
+        "--seed",
+        "3",
+        "--tick",
+        "1",
+        "--device",
+        "cpu",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
-           "-m", "medgan3d", "train", *common, "--out", str(tmp_path / "ddp")]  # fmt: skip
+    run = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={free_port()}",
+        "-m",
+        "medgan3d",
+        "train",
+        *common,
+        "--out",
+        str(tmp_path / "ddp"),
+    ]
     done = subprocess.run(run, env=env, capture_output=True, encoding="utf-8", timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     single = [sys.executable, "-m", "medgan3d", "train", *common, "--out", str(tmp_path / "one")]
     subprocess.run(single, check=True, env=env, capture_output=True, timeout=300)
     (ddp_run,) = (tmp_path / "ddp").iterdir()
     (one_run,) = (tmp_path / "one").iterdir()
-    assert json.loads(json.dumps(__import__("yaml").safe_load((ddp_run / "config.yaml").read_text(encoding="utf-8"))))[
-        "world_size"] == 2  # fmt: skip
+    assert (
+        json.loads(
+            json.dumps(__import__("yaml").safe_load((ddp_run / "config.yaml").read_text(encoding="utf-8")))
+        )["world_size"]
+        == 2
+    )
     a, b = _weights(ddp_run), _weights(one_run)
     # Equal up to float summation order (measured: <= 5e-6; another seed moves weights by 1e-2 .. 5)
     for key in a:
@@ -268,13 +299,31 @@ def test_pretrain_2d_then_train_3d_from_inflated_weights(brain16: Path, tmp_path
     run2d = tmp_path / "00000-twin"
     G2 = load_generator(run2d)
     assert G2.spatial_dims == 2 and G2.img_shape == (1, 16, 16)
-    result = runner.invoke(app, ["train", *args, "--kimg", "0.008", "--init-from", str(run2d),
-                                 "--inflate", "inflate-1", "--inflate-parts", "G"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            *args,
+            "--kimg",
+            "0.008",
+            "--init-from",
+            str(run2d),
+            "--inflate",
+            "inflate-1",
+            "--inflate-parts",
+            "G",
+        ],
+    )
     assert result.exit_code == 0, result.output
     run3d = tmp_path / "00001-tiny-brain16"
     config = __import__("yaml").safe_load((run3d / "config.yaml").read_text(encoding="utf-8"))
-    assert config["init"] == {"from": str(run2d), "strategy": "inflate-1", "parts": "G",
-                              "equalized_lr": "compensate", "init_std": 0.1}  # fmt: skip
+    assert config["init"] == {
+        "from": str(run2d),
+        "strategy": "inflate-1",
+        "parts": "G",
+        "equalized_lr": "compensate",
+        "init_std": 0.1,
+    }
     assert config["train"]["lr"] is None  # resolved to 0.002 for inflated starts:
     state = json.loads((list_checkpoints(run3d)[-1] / "training_state.json").read_text(encoding="utf-8"))
     assert state["optimizer_param_groups"]["G"][0]["lr"] == pytest.approx(0.002 * 4 / 5)

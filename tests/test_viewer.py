@@ -25,15 +25,23 @@ from medgan3d.data import make_brain_phantoms, write_nifti
 from medgan3d.viewer import LEVELS, ViewGroup, ViewVolume, combine, payload, quantize
 from medgan3d.viz import IntensityWindow
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def _chromium() -> str:
     path = os.environ.get("MEDGAN3D_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
-        pytest.skip("no Chromium on this machine (as root: `make browser`, i.e. apt-get install chromium); "
-                    "the viewer is tested in a real browser only")  # fmt: skip
+        pytest.skip(
+            "no Chromium on this machine (as root: `make browser`, i.e. apt-get install chromium); "
+            "the viewer is tested in a real browser only"
+        )
     return path
 
 
@@ -59,8 +67,10 @@ def _open(browser, page_path: Path):
     page.on("request", lambda r: requests.append(r.url))
     url = page_path.resolve().as_uri()
     page.goto(url)
-    page.wait_for_function("window.medgan3dViewers && window.medgan3dViewers.length > 0 && "
-                           "window.medgan3dViewers.every(v => v.renders > 0)")  # fmt: skip
+    page.wait_for_function(
+        "window.medgan3dViewers && window.medgan3dViewers.length > 0 && "
+        "window.medgan3dViewers.every(v => v.renders > 0)"
+    )
     assert errors == []
     folder = page_path.resolve().parent.as_uri() + "/"
     outside = [r for r in requests if not (r.startswith(folder) or r.startswith("data:"))]
@@ -177,8 +187,11 @@ def test_view_page_renders_scrolls_and_windows_in_chromium(browser, sources, cap
     mm_per_px = page.evaluate("window.medgan3dViewers[0].mmPerPx")
     for g in data["groups"]:
         (d, h, w), (sd, sh, sw) = g["volumes"][0]["shape"], g["volumes"][0]["spacing"]
-        for plane, (rows, cols, rmm, cmm) in {"axial": (h, w, sh, sw), "coronal": (d, w, sd, sw),
-                                               "sagittal": (d, h, sd, sh)}.items():  # fmt: skip
+        for plane, (rows, cols, rmm, cmm) in {
+            "axial": (h, w, sh, sw),
+            "coronal": (d, w, sd, sw),
+            "sagittal": (d, h, sd, sh),
+        }.items():
             px = _pixels(page, g["name"], plane)
             assert px.std() > 5, f"{g['name']} {plane} is blank"
             js_round = lambda x: int(np.floor(x + 0.5))  # noqa: E731  (Math.round, not banker's rounding)
@@ -305,10 +318,18 @@ def test_view_reads_a_dicom_series_as_one_volume(tmp_path) -> None:
     for i, plane in enumerate(vol):
         image = sitk.GetImageFromArray(plane)
         image.SetSpacing((0.8, 0.8))
-        tags = {"0008|0016": "1.2.840.10008.5.1.4.1.1.2", "0008|0018": f"1.2.3.4.{i + 1}", "0008|0060": "CT",
-                "0020|000d": "1.2.3", "0020|000e": "1.2.3.4", "0020|0013": str(i + 1),
-                "0020|0032": f"0\\0\\{2.5 * i}", "0020|0037": "1\\0\\0\\0\\1\\0",
-                "0028|0030": "0.8\\0.8", "0018|0050": "2.5"}  # fmt: skip
+        tags = {
+            "0008|0016": "1.2.840.10008.5.1.4.1.1.2",
+            "0008|0018": f"1.2.3.4.{i + 1}",
+            "0008|0060": "CT",
+            "0020|000d": "1.2.3",
+            "0020|000e": "1.2.3.4",
+            "0020|0013": str(i + 1),
+            "0020|0032": f"0\\0\\{2.5 * i}",
+            "0020|0037": "1\\0\\0\\0\\1\\0",
+            "0028|0030": "0.8\\0.8",
+            "0018|0050": "2.5",
+        }
         for key, value in tags.items():
             image.SetMetaData(key, value)
         writer.SetFileName(str(folder / f"s{i:02d}.dcm"))

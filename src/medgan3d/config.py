@@ -92,8 +92,11 @@ def from_dict(cls: type[T], data: Any, source: str = "<dict>", section: str = ""
 def to_dict(obj: Any) -> dict[str, Any]:
     """Plain YAML/JSON types of a config dataclass, in field order: tuples as lists, nested dataclasses as
     mappings; :func:`from_dict` reads it back to an equal object."""
-    return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-            if not (f.metadata.get("omit_default") and getattr(obj, f.name) == f.default)}  # fmt: skip
+    return {
+        f.name: _plain(getattr(obj, f.name))
+        for f in dataclasses.fields(obj)
+        if not (f.metadata.get("omit_default") and getattr(obj, f.name) == f.default)
+    }
 
 
 def _plain(value: Any) -> Any:
@@ -431,8 +434,15 @@ class TrainConfig:
             number = isinstance(value, int | float) and not isinstance(value, bool)
             if not (number and (value > 0 if op == ">" else value >= 0) and value != float("inf")):
                 raise ValueError(f"{key} must be a number {op} 0, got {value!r}")
-        minimum = {"batch": 1, "batch_gpu": 1, "snapshot_ticks": 1, "keep_last": 1, "grid": 1,
-                   "max_bad_steps": 0, "metrics_samples": 2}  # fmt: skip
+        minimum = {
+            "batch": 1,
+            "batch_gpu": 1,
+            "snapshot_ticks": 1,
+            "keep_last": 1,
+            "grid": 1,
+            "max_bad_steps": 0,
+            "metrics_samples": 2,
+        }
         for key, low in minimum.items():
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -537,8 +547,11 @@ class BuildsNetworks:
     def network_kwargs(self, name: str) -> dict[str, Any]:
         """The constructor arguments of network ``name``: every field whose ``to`` names its class."""
         cls = self.networks[name]
-        given = {f.metadata["to"][cls]: getattr(self, f.name) for f in dataclasses.fields(self)  # type: ignore[arg-type]  # self is a dataclass
-                 if cls in f.metadata.get("to", {})}  # fmt: skip
+        given = {
+            f.metadata["to"][cls]: getattr(self, f.name)
+            for f in dataclasses.fields(self)  # type: ignore[arg-type]  # self is a dataclass
+            if cls in f.metadata.get("to", {})
+        }
         return given
 
     def build(self, name: str) -> Any:
@@ -586,10 +599,16 @@ class ModelConfig(BuildsNetworks):
     d_group_count: int = arg(
         "convolution groups of Group-D (d_variant group)", {Discriminator: "group_count"}
     )
-    g_architecture: str = arg("skip: toRGB per block, summed; orig: one toRGB at the end (3D-StyleGAN, Hong et al. 2021)",
-                              {Generator: "architecture"})  # fmt: skip
-    labels: dict[str, Any] | None = doc(None, "a conditional model's labels (a LabelSpec mapping, medgan3d.data."
-                                        "labels); set by train on a labelled dataset", omit_default=True)  # fmt: skip
+    g_architecture: str = arg(
+        "skip: toRGB per block, summed; orig: one toRGB at the end (3D-StyleGAN, Hong et al. 2021)",
+        {Generator: "architecture"},
+    )
+    labels: dict[str, Any] | None = doc(
+        None,
+        "a conditional model's labels (a LabelSpec mapping, medgan3d.data."
+        "labels); set by train on a labelled dataset",
+        omit_default=True,
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_shape", tuple(int(s) for s in self.base_shape))
@@ -659,13 +678,20 @@ class HAGANConfig(BuildsNetworks):
     loss_cls: ClassVar[type[HAGANLoss]] = HAGANLoss
     networks: ClassVar[dict[str, type]] = _HAGAN
     spatial_dims: ClassVar[int] = 3
-    resolution: int = arg("side R of the R³ volume (a power of two >= 32)",
-                          {HAGANGenerator: "resolution", HAGANDiscriminator: "resolution", HAGANLatentEncoder: "resolution"})  # fmt: skip
+    resolution: int = arg(
+        "side R of the R³ volume (a power of two >= 32)",
+        {HAGANGenerator: "resolution", HAGANDiscriminator: "resolution", HAGANLatentEncoder: "resolution"},
+    )
     latent_dim: int = arg("size of z", {HAGANGenerator: "latent_dim", HAGANLatentEncoder: "latent_dim"})
-    width: int = arg("channels of the latent feature map (every other width scales with it)",
-                     {cls: "width" for cls in _HAGAN.values()})  # fmt: skip
-    labels: dict[str, Any] | None = doc(None, "the conditional variant's classes (a class LabelSpec mapping); set "
-                                        "by train on a labelled dataset", omit_default=True)  # fmt: skip
+    width: int = arg(
+        "channels of the latent feature map (every other width scales with it)",
+        {cls: "width" for cls in _HAGAN.values()},
+    )
+    labels: dict[str, Any] | None = doc(
+        None,
+        "the conditional variant's classes (a class LabelSpec mapping); set by train on a labelled dataset",
+        omit_default=True,
+    )
 
     def __post_init__(self) -> None:
         r = self.resolution
@@ -721,8 +747,10 @@ class HAGANConfig(BuildsNetworks):
 
         R = self.resolution
         sub, low = torch.empty(batch, 1, R // 8, R, R), torch.empty(batch, 1, R // 4, R // 4, R // 4)
-        return {"G": (nets["G"].generate, (torch.empty(batch, self.latent_dim),)),
-                "D": (nets["D"], (sub, low, torch.empty(batch)))}  # fmt: skip
+        return {
+            "G": (nets["G"].generate, (torch.empty(batch, self.latent_dim),)),
+            "D": (nets["D"], (sub, low, torch.empty(batch))),
+        }
 
 
 _VOLUME_NETS = (BaselineGenerator, BaselineDiscriminator, BaselineEncoder, BaselineVAEEncoder)
@@ -748,10 +776,16 @@ class BaselineConfig(BuildsNetworks):
     networks: ClassVar[dict[str, type]] = {"G": BaselineGenerator, "D": BaselineDiscriminator}
     spatial_dims: ClassVar[int] = 3
     stem: ClassVar[str] = "linear"  # G's first layer: "linear" (WGAN-GP, VAE-GAN) or "transposed" (α models)
-    shape: tuple[int, int, int] = arg("volume (D, H, W), each axis a multiple of 2^levels",
-                                      {cls: "shape" for cls in _VOLUME_NETS})  # fmt: skip
-    latent_dim: int = arg("size L of z (and of E's code)", {cls: "latent_dim" for cls in
-                          (BaselineGenerator, BaselineEncoder, BaselineVAEEncoder, BaselineCodeDiscriminator)})  # fmt: skip
+    shape: tuple[int, int, int] = arg(
+        "volume (D, H, W), each axis a multiple of 2^levels", {cls: "shape" for cls in _VOLUME_NETS}
+    )
+    latent_dim: int = arg(
+        "size L of z (and of E's code)",
+        {
+            cls: "latent_dim"
+            for cls in (BaselineGenerator, BaselineEncoder, BaselineVAEEncoder, BaselineCodeDiscriminator)
+        },
+    )
     g_width: int = arg("G's width c (G runs 8c → c)", {BaselineGenerator: "width"})
     d_width: int = arg("D's and E's width d (they run d → 8d)", {cls: "width" for cls in _CRITICS})
     d_norm: str = arg(
@@ -813,8 +847,11 @@ class WGANGPConfig(BaselineConfig):
     family: ClassVar[str] = "wgan-gp"
     loss_cls: ClassVar[type] = WGANGPLoss
     # the family's choice, not the constructor's default (global, what the other baselines' D uses)
-    critic_head: str = arg("critic's last layer: patch (the reference's 2×2×2 scores) | global",
-                           {BaselineDiscriminator: "head"}, default="patch")  # fmt: skip
+    critic_head: str = arg(
+        "critic's last layer: patch (the reference's 2×2×2 scores) | global",
+        {BaselineDiscriminator: "head"},
+        default="patch",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

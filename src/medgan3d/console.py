@@ -37,8 +37,14 @@ class Stages:
         self.progress: Progress | None = None
         self.task: TaskID | None = None
         if console.is_terminal:
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), console=console, transient=True)  # fmt: skip
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            )
 
     def __enter__(self) -> Stages:
         if self.progress is not None:

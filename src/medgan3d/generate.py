@@ -182,8 +182,11 @@ def source_info(source: str | os.PathLike[str], ckpt: Path | None = None) -> dic
         try:
             config = json.loads((ckpt / STATE_NAME).read_text(encoding="utf-8")).get("config", {})
             model = config.get("model", {})
-            info |= {"family": model.get("family"), "preset": config.get("preset") or None,
-                     "labels": model.get("labels")}  # fmt: skip
+            info |= {
+                "family": model.get("family"),
+                "preset": config.get("preset") or None,
+                "labels": model.get("labels"),
+            }
         except (OSError, ValueError, AttributeError):
             pass
     if info["family"] is None:
@@ -241,19 +244,24 @@ def label_spec(G: Any, origin: Mapping[str, Any], source: str | os.PathLike[str]
     if not getattr(G, "c_dim", 0):
         return None
     if not origin.get("labels"):
-        raise LabelError(f"{source}: a conditional generator without the run that says what its labels are; "
-                         "give the run folder or checkpoint")  # fmt: skip
+        raise LabelError(
+            f"{source}: a conditional generator without the run that says what its labels are; "
+            "give the run folder or checkpoint"
+        )
     return LabelSpec.from_dict(origin["labels"])
 
 
-def choose_labels(spec: LabelSpec | None, n: int, label: float | None = None,
-                  labels: Sequence[float] | None = None) -> list[float] | None:  # fmt: skip
+def choose_labels(
+    spec: LabelSpec | None, n: int, label: float | None = None, labels: Sequence[float] | None = None
+) -> list[float] | None:
     """The label of each of ``n`` volumes: ``label`` for all, or ``labels`` one each, or (neither) every class
     in turn / the value range in n steps; a label the model does not know is refused by name."""
     if spec is None:
         if label is not None or labels is not None:
-            raise LabelError("--label/--labels-from: the model is unconditional (trained without labels); "
-                             "conditional models come from train on a dataset prepared with --labels")  # fmt: skip
+            raise LabelError(
+                "--label/--labels-from: the model is unconditional (trained without labels); "
+                "conditional models come from train on a dataset prepared with --labels"
+            )
         return None
     if labels is not None:
         if len(labels) != n:
@@ -313,11 +321,27 @@ def sample_to_nifti(
             if spec is not None and chosen is not None:
                 extra["condition"] = {"kind": spec.kind, "label": chosen[i]}
             titles.append(f"seed {s}" + (f", label {chosen[i]:g}" if chosen is not None else ""))
-            info = SyntheticInfo(origin["run"], origin["family"], window, clip, "generate", origin["checkpoint"],
-                                 origin["kimg"], s, psi, extra=extra)  # fmt: skip
+            info = SyntheticInfo(
+                origin["run"],
+                origin["family"],
+                window,
+                clip,
+                "generate",
+                origin["checkpoint"],
+                origin["kimg"],
+                s,
+                psi,
+                extra=extra,
+            )
             path, _ = write_synthetic(out / f"seed{s:04d}.nii.gz", vol, info, affine=affine, spacing=spacing)
             written.append(path)
     kimg = f", kimg {origin['kimg']:g}" if origin["kimg"] is not None else ""
-    save_slice_grid(previews[:8], out / "preview.png", spacing=spacing, titles=titles[:8],
-                    window=data_window, title=f"synthetic, {origin['family']}{kimg}, psi {psi:g}")  # fmt: skip
+    save_slice_grid(
+        previews[:8],
+        out / "preview.png",
+        spacing=spacing,
+        titles=titles[:8],
+        window=data_window,
+        title=f"synthetic, {origin['family']}{kimg}, psi {psi:g}",
+    )
     return written

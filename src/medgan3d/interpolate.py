@@ -109,10 +109,18 @@ def interpolate(
         names.append(geometry.write(out / f"frame{i:03d}.nii.gz", volume, frame).name)
     height = max(128, *volumes[0].shape)
     save_gif([slice_strip(v, geometry.spacing, height=height) for v in volumes], out / "walk.gif", frame_ms)
-    record = {"run": str(run), "endpoints": [{"label": e.label, "source": e.source} for e in ends],
-              "layers": list(layers), "band": describe_styles(layers, G), "psi": psi, "noise": noise,
-              "frames": [{"file": n, "segment": k, "t": t} for n, (k, t, _) in zip(names, frames, strict=True)],
-              "gif": "walk.gif", "unit": geometry.unit, "clipped_to_window": clip}  # fmt: skip
+    record = {
+        "run": str(run),
+        "endpoints": [{"label": e.label, "source": e.source} for e in ends],
+        "layers": list(layers),
+        "band": describe_styles(layers, G),
+        "psi": psi,
+        "noise": noise,
+        "frames": [{"file": n, "segment": k, "t": t} for n, (k, t, _) in zip(names, frames, strict=True)],
+        "gif": "walk.gif",
+        "unit": geometry.unit,
+        "clipped_to_window": clip,
+    }
     text = json.dumps(record, indent=2) + "\n"
     atomic_write(out / "interpolation.json", lambda p: p.write_text(text, encoding="utf-8"))
     return record

@@ -118,14 +118,30 @@ def mix(
         [None, *grid.cols],
         *[[r, *cells] for r, cells in zip(grid.rows, grid.cells, strict=True)],
     ]
-    pngs = save_plane_grids(table, out, ["", *(r.label for r in row_lat)], ["", *(c.label for c in col_lat)],
-                            title=f"rows give the base, columns {band}", spacing=geometry.spacing,
-                            window=IntensityWindow.of_manifest(manifest))  # fmt: skip
-    record = {"run": str(run), "styles": str(styles) if isinstance(styles, str) else list(styles),
-              "layers": list(layers), "band": band, "psi": psi, "noise": noise,
-              "rows": [_describe(r) for r in row_lat], "cols": [_describe(c) for c in col_lat],
-              "files": files, "grids": [p.name for p in pngs], "unit": geometry.unit, "clipped_to_window": clip,
-              "w_layers": [_layer(w) for w in w_layers(G)]}  # fmt: skip
+    pngs = save_plane_grids(
+        table,
+        out,
+        ["", *(r.label for r in row_lat)],
+        ["", *(c.label for c in col_lat)],
+        title=f"rows give the base, columns {band}",
+        spacing=geometry.spacing,
+        window=IntensityWindow.of_manifest(manifest),
+    )
+    record = {
+        "run": str(run),
+        "styles": str(styles) if isinstance(styles, str) else list(styles),
+        "layers": list(layers),
+        "band": band,
+        "psi": psi,
+        "noise": noise,
+        "rows": [_describe(r) for r in row_lat],
+        "cols": [_describe(c) for c in col_lat],
+        "files": files,
+        "grids": [p.name for p in pngs],
+        "unit": geometry.unit,
+        "clipped_to_window": clip,
+        "w_layers": [_layer(w) for w in w_layers(G)],
+    }
     text = json.dumps(record, indent=2) + "\n"
     atomic_write(out / "mix.json", lambda p: p.write_text(text, encoding="utf-8"))
     return record

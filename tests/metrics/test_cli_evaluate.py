@@ -78,8 +78,19 @@ def test_cli_scores_a_folder_of_volumes(brain_root, heldout, tmp_path) -> None:
         write_nifti(fake / f"s{i}.nii.gz", big, spacing=(0.5, 0.5, 0.5))
     np.save(fake / "stack.npy", heldout[5:10].numpy())  # model space [-1, 1] at the dataset shape
     out = tmp_path / "eval"
-    args = ["evaluate", "--fake", str(fake), "--data", str(brain_root), "-o", str(out), "--metrics", "fid,psnr",
-            "--cache", str(tmp_path)]  # fmt: skip
+    args = [
+        "evaluate",
+        "--fake",
+        str(fake),
+        "--data",
+        str(brain_root),
+        "-o",
+        str(out),
+        "--metrics",
+        "fid,psnr",
+        "--cache",
+        str(tmp_path),
+    ]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     metrics = _check_report(out)

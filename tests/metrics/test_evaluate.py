@@ -67,8 +67,15 @@ def test_generator_evaluation_is_seeded_and_complete(brain_root, tmp_path) -> No
     torch.manual_seed(0)
     G = load_preset("tiny").model.build_generator()
     state = torch.random.get_rng_state()
-    a = evaluate_generator(G, brain_root, num_samples=12, cache=tmp_path, seed=5, extractor_2d="random-2d",
-                           extractor_3d="random-3d")  # fmt: skip
+    a = evaluate_generator(
+        G,
+        brain_root,
+        num_samples=12,
+        cache=tmp_path,
+        seed=5,
+        extractor_2d="random-2d",
+        extractor_3d="random-3d",
+    )
     assert torch.equal(state, torch.random.get_rng_state())  # the training loop's RNG is untouched
     b = evaluate_generator(G, brain_root, num_samples=12, cache=tmp_path, seed=5, **FAST)
     assert set(SCORE_KEYS) <= set(a) and a["fid_avg"] == b["fid_avg"]
@@ -105,8 +112,16 @@ def test_all_slices_interval_draws_whole_volumes(brain_root, heldout, tmp_path) 
     from medgan3d.metrics.slices import plane_slices
 
     fake = heldout[:12]
-    r = evaluate_volumes(fake, brain_root, cache=tmp_path, metrics=("fid",), all_slices=True,
-                         extractor_2d="random-2d", bootstrap=40, seed=3)  # fmt: skip
+    r = evaluate_volumes(
+        fake,
+        brain_root,
+        cache=tmp_path,
+        metrics=("fid",),
+        all_slices=True,
+        extractor_2d="random-2d",
+        bootstrap=40,
+        seed=3,
+    )
     ext = RandomConvNet(2, 0)
     stats = feature_stats(ext.features(plane_slices(_real(brain_root), "ax", True)))
     per_volume = ext.features(plane_slices(fake, "ax", True)).reshape(12, 16, -1)
@@ -125,8 +140,9 @@ def test_fid_avg_interval_resamples_the_same_volumes_in_every_plane(brain_root, 
     from medgan3d.metrics.slices import PLANES, plane_slices
 
     fake = heldout[:12]
-    r = evaluate_volumes(fake, brain_root, cache=tmp_path, metrics=("fid",), extractor_2d="random-2d",
-                         bootstrap=40, seed=2)  # fmt: skip
+    r = evaluate_volumes(
+        fake, brain_root, cache=tmp_path, metrics=("fid",), extractor_2d="random-2d", bootstrap=40, seed=2
+    )
     ext = RandomConvNet(2, 0)
     stats = {p: feature_stats(ext.features(plane_slices(_real(brain_root), p))) for p in PLANES}
     feats = {p: ext.features(plane_slices(fake, p)) for p in PLANES}

@@ -68,8 +68,9 @@ def test_fid_2d_matches_an_independent_computation(brain_root, heldout, tmp_path
 def test_a_2d_generator_is_scored_against_axial_slices(brain_root, tmp_path) -> None:
     torch.manual_seed(0)
     G = load_preset("tiny-2d").model.build_generator()
-    result = evaluate_generator(G, brain_root, num_samples=12, cache=tmp_path, extractor_2d="random-2d",
-                                metrics=("fid",))  # fmt: skip
+    result = evaluate_generator(
+        G, brain_root, num_samples=12, cache=tmp_path, extractor_2d="random-2d", metrics=("fid",)
+    )
     assert result["fid_2d"] > 0 and result["provenance"]["num_fake"] == 12 and "fid_2d" in result["ci95"]
     with pytest.raises(ValueError, match="need volumes"):
         evaluate_generator(G, brain_root, num_samples=4, cache=tmp_path, metrics=("fid", "psnr"))
@@ -79,8 +80,20 @@ def test_cli_evaluates_a_2d_generator(brain_root, tmp_path) -> None:
     gdir = tmp_path / "G2d"
     load_preset("tiny-2d").model.build_generator().save_pretrained(gdir)
     out = tmp_path / "eval"
-    args = ["evaluate", str(gdir), "--data", str(brain_root), "-n", "12", "-o", str(out), "--cache", str(tmp_path),
-            "--extractor-2d", "random-2d"]  # fmt: skip
+    args = [
+        "evaluate",
+        str(gdir),
+        "--data",
+        str(brain_root),
+        "-n",
+        "12",
+        "-o",
+        str(out),
+        "--cache",
+        str(tmp_path),
+        "--extractor-2d",
+        "random-2d",
+    ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "fid_2d against the real axial slices" in res.output

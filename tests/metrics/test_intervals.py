@@ -63,9 +63,16 @@ def test_subsample_draws_are_seeded_halves_without_replacement() -> None:
 
 @pytest.mark.parametrize("seed", range(3))
 def test_every_interval_of_an_evaluation_contains_its_estimate(brain_root, heldout, tmp_path, seed) -> None:
-    r = evaluate_volumes(heldout[:16], brain_root, metrics=("fid", "fid_3d", "ms_ssim", "psnr", "is"),
-                         extractor_2d="random-2d", extractor_3d="random-3d", cache=tmp_path, bootstrap=40,
-                         seed=seed)  # fmt: skip
+    r = evaluate_volumes(
+        heldout[:16],
+        brain_root,
+        metrics=("fid", "fid_3d", "ms_ssim", "psnr", "is"),
+        extractor_2d="random-2d",
+        extractor_3d="random-3d",
+        cache=tmp_path,
+        bootstrap=40,
+        seed=seed,
+    )
     assert {"fid_ax", "fid_sag", "fid_cor", "fid_avg", "fid_3d", "is", "ms_ssim", "psnr"} <= set(r["ci95"])
     for key, (lo, hi) in r["ci95"].items():
         assert lo <= r[key] <= hi, (key, r[key], lo, hi)
@@ -74,8 +81,15 @@ def test_every_interval_of_an_evaluation_contains_its_estimate(brain_root, heldo
 
 
 def test_too_few_samples_are_warned_in_the_result(brain_root, heldout, tmp_path) -> None:
-    r = evaluate_volumes(heldout[:8], brain_root, metrics=("fid", "kid", "psnr"), extractor_2d="random-2d",
-                         extractor_3d="random-3d", cache=tmp_path, bootstrap=0)  # fmt: skip
+    r = evaluate_volumes(
+        heldout[:8],
+        brain_root,
+        metrics=("fid", "kid", "psnr"),
+        extractor_2d="random-2d",
+        extractor_3d="random-3d",
+        cache=tmp_path,
+        bootstrap=0,
+    )
     fid, kid, psnr = r["warnings"]
     assert fid.startswith(
         "fid_ax, fid_sag, fid_cor, fid_avg: 8 generated and 24 real volumes, fewer than the 50"

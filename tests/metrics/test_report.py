@@ -36,8 +36,23 @@ def run(brain_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_report_names_the_checkpoint_explains_metrics_and_warns(brain_root, run, tmp_path) -> None:
     out = tmp_path / "eval"
-    res = runner.invoke(app, ["evaluate", str(run), "--data", str(brain_root), "-n", "12", "-o", str(out),
-                              "--cache", str(tmp_path), "--bootstrap", "20"])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(run),
+            "--data",
+            str(brain_root),
+            "-n",
+            "12",
+            "-o",
+            str(out),
+            "--cache",
+            str(tmp_path),
+            "--bootstrap",
+            "20",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert f"scored ckpt-000012000 (kimg 12) of {run}" in res.output
     assert re.search(r"fid_avg: [0-9.]+  95% half-sampling interval \[", res.output)
@@ -64,8 +79,22 @@ def test_report_of_files_reads_their_sidecars(brain_root, run, tmp_path) -> None
     gen = tmp_path / "gen"
     assert runner.invoke(app, ["generate", str(run), "-n", "4", "-o", str(gen), "--raw"]).exit_code == 0
     out = tmp_path / "eval"
-    res = runner.invoke(app, ["evaluate", "--fake", str(gen), "--data", str(brain_root), "-o", str(out),
-                              "--metrics", "psnr", "--cache", str(tmp_path)])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--fake",
+            str(gen),
+            "--data",
+            str(brain_root),
+            "-o",
+            str(out),
+            "--metrics",
+            "psnr",
+            "--cache",
+            str(tmp_path),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert f"files from ckpt-000012000 (kimg 12) of {run}" in res.output
     page = (out / "report.html").read_text(encoding="utf-8")
@@ -78,8 +107,9 @@ def test_report_grids_use_the_dataset_spacing_units_and_labels(
     figures = []
     save = viz._save_png
     monkeypatch.setattr(viz, "_save_png", lambda fig, *a, **k: (figures.append(fig), save(fig, *a, **k))[1])
-    result, art = evaluate_volumes_with_artifacts(heldout[:4], brain_root, metrics=("psnr",), cache=tmp_path,
-                                                  bootstrap=0)  # fmt: skip
+    result, art = evaluate_volumes_with_artifacts(
+        heldout[:4], brain_root, metrics=("psnr",), cache=tmp_path, bootstrap=0
+    )
     assert result["provenance"]["spacing"] == load_manifest(brain_root)["spacing"]
     result["provenance"]["spacing"] = [3.0, 1.0, 0.5]  # anisotropic, to see it drawn
     write_report(result, art, tmp_path / "r", grid_rows=2)

@@ -93,12 +93,40 @@ def demo(
         ]
     )
     run2d = _latest_run(runs, "demo-2d")
-    _run(["train", *common, "--kimg", str(kimg_3d), "--init-from", str(run2d), "--inflate", "inflate-1",
-          "--inflate-parts", "GD", "--desc", "demo-3d"])  # fmt: skip
+    _run(
+        [
+            "train",
+            *common,
+            "--kimg",
+            str(kimg_3d),
+            "--init-from",
+            str(run2d),
+            "--inflate",
+            "inflate-1",
+            "--inflate-parts",
+            "GD",
+            "--desc",
+            "demo-3d",
+        ]
+    )
     run3d = _latest_run(runs, "demo-3d")
     _run(["generate", str(run3d), "-n", "8", "--trunc", "0.8", "-o", str(out / "samples")])
-    _run(["evaluate", str(run3d), "--data", str(data), "-n", str(samples), "--metrics", "fid,mmd,ms_ssim,psnr,memorisation",
-          "--bootstrap", "50", "-o", str(out / "evaluation")])  # fmt: skip
+    _run(
+        [
+            "evaluate",
+            str(run3d),
+            "--data",
+            str(data),
+            "-n",
+            str(samples),
+            "--metrics",
+            "fid,mmd,ms_ssim,psnr,memorisation",
+            "--bootstrap",
+            "50",
+            "-o",
+            str(out / "evaluation"),
+        ]
+    )
     last = list_checkpoints(run3d)[-1]
     tools = _tools_leg(_run, out, run3d, data, proj_steps) if proj_steps > 0 else []
     hagan = _hagan_leg(_run, out, subjects, kimg_hagan, seed) if kimg_hagan > 0 else []
@@ -138,31 +166,82 @@ def _tools_leg(_run: _Steps, out: Path, run: Path, data: Path, steps: int) -> li
     """3D-StyleGAN's tools (Hong et al. 2021) on the 3D run: project a held-out (val) volume, mix its styles
     with seeds, walk between two seeds."""
     proj, grid, walk = out / "projection", out / "mixing", out / "interpolation"
-    _run(["project", str(run), "--data", str(data), "--split", "val", "--limit", "1", "-o", str(proj),
-          "--steps", str(steps)])  # fmt: skip
+    _run(
+        [
+            "project",
+            str(run),
+            "--data",
+            str(data),
+            "--split",
+            "val",
+            "--limit",
+            "1",
+            "-o",
+            str(proj),
+            "--steps",
+            str(steps),
+        ]
+    )
     latent = next(proj.glob("*/projected.npz"))
     # the tiny model's coarse band is its 4³ stage alone, which changes little: mix its two lower stages
     styles = ["--styles", "coarse,middle"]
     _run(["mix", str(run), "--rows", "0,1,2", "--cols", f"10,11,{latent}", *styles, "-o", str(grid)])
     _run(["interpolate", str(run), "--seeds", "0,7", "--steps", "8", "-o", str(walk)])
-    return [("projection of a held-out volume (metrics.json)", latent.parent),
-            ("style-mixing grids (grid_*.png)", grid), ("latent walk (walk.gif)", walk)]  # fmt: skip
+    return [
+        ("projection of a held-out volume (metrics.json)", latent.parent),
+        ("style-mixing grids (grid_*.png)", grid),
+        ("latent walk (walk.gif)", walk),
+    ]
 
 
 def _hagan_leg(_run: _Steps, out: Path, subjects: int, kimg: float, seed: int) -> list[tuple[str, Path]]:
     """HA-GAN (Sun et al. 2022) at 32³: train, sample full volumes, encode one raw scan."""
     data, raw, runs = out / "data" / "brain-32x32x32", out / "data" / "raw-32", out / "runs"
     if not (data / "dataset.json").is_file():
-        _run(["prepare", "brain-phantom", "-n", str(subjects), "-o", str(data), "--shape", "32", "--seed", str(seed),
-              "--raw-dir", str(raw)])  # fmt: skip
-    _run(["train", "--data", str(data), "--config", "hagan-tiny", "--out", str(runs), "--seed", str(seed),
-          "--kimg", str(kimg), "--tick", str(kimg / 2), "--desc", "demo-hagan"])  # fmt: skip
+        _run(
+            [
+                "prepare",
+                "brain-phantom",
+                "-n",
+                str(subjects),
+                "-o",
+                str(data),
+                "--shape",
+                "32",
+                "--seed",
+                str(seed),
+                "--raw-dir",
+                str(raw),
+            ]
+        )
+    _run(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--config",
+            "hagan-tiny",
+            "--out",
+            str(runs),
+            "--seed",
+            str(seed),
+            "--kimg",
+            str(kimg),
+            "--tick",
+            str(kimg / 2),
+            "--desc",
+            "demo-hagan",
+        ]
+    )
     run = _latest_run(runs, "demo-hagan")
     _run(["generate", str(run), "-n", "4", "-o", str(out / "samples-hagan")])
     scan = sorted(raw.glob("*.nii*"))[-1]
     _run(["project", str(run), str(scan), "-o", str(out / "projection-hagan"), "--steps", "5"])
-    return [("HA-GAN run", run), ("HA-GAN samples (32³ NIfTI)", out / "samples-hagan"),
-            ("HA-GAN encoder reconstruction", out / "projection-hagan")]  # fmt: skip
+    return [
+        ("HA-GAN run", run),
+        ("HA-GAN samples (32³ NIfTI)", out / "samples-hagan"),
+        ("HA-GAN encoder reconstruction", out / "projection-hagan"),
+    ]
 
 
 def _latest_run(runs: Path, desc: str) -> Path:

@@ -58,10 +58,20 @@ def _fake_volumes(
         labels = dataset_labels(Manifest.load(data), n, split)
         c = spec.encode(labels)
     volumes = sample(G, range(seed, seed + n), trunc, c=c)
-    return volumes, {"generator": str(run.resolve()), "truncation_psi": trunc, "seeds": [seed, seed + n - 1],
-                     "noise_mode": "const",
-                     "run": origin["run"], "checkpoint": origin["checkpoint"], "kimg": origin["kimg"],
-                     "family": origin["family"]}, labels  # fmt: skip
+    return (
+        volumes,
+        {
+            "generator": str(run.resolve()),
+            "truncation_psi": trunc,
+            "seeds": [seed, seed + n - 1],
+            "noise_mode": "const",
+            "run": origin["run"],
+            "checkpoint": origin["checkpoint"],
+            "kimg": origin["kimg"],
+            "family": origin["family"],
+        },
+        labels,
+    )
 
 
 def _sidecars(records: list[dict]) -> dict:
@@ -77,8 +87,10 @@ def _sidecars(records: list[dict]) -> dict:
             found.append(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError):
             continue
-    origins = sorted({(str(f.get("run")), f.get("checkpoint"), f.get("kimg")) for f in found if isinstance(f, dict)},
-                     key=str)  # fmt: skip
+    origins = sorted(
+        {(str(f.get("run")), f.get("checkpoint"), f.get("kimg")) for f in found if isinstance(f, dict)},
+        key=str,
+    )
     conditions = [f.get("condition") if isinstance(f, dict) else None for f in found]
     labelled = len(found) == len(records) and all(isinstance(c, dict) and "label" in c for c in conditions)
     return {
@@ -95,8 +107,11 @@ def _metrics_2d(names: tuple[str, ...]) -> tuple[str, ...]:
     if "fid" not in names:
         raise UsageError("a 2D generator is scored with --metrics fid only (fid_2d against the axial slices)")
     others = [m for m in names if m != "fid"]
-    typer.echo("2D generator: fid_2d against the real axial slices" + (f"; {', '.join(others)} need volumes"
-                                                                       if others else ""), err=True)  # fmt: skip
+    typer.echo(
+        "2D generator: fid_2d against the real axial slices"
+        + (f"; {', '.join(others)} need volumes" if others else ""),
+        err=True,
+    )
     return ("fid",)
 
 
@@ -172,10 +187,20 @@ def evaluate(
     from medgan3d.metrics.report import write_report
 
     settings = EvalSettings(
-        metrics=names, extractor_2d=extractor_2d, extractor_3d=extractor_3d, weights_2d=weights_2d,
-        weights_3d=weights_3d, download=download, all_slices=all_slices, split=split, num_real=num_real,
-        bootstrap=bootstrap, seed=seed, cache=cache, classifier=classifier,
-    )  # fmt: skip
+        metrics=names,
+        extractor_2d=extractor_2d,
+        extractor_3d=extractor_3d,
+        weights_2d=weights_2d,
+        weights_3d=weights_3d,
+        download=download,
+        all_slices=all_slices,
+        split=split,
+        num_real=num_real,
+        bootstrap=bootstrap,
+        seed=seed,
+        cache=cache,
+        classifier=classifier,
+    )
     if classifier is not None and "is" not in settings.metrics:  # a classifier is only used by 'is'
         settings.metrics = (*settings.metrics, "is")
     from medgan3d.console import Stages, make_console

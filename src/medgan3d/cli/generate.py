@@ -96,9 +96,21 @@ def generate(
     from medgan3d.generate import find_manifest, sample_to_nifti
     from medgan3d.viz import MODEL_WINDOW, IntensityWindow
 
-    written = sample_to_nifti(source, chosen, out, psi=trunc, data=data, raw=raw, chunk_depth=chunk_depth or None,
-                              clip=clip, label=label, labels=rows)  # fmt: skip
+    written = sample_to_nifti(
+        source,
+        chosen,
+        out,
+        psi=trunc,
+        data=data,
+        raw=raw,
+        chunk_depth=chunk_depth or None,
+        clip=clip,
+        label=label,
+        labels=rows,
+    )
     window = MODEL_WINDOW if raw else IntensityWindow.of_manifest(find_manifest(source, data))
     state = "clipped to" if clip else "not clipped to"
-    typer.echo(f"{len(written)} synthetic volumes + JSON sidecars → {out} (preview: {out / 'preview.png'}); "
-               f"values in {window.describe()}, {state} the window")  # fmt: skip
+    typer.echo(
+        f"{len(written)} synthetic volumes + JSON sidecars → {out} (preview: {out / 'preview.png'}); "
+        f"values in {window.describe()}, {state} the window"
+    )

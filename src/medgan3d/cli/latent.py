@@ -60,8 +60,10 @@ def mix(
     if noise not in NOISE_MODES:
         raise UsageError(f"--noise {noise!r}: choose from {' | '.join(NOISE_MODES)}")
     record = run_mix(run, rows, cols, styles, out, psi, noise, data, device, clip)
-    typer.echo(f"{len(record['rows'])}×{len(record['cols'])} mixes of {record['band']} -> {out} "
-               f"({', '.join(record['grids'])})")  # fmt: skip
+    typer.echo(
+        f"{len(record['rows'])}×{len(record['cols'])} mixes of {record['band']} -> {out} "
+        f"({', '.join(record['grids'])})"
+    )
 
 
 @command
@@ -88,5 +90,7 @@ def interpolate(
     if noise not in ("const", "none"):
         raise UsageError(f"--noise {noise!r}: choose from const | none")
     record = run_walk(run, out, seeds, latents, steps, styles, psi, noise, data, device, frame_ms, clip)
-    typer.echo(f"{len(record['frames'])} frames through {len(record['endpoints'])} latents ({record['band']}) "
-               f"-> {out} (walk.gif)")  # fmt: skip
+    typer.echo(
+        f"{len(record['frames'])} frames through {len(record['endpoints'])} latents ({record['band']}) "
+        f"-> {out} (walk.gif)"
+    )

@@ -208,14 +208,28 @@ def _check_options(ctx: typer.Context, src: str, preset: str) -> None:
         warn(f"ignoring {', '.join(ignored)}: options of {' and '.join(PHANTOMS)} only, not of a scan folder")
 
 
-def _preprocessing(preset: str, shape: tuple | None, window: str | None, spacing: str | None, crop: str | None,
-                   antialias: bool | None, seed: int) -> PreprocessConfig:  # fmt: skip
+def _preprocessing(
+    preset: str,
+    shape: tuple | None,
+    window: str | None,
+    spacing: str | None,
+    crop: str | None,
+    antialias: bool | None,
+    seed: int,
+) -> PreprocessConfig:
     from medgan3d.data import get_preset
     from medgan3d.errors import UsageError
 
     try:
-        return get_preset(preset, shape=shape, window=_window(window), spacing=_triple(spacing, "--spacing", float),
-                          crop=crop, antialias=antialias, seed=seed)  # fmt: skip
+        return get_preset(
+            preset,
+            shape=shape,
+            window=_window(window),
+            spacing=_triple(spacing, "--spacing", float),
+            crop=crop,
+            antialias=antialias,
+            seed=seed,
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -291,8 +305,11 @@ def _fingerprint(console, fp: dict, out: Path) -> None:
         return f"{mid}{unit} (min {lo}, max {hi})"
 
     p1, p50, p99 = fp["intensity_p1_p50_p99"]["median"]
-    console.print(f"fingerprint of {fp['scans']} scans: shape {span('shape')}, spacing {span('spacing_mm', ' mm')}, "
-                  f"raw intensities 1-50-99 % {p1:.4g}, {p50:.4g}, {p99:.4g} (medians)", markup=False)  # fmt: skip
+    console.print(
+        f"fingerprint of {fp['scans']} scans: shape {span('shape')}, spacing {span('spacing_mm', ' mm')}, "
+        f"raw intensities 1-50-99 % {p1:.4g}, {p50:.4g}, {p99:.4g} (medians)",
+        markup=False,
+    )
     for item in fp["outliers"]:
         console.print(
             f"  [yellow]outlier[/yellow] {escape(item['source'])}: {escape('; '.join(item['reasons']))}"

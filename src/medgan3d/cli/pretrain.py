@@ -54,9 +54,27 @@ def pretrain(
     if resume is None:
         _report_slices(data)
         kimg = PRETRAIN_KIMG if kimg is None else kimg
-    opts = RunOptions(data=data, config=twin, out=out, kimg=kimg, batch=batch, batch_gpu=batch_gpu, resume=resume,
-                      seed=seed, bf16=bf16, lr=lr, tick=tick, snap=snap, flip=flip, desc=desc, device=device,
-                      aug=aug, aug_preset=aug_preset, ada_target=ada_target, ada_kimg=ada_kimg)  # fmt: skip
+    opts = RunOptions(
+        data=data,
+        config=twin,
+        out=out,
+        kimg=kimg,
+        batch=batch,
+        batch_gpu=batch_gpu,
+        resume=resume,
+        seed=seed,
+        bf16=bf16,
+        lr=lr,
+        tick=tick,
+        snap=snap,
+        flip=flip,
+        desc=desc,
+        device=device,
+        aug=aug,
+        aug_preset=aug_preset,
+        ada_target=ada_target,
+        ada_kimg=ada_kimg,
+    )
     start_run(ctx, opts)
 
 
@@ -68,7 +86,9 @@ def _report_slices(data: Path) -> None:
     check_prepared(data)
     slices = SliceDataset(data, split="train")
     if slices.slices == "window":
-        warn(f"{data} holds only the cached window of each scan's axial slices ({len(slices)} train slices); "
-             "the paper pretrains on all of them: prepare the scans again with --all-slices")  # fmt: skip
+        warn(
+            f"{data} holds only the cached window of each scan's axial slices ({len(slices)} train slices); "
+            "the paper pretrains on all of them: prepare the scans again with --all-slices"
+        )
     else:
         typer.echo(f"pretraining on all {len(slices)} axial slices of the train split of {data}", err=True)

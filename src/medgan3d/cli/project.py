@@ -96,16 +96,26 @@ def project(
     if not scans and data is None:
         raise UsageError("give one or more scans to project, or --data DATASET [--split val]")
     try:
-        cfg = ProjectorConfig.named(loss, space=space, noise=noise, noise_reg=noise_reg, lr=lr, seed=seed,
-                                    snapshots=snapshots, w_avg_samples=w_avg_samples)  # fmt: skip
+        cfg = ProjectorConfig.named(
+            loss,
+            space=space,
+            noise=noise,
+            noise_reg=noise_reg,
+            lr=lr,
+            seed=seed,
+            snapshots=snapshots,
+            w_avg_samples=w_avg_samples,
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     family = family_of(run)
     given = explicit_options(ctx)
     foreign = [f for f in given if f in (STYLEGAN_ONLY if family == "hagan" else HAGAN_ONLY)]
     if family != "hagan" and features:
-        raise UsageError("--features is HA-GAN's encoder; a StyleGAN2 run is projected by optimisation "
-                         "(its ws are in each projected.npz)")  # fmt: skip
+        raise UsageError(
+            "--features is HA-GAN's encoder; a StyleGAN2 run is projected by optimisation "
+            "(its ws are in each projected.npz)"
+        )
     if foreign:
         warn(f"{run} is a {family} run; ignoring {', '.join(foreign)}")
     if features:
@@ -134,8 +144,18 @@ def _features(run: Path, data: Path | None, out: Path, split: str | None, device
     typer.echo(f"features of {data} -> {path} (rows: {path.with_suffix('.csv')})")
 
 
-def _project(run: Path, scans: list[Path], out: Path, data: Path | None, split: str | None, limit: int | None,
-             cfg: Any, steps: int | None, device: str, hagan: dict[str, Any]) -> None:  # fmt: skip
+def _project(
+    run: Path,
+    scans: list[Path],
+    out: Path,
+    data: Path | None,
+    split: str | None,
+    limit: int | None,
+    cfg: Any,
+    steps: int | None,
+    device: str,
+    hagan: dict[str, Any],
+) -> None:
     from medgan3d.console import make_console
     from medgan3d.project import project
 
@@ -157,12 +177,20 @@ def _scores(metrics: dict[str, Any]) -> str:
         best = metrics.get("refined", metrics["encoder"])
         return f"PSNR {best['psnr_db']:.2f} dB, SSIM {best['ssim']:.3f}"
     rec, off = metrics["scores"]["reconstruction"], metrics["scores"]["noise_off"]
-    return (f"PSNR {rec['psnr_db']:.2f} dB, SSIM {rec['ssim']:.3f} "
-            f"(noise off: PSNR {off['psnr_db']:.2f} dB, SSIM {off['ssim']:.3f})")  # fmt: skip
+    return (
+        f"PSNR {rec['psnr_db']:.2f} dB, SSIM {rec['ssim']:.3f} "
+        f"(noise off: PSNR {off['psnr_db']:.2f} dB, SSIM {off['ssim']:.3f})"
+    )
 
 
 def _progress(console: Any) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=False)  # fmt: skip
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )

@@ -19,10 +19,23 @@ if TYPE_CHECKING:
     from medgan3d.training.loop import TrainConfig
 
 # TrainConfig keys set by flags: a refused value is named by the flag the user typed
-_FLAGS = {"kimg": "--kimg", "batch": "--batch", "batch_gpu": "--batch-gpu", "lr": "--lr", "tick_kimg": "--tick",
-          "snapshot_ticks": "--snap", "seed": "--seed", "bf16": "--bf16", "flip": "--flip", "metrics": "--metrics",
-          "cond": "--no-cond", "aug": "--aug", "aug_preset": "--aug-preset", "ada_target": "--ada-target",
-          "ada_kimg": "--ada-kimg"}  # fmt: skip
+_FLAGS = {
+    "kimg": "--kimg",
+    "batch": "--batch",
+    "batch_gpu": "--batch-gpu",
+    "lr": "--lr",
+    "tick_kimg": "--tick",
+    "snapshot_ticks": "--snap",
+    "seed": "--seed",
+    "bf16": "--bf16",
+    "flip": "--flip",
+    "metrics": "--metrics",
+    "cond": "--no-cond",
+    "aug": "--aug",
+    "aug_preset": "--aug-preset",
+    "ada_target": "--ada-target",
+    "ada_kimg": "--ada-kimg",
+}
 _APPLY_ON_RESUME = {"--resume", "--kimg", "--device"}
 
 
@@ -55,10 +68,22 @@ class RunOptions:
 
     def overrides(self) -> dict[str, Any]:
         """The TrainConfig fields the flags set."""
-        given = {"kimg": self.kimg, "batch": self.batch, "batch_gpu": self.batch_gpu, "seed": self.seed,
-                 "bf16": self.bf16, "lr": self.lr, "tick_kimg": self.tick, "snapshot_ticks": self.snap,
-                 "flip": self.flip, "cond": self.cond, "aug": self.aug, "aug_preset": self.aug_preset,
-                 "ada_target": self.ada_target, "ada_kimg": self.ada_kimg}  # fmt: skip
+        given = {
+            "kimg": self.kimg,
+            "batch": self.batch,
+            "batch_gpu": self.batch_gpu,
+            "seed": self.seed,
+            "bf16": self.bf16,
+            "lr": self.lr,
+            "tick_kimg": self.tick,
+            "snapshot_ticks": self.snap,
+            "flip": self.flip,
+            "cond": self.cond,
+            "aug": self.aug,
+            "aug_preset": self.aug_preset,
+            "ada_target": self.ada_target,
+            "ada_kimg": self.ada_kimg,
+        }
         found: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         if self.metrics:
             found["metrics"] = _metric_names(self.metrics)
@@ -77,8 +102,13 @@ class Inflation:
 
     def info(self) -> dict[str, Any]:
         """What the run records about its initialisation."""
-        return {"from": str(self.init_from), "strategy": self.strategy, "parts": self.parts,
-                "equalized_lr": self.equalized_lr, "init_std": self.init_std}  # fmt: skip
+        return {
+            "from": str(self.init_from),
+            "strategy": self.strategy,
+            "parts": self.parts,
+            "equalized_lr": self.equalized_lr,
+            "init_std": self.init_std,
+        }
 
 
 @command
@@ -150,10 +180,30 @@ def train(
 ) -> None:
     """Train a model of any family named by the preset: StyleGAN2 (3D on volumes, or a 2D twin `NAME-2d` on axial
     slices) or HA-GAN (`hagan-128`, `hagan-256`, `hagan-tiny`, ...)."""
-    opts = RunOptions(data=data, config=config, out=out, kimg=kimg, batch=batch, batch_gpu=batch_gpu,
-                      resume=resume, seed=seed, bf16=bf16, lr=lr, gamma=gamma, tick=tick, snap=snap,
-                      metrics=metrics, flip=flip, desc=desc, device=device, cond=cond, aug=aug,
-                      aug_preset=aug_preset, ada_target=ada_target, ada_kimg=ada_kimg)  # fmt: skip
+    opts = RunOptions(
+        data=data,
+        config=config,
+        out=out,
+        kimg=kimg,
+        batch=batch,
+        batch_gpu=batch_gpu,
+        resume=resume,
+        seed=seed,
+        bf16=bf16,
+        lr=lr,
+        gamma=gamma,
+        tick=tick,
+        snap=snap,
+        metrics=metrics,
+        flip=flip,
+        desc=desc,
+        device=device,
+        cond=cond,
+        aug=aug,
+        aug_preset=aug_preset,
+        ada_target=ada_target,
+        ada_kimg=ada_kimg,
+    )
     start_run(ctx, opts, Inflation(init_from, inflate, inflate_parts, equalized_lr, init_std))
 
 
@@ -169,8 +219,10 @@ def start_run(ctx: typer.Context, opts: RunOptions, inflation: Inflation | None 
             raise UsageError("--resume needs --kimg (the new total length)")
         ignored = [f for f in explicit_options(ctx) if f not in _APPLY_ON_RESUME]
         if ignored:
-            warn(f"--resume continues {opts.resume} with its saved settings; ignoring {', '.join(ignored)} "
-                 "(only --kimg and --device apply)")  # fmt: skip
+            warn(
+                f"--resume continues {opts.resume} with its saved settings; ignoring {', '.join(ignored)} "
+                "(only --kimg and --device apply)"
+            )
         preset, cfg = _configure(opts.config, {"kimg": opts.kimg})
     else:
         check_out_folder(opts.out)
@@ -191,13 +243,28 @@ def _run(preset: Preset, cfg: TrainConfig, opts: RunOptions, inflation: Inflatio
     if inflation.init_from is not None:
         from medgan3d.inflate import inflate_checkpoint
 
-        init = inflate_checkpoint(inflation.init_from, preset.model, inflation.strategy, parts=inflation.parts,
-                                  seed=cfg.seed, init_std=inflation.init_std,
-                                  equalized_lr=inflation.equalized_lr)  # fmt: skip
+        init = inflate_checkpoint(
+            inflation.init_from,
+            preset.model,
+            inflation.strategy,
+            parts=inflation.parts,
+            seed=cfg.seed,
+            init_std=inflation.init_std,
+            equalized_lr=inflation.equalized_lr,
+        )
         init_info = inflation.info()
-    run_dir = run_training(opts.data or Path("."), preset.model, cfg, outdir=opts.out, desc=opts.desc,
-                           resume=opts.resume, init=init, init_info=init_info, preset=preset.name,
-                           device=opts.device)  # fmt: skip
+    run_dir = run_training(
+        opts.data or Path("."),
+        preset.model,
+        cfg,
+        outdir=opts.out,
+        desc=opts.desc,
+        resume=opts.resume,
+        init=init,
+        init_info=init_info,
+        preset=preset.name,
+        device=opts.device,
+    )
     typer.echo(f"run folder: {run_dir}")
 
 

@@ -62,5 +62,7 @@ def view(
     size = page.stat().st_size / 1e6
     if size > 100:
         warn(f"{page} is {size:.0f} MB: browsers may be slow; show fewer volumes (-n)")
-    typer.echo(f"{panes} -> {page} ({size:.1f} MB; window {data['window'][0]:g} to {data['window'][1]:g} "
-               f"{data['unit']})")  # fmt: skip
+    typer.echo(
+        f"{panes} -> {page} ({size:.1f} MB; window {data['window'][0]:g} to {data['window'][1]:g} "
+        f"{data['unit']})"
+    )

@@ -85,16 +85,19 @@ def outliers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r, (p1, _, p99) in zip(rows, pct, strict=True):
         reasons = []
         if r["neighbour_correlation"] < min(0.5, corr / 2):
-            reasons.append(f"looks like noise: neighbour correlation {r['neighbour_correlation']:.2f} "
-                           f"(dataset median {corr:.2f})")  # fmt: skip
+            reasons.append(
+                f"looks like noise: neighbour correlation {r['neighbour_correlation']:.2f} "
+                f"(dataset median {corr:.2f})"
+            )
         ratio = np.asarray(r["spacing"]) / spacing
         if np.any(ratio > 1.5) or np.any(ratio < 1 / 1.5):
             reasons.append(f"spacing {_mm(r['spacing'])} mm, the dataset's median {_mm(spacing)} mm")
         if span > 0 and (
             max(abs(p1 - low), abs(p99 - high)) > span / 2 or not 1 / 3 <= (p99 - p1) / span <= 3
         ):
-            reasons.append(f"intensities 1-99 % {p1:.4g} to {p99:.4g}, the dataset's median {low:.4g} to "
-                           f"{high:.4g}")  # fmt: skip
+            reasons.append(
+                f"intensities 1-99 % {p1:.4g} to {p99:.4g}, the dataset's median {low:.4g} to {high:.4g}"
+            )
         if reasons:
             found.append({"source": r["source"], "reasons": reasons})
     return found
@@ -106,8 +109,10 @@ def _mm(values: Sequence[float]) -> str:
 
 def fingerprint(items: list[dict[str, Any]], scans: list[dict[str, Any]]) -> dict[str, Any]:
     """The ``fingerprint`` block of report.json from the manifest items and their :func:`scan_statistics`."""
-    rows = [{"source": it["source"], "shape": it["original_shape"], "spacing": it["original_spacing"], **st}
-            for it, st in zip(items, scans, strict=True)]  # fmt: skip
+    rows = [
+        {"source": it["source"], "shape": it["original_shape"], "spacing": it["original_spacing"], **st}
+        for it, st in zip(items, scans, strict=True)
+    ]
     return {
         "scans": len(rows),
         "shape": _spread([r["shape"] for r in rows]),
@@ -129,8 +134,13 @@ def preview_indices(items: list[dict[str, Any]], flagged: list[dict[str, Any]]) 
     return first + odd[:2]
 
 
-def write_preview(path: Path, volumes: np.ndarray, items: list[dict[str, Any]], manifest: dict[str, Any],
-                  flagged: list[dict[str, Any]]) -> Path:  # fmt: skip
+def write_preview(
+    path: Path,
+    volumes: np.ndarray,
+    items: list[dict[str, Any]],
+    manifest: dict[str, Any],
+    flagged: list[dict[str, Any]],
+) -> Path:
     """``preview.png`` of :func:`preview_figure`."""
     from medgan3d.viz import save_figure
 
@@ -138,8 +148,9 @@ def write_preview(path: Path, volumes: np.ndarray, items: list[dict[str, Any]], 
     return save_figure(fig, path, fig.get_suptitle())
 
 
-def preview_figure(volumes: np.ndarray, items: list[dict[str, Any]], manifest: dict[str, Any],
-                   flagged: list[dict[str, Any]]) -> Any:  # fmt: skip
+def preview_figure(
+    volumes: np.ndarray, items: list[dict[str, Any]], manifest: dict[str, Any], flagged: list[dict[str, Any]]
+) -> Any:
     """Axial, coronal and sagittal centre slices of a few cached volumes at their mm aspect, with orientation
     letters, each row named by its scan (and marked if it is an outlier), and a colour bar in the data's
     units labelled with the window."""

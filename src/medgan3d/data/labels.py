@@ -231,8 +231,10 @@ def check_csv_against_sources(csv_path: str | os.PathLike[str], sources: Sequenc
                 f"{csv_path}, row {number}: {name!r} is not one of the {len(sources)} scans found"
             )
         if len(owners) > 1 and name not in sources:
-            raise LabelError(f"{csv_path}, row {number}: {name!r} fits several scans ({', '.join(owners[:3])}); "
-                             "give the path that prepare reports")  # fmt: skip
+            raise LabelError(
+                f"{csv_path}, row {number}: {name!r} fits several scans ({', '.join(owners[:3])}); "
+                "give the path that prepare reports"
+            )
 
 
 def match_labels(rows: Mapping[str, tuple[int, float | int]], names: Sequence[str]) -> dict[str, str]:

@@ -69,9 +69,20 @@ MIN_BOOTSTRAP_SAMPLES = 10  # generated volumes (or MS-SSIM pairs) below which n
 # about n than about the model. KID and MMD are unbiased (Binkowski et al., ICLR 2018) but noisy; MS-SSIM and
 # PSNR are means over volumes. Thresholds are pragmatic floors, documented in docs/evaluation.md.
 MIN_SAMPLES = {"fid": 50, "is": 50, "kid": 20, "mmd": 20, "ms_ssim": 10, "psnr": 10, "memorisation": 10}
-_FAMILY = {"fid_ax": "fid", "fid_sag": "fid", "fid_cor": "fid", "fid_avg": "fid", "fid_3d": "fid", "fid_2d": "fid",
-           "kid": "kid", "mmd": "mmd", "ms_ssim": "ms_ssim", "psnr": "psnr", "is": "is",
-           "memorisation": "memorisation"}  # fmt: skip
+_FAMILY = {
+    "fid_ax": "fid",
+    "fid_sag": "fid",
+    "fid_cor": "fid",
+    "fid_avg": "fid",
+    "fid_3d": "fid",
+    "fid_2d": "fid",
+    "kid": "kid",
+    "mmd": "mmd",
+    "ms_ssim": "ms_ssim",
+    "psnr": "psnr",
+    "is": "is",
+    "memorisation": "memorisation",
+}
 _PAIRED = {"fid", "kid", "mmd"}  # scores of two distributions: the real set's size matters too
 
 
@@ -605,9 +616,12 @@ def evaluate_generator(
 
 
 def evaluate_per_class(
-    fake: Tensor, labels: Sequence[float], data_root: str | os.PathLike, settings: EvalSettings | None = None,
+    fake: Tensor,
+    labels: Sequence[float],
+    data_root: str | os.PathLike,
+    settings: EvalSettings | None = None,
     **overrides,
-) -> dict[str, dict]:  # fmt: skip
+) -> dict[str, dict]:
     """Scores per class of a labelled dataset: the generated volumes of each class (``labels[i]`` of ``fake[i]``)
     against the real items of that class, with the same settings. ``{class: {score: value, ..., "ci95",
     "num_real", "num_fake", "warnings"}}``; a class with fewer than 2 generated volumes is left out."""
@@ -624,8 +638,12 @@ def evaluate_per_class(
         if len(rows) < 2:
             continue
         r = evaluate_volumes(fake[rows], data_root, dataclasses.replace(s, label=k))
-        out[str(k)] = scalars(r) | {"ci95": r["ci95"], "num_real": r["provenance"]["num_real"],
-                                    "num_fake": len(rows), "warnings": r["warnings"]}  # fmt: skip
+        out[str(k)] = scalars(r) | {
+            "ci95": r["ci95"],
+            "num_real": r["provenance"]["num_real"],
+            "num_fake": len(rows),
+            "warnings": r["warnings"],
+        }
     return out
 
 
@@ -639,9 +657,16 @@ def scalars(result: dict) -> dict[str, float]:
     return out
 
 
-_SCALARS = {"fid": ("fid_ax", "fid_sag", "fid_cor", "fid_avg"), "fid_3d": ("fid_3d",), "kid": ("kid",),
-            "mmd": ("mmd",), "ms_ssim": ("ms_ssim", "ms_ssim_real"), "psnr": ("psnr",),
-            "memorisation": ("memorisation_z_u",), "is": ("is",)}  # fmt: skip
+_SCALARS = {
+    "fid": ("fid_ax", "fid_sag", "fid_cor", "fid_avg"),
+    "fid_3d": ("fid_3d",),
+    "kid": ("kid",),
+    "mmd": ("mmd",),
+    "ms_ssim": ("ms_ssim", "ms_ssim_real"),
+    "psnr": ("psnr",),
+    "memorisation": ("memorisation_z_u",),
+    "is": ("is",),
+}
 
 
 def scalar_keys(metrics: Iterable[str]) -> list[str]:

@@ -49,10 +49,19 @@ def nearest_distances(x: Tensor, train: Any, batch: int = 32) -> tuple[np.ndarra
         better = low < best
         best[better], index[better] = low[better], arg[better] + start
     rms = [
-        float(((f[i].double() - torch.as_tensor(np.asarray(train[int(j)], dtype=np.float32)).flatten().double()) ** 2)
-              .mean().sqrt())
+        float(
+            (
+                (
+                    f[i].double()
+                    - torch.as_tensor(np.asarray(train[int(j)], dtype=np.float32)).flatten().double()
+                )
+                ** 2
+            )
+            .mean()
+            .sqrt()
+        )
         for i, j in enumerate(index)
-    ]  # fmt: skip
+    ]
     return np.asarray(rms), index.numpy()
 
 
@@ -69,17 +78,25 @@ def mann_whitney_z(gen: np.ndarray, heldout: np.ndarray) -> tuple[float, float]:
 def verdict(exact: int, n: int, z: float | None) -> tuple[str, str]:
     """A code (``copies``, ``copying``, ``none``, ``unknown``) and a plain sentence for the report."""
     if exact:
-        return "copies", (f"{exact} of {n} generated volumes are exact copies of training volumes: the model "
-                          "memorised them; do not share these samples as synthetic data.")  # fmt: skip
+        return "copies", (
+            f"{exact} of {n} generated volumes are exact copies of training volumes: the model "
+            "memorised them; do not share these samples as synthetic data."
+        )
     if z is None:
-        return "unknown", ("Cannot tell: the dataset has too few held-out (val) volumes to say how close an "
-                           "unseen scan comes to the training set (prepare with a validation split).")  # fmt: skip
+        return "unknown", (
+            "Cannot tell: the dataset has too few held-out (val) volumes to say how close an "
+            "unseen scan comes to the training set (prepare with a validation split)."
+        )
     if z < Z_COPYING:
-        return "copying", (f"Likely memorisation: generated volumes sit closer to their nearest training volume "
-                           f"than unseen real volumes do (Z_U = {z:.2f} < {Z_COPYING:g}); some may be near-copies "
-                           "of training scans.")  # fmt: skip
-    return "none", (f"No sign of copying: generated volumes are no closer to the training volumes than unseen "
-                    f"real volumes are (Z_U = {z:.2f}; below {Z_COPYING:g} would mean copying).")  # fmt: skip
+        return "copying", (
+            f"Likely memorisation: generated volumes sit closer to their nearest training volume "
+            f"than unseen real volumes do (Z_U = {z:.2f} < {Z_COPYING:g}); some may be near-copies "
+            "of training scans."
+        )
+    return "none", (
+        f"No sign of copying: generated volumes are no closer to the training volumes than unseen "
+        f"real volumes are (Z_U = {z:.2f}; below {Z_COPYING:g} would mean copying)."
+    )
 
 
 def memorisation(
@@ -105,9 +122,15 @@ def memorisation(
         d_held, _ = nearest_distances(heldout, train)
         u, z = mann_whitney_z(d_gen, d_held)
         closer = float(np.mean(d_gen < d_held.min()))
-        record |= {"heldout": _summary(d_held), "heldout_volumes": len(d_held), "u": u, "z_u": z,
-                   "closer_than_any_heldout": closer, "closer_expected": 1.0 / (len(d_held) + 1),
-                   "ratio_of_medians": float(np.median(d_gen) / max(np.median(d_held), 1e-12))}  # fmt: skip
+        record |= {
+            "heldout": _summary(d_held),
+            "heldout_volumes": len(d_held),
+            "u": u,
+            "z_u": z,
+            "closer_than_any_heldout": closer,
+            "closer_expected": 1.0 / (len(d_held) + 1),
+            "ratio_of_medians": float(np.median(d_gen) / max(np.median(d_held), 1e-12)),
+        }
     else:
         record["heldout_volumes"] = 0 if heldout is None else len(heldout)
     record["verdict"], record["verdict_text"] = verdict(len(exact), len(d_gen), z)

@@ -198,23 +198,36 @@ def memorisation_html(result: dict) -> str:
         return ""
     colour = {"copies": "#f8d7da", "copying": "#f8d7da", "none": "#d4edda"}.get(mem["verdict"], "#fff3cd")
     gen = mem["generated"]
-    rows = [f"generated volumes: median {gen['median']:.4g}, min {gen['min']:.4g} ({len(mem['generated_distances'])} "
-            f"volumes, {mem['train_volumes']} training volumes)"]  # fmt: skip
+    rows = [
+        f"generated volumes: median {gen['median']:.4g}, min {gen['min']:.4g} ({len(mem['generated_distances'])} "
+        f"volumes, {mem['train_volumes']} training volumes)"
+    ]
     if "heldout" in mem:
         held = mem["heldout"]
-        rows.append(f"held-out real volumes (val split, never trained on): median {held['median']:.4g}, min "
-                    f"{held['min']:.4g} ({mem['heldout_volumes']} volumes)")  # fmt: skip
-        rows.append(f"Z_U = {mem['z_u']:.3g} (about 0: as far as unseen scans; below -3: copying); "
-                    f"{100 * mem['closer_than_any_heldout']:.0f} % of generated volumes are closer to the training "
-                    f"set than every held-out one (expected {100 * mem['closer_expected']:.0f} % without copying)")  # fmt: skip
+        rows.append(
+            f"held-out real volumes (val split, never trained on): median {held['median']:.4g}, min "
+            f"{held['min']:.4g} ({mem['heldout_volumes']} volumes)"
+        )
+        rows.append(
+            f"Z_U = {mem['z_u']:.3g} (about 0: as far as unseen scans; below -3: copying); "
+            f"{100 * mem['closer_than_any_heldout']:.0f} % of generated volumes are closer to the training "
+            f"set than every held-out one (expected {100 * mem['closer_expected']:.0f} % without copying)"
+        )
     if mem["exact_copies"]:
-        rows.append("exact copies: " + ", ".join(f"generated #{c['generated']} = training volume {c['train_index']}"
-                                                 for c in mem["exact_copies"]))  # fmt: skip
+        rows.append(
+            "exact copies: "
+            + ", ".join(
+                f"generated #{c['generated']} = training volume {c['train_index']}"
+                for c in mem["exact_copies"]
+            )
+        )
     items = "".join(f"<li>{html.escape(r)}</li>" for r in rows)
-    return (f"<h2>Memorisation check</h2><div style='background:{colour};padding:4px 12px;border:1px solid #aaa'>"
-            f"<b>{html.escape(mem['verdict_text'])}</b></div><p>Distance of each volume to its nearest training "
-            f"volume (RMS voxel difference in model intensities, range 2); the generated volumes should be no closer "
-            f"than unseen real scans (Meehan et al., AISTATS 2020).</p><ul>{items}</ul>")  # fmt: skip
+    return (
+        f"<h2>Memorisation check</h2><div style='background:{colour};padding:4px 12px;border:1px solid #aaa'>"
+        f"<b>{html.escape(mem['verdict_text'])}</b></div><p>Distance of each volume to its nearest training "
+        f"volume (RMS voxel difference in model intensities, range 2); the generated volumes should be no closer "
+        f"than unseen real scans (Meehan et al., AISTATS 2020).</p><ul>{items}</ul>"
+    )
 
 
 def _per_class(result: dict) -> str:
@@ -250,10 +263,16 @@ def viewer_html(art: EvalArtifacts, result: dict, count: int = 4) -> str:
     prov = result["provenance"]
     window = IntensityWindow.of_intensity(prov.get("data_units"))
     spacing = prov.get("spacing")
-    groups = [model_group(name, vols[:count], window, spacing) for name, vols in
-              (("generated", art.fake), ("real", art.real))]  # fmt: skip
-    data = payload(groups, (window.lo, window.hi), unit=window.unit,
-                   title=f"generated and real volumes: {window.describe()}")  # fmt: skip
+    groups = [
+        model_group(name, vols[:count], window, spacing)
+        for name, vols in (("generated", art.fake), ("real", art.real))
+    ]
+    data = payload(
+        groups,
+        (window.lo, window.hi),
+        unit=window.unit,
+        title=f"generated and real volumes: {window.describe()}",
+    )
     return (
         "<h2>Explore the volumes</h2><p>Scroll a plane with the mouse wheel or its slider, click a plane to move "
         "the other two there, and set the grey-scale window with the two window sliders.</p>" + fragment(data)

@@ -136,8 +136,15 @@ class BaselineGenerator(PretrainedMixin, nn.Module):
     they were.
     """
 
-    def __init__(self, shape: Sequence[int] = (64, 64, 64), latent_dim: int = 100, width: int = 16,
-                 stem: str = "linear", sample_norm: str = "running", levels: int = LEVELS) -> None:  # fmt: skip
+    def __init__(
+        self,
+        shape: Sequence[int] = (64, 64, 64),
+        latent_dim: int = 100,
+        width: int = 16,
+        stem: str = "linear",
+        sample_norm: str = "running",
+        levels: int = LEVELS,
+    ) -> None:
         super().__init__()
         _positive(latent_dim=latent_dim, width=width)
         self.seed = seed_shape(shape, levels)
@@ -189,8 +196,14 @@ class BaselineDiscriminator(PretrainedMixin, nn.Module):
     critic.
     """
 
-    def __init__(self, shape: Sequence[int] = (64, 64, 64), width: int = 16, norm: str = "batch",
-                 head: str = "global", levels: int = LEVELS) -> None:  # fmt: skip
+    def __init__(
+        self,
+        shape: Sequence[int] = (64, 64, 64),
+        width: int = 16,
+        norm: str = "batch",
+        head: str = "global",
+        levels: int = LEVELS,
+    ) -> None:
         super().__init__()
         _positive(width=width)
         self.seed = seed_shape(shape, levels)
@@ -209,8 +222,13 @@ class BaselineEncoder(PretrainedMixin, nn.Module):
     """Volume → code (B, L): the α models' deterministic encoder, the D trunk with an L-channel last conv
     (Rosca et al. §3; Kwon et al.'s ``Discriminator(out_class=L)``). BN, no output activation."""
 
-    def __init__(self, shape: Sequence[int] = (64, 64, 64), latent_dim: int = 100, width: int = 16,
-                 levels: int = LEVELS) -> None:  # fmt: skip
+    def __init__(
+        self,
+        shape: Sequence[int] = (64, 64, 64),
+        latent_dim: int = 100,
+        width: int = 16,
+        levels: int = LEVELS,
+    ) -> None:
         super().__init__()
         _positive(latent_dim=latent_dim, width=width)
         self.seed = seed_shape(shape, levels)
@@ -239,8 +257,14 @@ class BaselineVAEEncoder(PretrainedMixin, nn.Module):
     """Volume → (μ, log σ², z) with z = μ + exp(½ log σ²)·ε, ε ~ N(0, I) (Kingma & Welling, "Auto-Encoding
     Variational Bayes", ICLR 2014, §2.4; Wu et al. §3.2). ``hidden`` is each head's width H."""
 
-    def __init__(self, shape: Sequence[int] = (64, 64, 64), latent_dim: int = 100, width: int = 16,
-                 hidden: int = 512, levels: int = LEVELS) -> None:  # fmt: skip
+    def __init__(
+        self,
+        shape: Sequence[int] = (64, 64, 64),
+        latent_dim: int = 100,
+        width: int = 16,
+        hidden: int = 512,
+        levels: int = LEVELS,
+    ) -> None:
         super().__init__()
         _positive(latent_dim=latent_dim, width=width, hidden=hidden)
         self.seed = seed_shape(shape, levels)

@@ -215,8 +215,9 @@ class HAGANGenerator(PretrainedMixin, nn.Module):
         if self.c_dim:
             if c is None or c.shape[1:] != (self.c_dim,):
                 got = "none" if c is None else list(c.shape)
-                raise ValueError(f"this network is conditional: it needs one-hot labels c of width {self.c_dim}, "
-                                 f"got {got}")  # fmt: skip
+                raise ValueError(
+                    f"this network is conditional: it needs one-hot labels c of width {self.c_dim}, got {got}"
+                )
             z = torch.cat([z, c.to(z.dtype)], dim=1)
         return self.common_block(z)
 

@@ -150,8 +150,9 @@ def _run_pass(x: Tensor, p: _Pass) -> Tensor:
         # the forward input's shape and layout: the backward picks its kernel and output layout from them
         like = torch.empty_strided(*p.grad_of, dtype=x.dtype, device=x.device)
         mask = [True, False, False]
-        return torch.ops.aten.convolution_backward(x, like, kernel, None, stride, pad, (1,) * nd, p.transposed,
-                                                   (0,) * nd, channels, mask)[0]  # fmt: skip
+        return torch.ops.aten.convolution_backward(
+            x, like, kernel, None, stride, pad, (1,) * nd, p.transposed, (0,) * nd, channels, mask
+        )[0]
     if p.transposed:
         return conv_transpose_fn(nd)(x, kernel, stride=stride, padding=pad, groups=channels)
     return conv_fn(nd)(x, kernel, stride=stride, padding=pad, groups=channels)

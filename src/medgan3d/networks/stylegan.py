@@ -137,8 +137,9 @@ class MappingNetwork(PretrainedMixin, nn.Module):
         if self.c_dim:
             if c is None or c.shape[1:] != (self.c_dim,):
                 got = "none" if c is None else list(c.shape)
-                raise ValueError(f"this network is conditional: it needs a label vector c of width {self.c_dim}, "
-                                 f"got {got}")  # fmt: skip
+                raise ValueError(
+                    f"this network is conditional: it needs a label vector c of width {self.c_dim}, got {got}"
+                )
             y = normalize_2nd_moment(self.embed(c.to(self.embed.weight.dtype)))
             x = y if x is None else torch.cat([x, y], dim=1)
         assert x is not None, "a mapping network reads z, c or both"
@@ -431,8 +432,14 @@ class DiscriminatorEpilogue(nn.Module):
         split = variant in ("split", "split_shuffle")
         self.mbstd = MinibatchStd(mbstd_group_size, num_channels=2 if split else 1, interleave=split)
         conv_variant = "baseline" if variant == "group" else variant
-        self.conv = Conv(channels + (2 if split else 1), channels, 3, spatial_dims, activation="lrelu",
-                         variant=conv_variant)  # fmt: skip
+        self.conv = Conv(
+            channels + (2 if split else 1),
+            channels,
+            3,
+            spatial_dims,
+            activation="lrelu",
+            variant=conv_variant,
+        )
         self.fc = EqualizedLinear(channels * math.prod(base_shape), channels, activation="lrelu")
         self.out = EqualizedLinear(channels, out_dim)
 
@@ -483,8 +490,9 @@ class Discriminator(PretrainedMixin, nn.Module):
         self.cmap_dim = (cmap_dim or widths[-1]) if c_dim else 0
         if c_dim:
             self.mapping = MappingNetwork(0, self.cmap_dim, 1, mapping_layers, c_dim=c_dim)
-        self.epilogue = DiscriminatorEpilogue(widths[-1], base, spatial_dims, variant, mbstd_group_size,
-                                              self.cmap_dim or 1)  # fmt: skip
+        self.epilogue = DiscriminatorEpilogue(
+            widths[-1], base, spatial_dims, variant, mbstd_group_size, self.cmap_dim or 1
+        )
 
     def forward(self, img: Tensor, c: Tensor | None = None) -> Tensor:
         """Logits ``[N, 1]``; ``c``: ``[N, c_dim]`` label vectors of a conditional discriminator."""

@@ -121,8 +121,21 @@ def project(
     if family_of(run) == "hagan":
         model = load_hagan(run, device)
         opts = {"chunk_depth": 8, "seed": 0} | (hagan or {})
-        return [project_array(model, t.volume, t.info, t.source, out / t.name, steps or 0, opts["chunk_depth"] or None,
-                              opts["seed"], t.unit) | {"folder": str(out / t.name)} for t in targets]  # fmt: skip
+        return [
+            project_array(
+                model,
+                t.volume,
+                t.info,
+                t.source,
+                out / t.name,
+                steps or 0,
+                opts["chunk_depth"] or None,
+                opts["seed"],
+                t.unit,
+            )
+            | {"folder": str(out / t.name)}
+            for t in targets
+        ]
     from medgan3d.latents import load_stylegan
     from medgan3d.training.checkpoint import resolve_checkpoint
 

@@ -54,8 +54,9 @@ def reconstruction_metrics(rec: Tensor, target: Tensor) -> dict[str, float]:
     return {"mse": mse, "psnr_db": float(psnr_from_mse(np.asarray([mse]))[0]), "ssim": ssim}
 
 
-def reconstruction_info(checkpoint: str | os.PathLike[str], lo: float, hi: float, unit: str, scan: str,
-                        label: str) -> SyntheticInfo:  # fmt: skip
+def reconstruction_info(
+    checkpoint: str | os.PathLike[str], lo: float, hi: float, unit: str, scan: str, label: str
+) -> SyntheticInfo:
     """How a projection's reconstruction is marked synthetic (NIfTI ``descrip`` and JSON sidecar, as
     ``generate`` marks its samples): tool ``project``, the run, checkpoint and kimg it came from, the projected
     scan, and the scan's own window as units. Values are written as rendered (not clipped: the files are the
@@ -67,8 +68,17 @@ def reconstruction_info(checkpoint: str | os.PathLike[str], lo: float, hi: float
     ckpt = Path(checkpoint)
     origin = source_info(ckpt, ckpt if ckpt.name.startswith(CKPT_PREFIX) else None)
     window = IntensityWindow(float(lo), float(hi), unit or "a.u.", "window")
-    return SyntheticInfo(origin["run"], origin["family"], window, False, "project", origin["checkpoint"],
-                         origin["kimg"], label=label, extra={"projected_scan": scan})  # fmt: skip
+    return SyntheticInfo(
+        origin["run"],
+        origin["family"],
+        window,
+        False,
+        "project",
+        origin["checkpoint"],
+        origin["kimg"],
+        label=label,
+        extra={"projected_scan": scan},
+    )
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -140,8 +140,17 @@ def project_scan(
     return project_array(model, array, info, str(scan), out, steps, chunk_depth, seed, unit)
 
 
-def project_array(model: HAGANModel, array: np.ndarray, info: dict[str, Any], source: str, out: Path,
-                  steps: int = 0, chunk_depth: int | None = 8, seed: int = 0, unit: str = "") -> dict[str, Any]:  # fmt: skip
+def project_array(
+    model: HAGANModel,
+    array: np.ndarray,
+    info: dict[str, Any],
+    source: str,
+    out: Path,
+    steps: int = 0,
+    chunk_depth: int | None = 8,
+    seed: int = 0,
+    unit: str = "",
+) -> dict[str, Any]:
     """:func:`project_scan` for a volume already preprocessed (``[D, H, W]`` in [-1, 1], its item info, the
     data's ``unit``); the reconstruction is marked synthetic (descrip, JSON sidecar), the target is not."""
     from medgan3d.viz import save_slice_grid

@@ -129,12 +129,24 @@ def _project_one(
     proj = project_volume(G, x, cfg, stats, on_step, snapshot)
     scores, volumes = final_scores(G, proj, x)  # rendered volumes come back on the CPU
     save_projection(folder / "projected.npz", proj, checkpoint)
-    mark = reconstruction_info(checkpoint, geometry.lo or -1.0, geometry.hi or 1.0, geometry.unit, target.source,
-                               f"StyleGAN2 projection of {target.source} ({cfg.space})")  # fmt: skip
-    geometry.write(folder / "reconstruction.nii.gz", volumes["reconstruction"],
-                   dataclasses.replace(mark, label=f"{mark.label}, the projection's noise"))  # fmt: skip
-    geometry.write(folder / "reconstruction_noise_off.nii.gz", volumes["noise_off"],
-                   dataclasses.replace(mark, label=f"{mark.label}, noise off"))  # fmt: skip
+    mark = reconstruction_info(
+        checkpoint,
+        geometry.lo or -1.0,
+        geometry.hi or 1.0,
+        geometry.unit,
+        target.source,
+        f"StyleGAN2 projection of {target.source} ({cfg.space})",
+    )
+    geometry.write(
+        folder / "reconstruction.nii.gz",
+        volumes["reconstruction"],
+        dataclasses.replace(mark, label=f"{mark.label}, the projection's noise"),
+    )
+    geometry.write(
+        folder / "reconstruction_noise_off.nii.gz",
+        volumes["noise_off"],
+        dataclasses.replace(mark, label=f"{mark.label}, noise off"),
+    )
     geometry.write(folder / "target.nii.gz", target.volume)
     save_slice_grid(
         [target.volume, volumes["reconstruction"], volumes["noise_off"]],

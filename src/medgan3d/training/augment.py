@@ -220,8 +220,17 @@ class AugmentPipe:
     """The augmentation of every image D sees, with its probability ``p`` (a device scalar) and, for
     ``mode == "ada"``, the adjustment of p from the signs of D's real logits (Karras et al. 2020, §3)."""
 
-    def __init__(self, mode: str, p: float, spec: AugmentSpec, spatial_dims: int, device: torch.device,
-                 target: float = 0.6, ada_kimg: float = 500.0, interval: int = 4) -> None:  # fmt: skip
+    def __init__(
+        self,
+        mode: str,
+        p: float,
+        spec: AugmentSpec,
+        spatial_dims: int,
+        device: torch.device,
+        target: float = 0.6,
+        ada_kimg: float = 500.0,
+        interval: int = 4,
+    ) -> None:
         if mode not in MODES or mode == "none":
             raise ValueError(f"augmentation mode {mode!r} not in {MODES[1:]}")
         self.mode, self.spec, self.spatial_dims = mode, spec, spatial_dims
@@ -374,9 +383,13 @@ class AugmentPipe:
 
     def state(self) -> dict[str, Tensor]:
         """What a checkpoint holds to continue bit-identically (the host counter as an int64 tensor)."""
-        return {"augment.p": self.p.detach().clone(), "augment.sign_sum": self.sign_sum.detach().clone(),
-                "augment.sign_count": self.sign_count.detach().clone(), "augment.rt": self.rt.detach().clone(),
-                "augment.nimg": torch.tensor(self.nimg, dtype=torch.int64)}  # fmt: skip
+        return {
+            "augment.p": self.p.detach().clone(),
+            "augment.sign_sum": self.sign_sum.detach().clone(),
+            "augment.sign_count": self.sign_count.detach().clone(),
+            "augment.rt": self.rt.detach().clone(),
+            "augment.nimg": torch.tensor(self.nimg, dtype=torch.int64),
+        }
 
     def load_state(self, tensors: dict[str, Tensor]) -> None:
         for name in ("p", "sign_sum", "sign_count", "rt"):

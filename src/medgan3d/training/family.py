@@ -85,8 +85,14 @@ class Family:
     # argument; the family reports mean(sign(D(real))) as ``side[augment.REAL_SIGN]`` from its D phase
     augmented: ClassVar[tuple[str, ...]] = ("D",)
 
-    def build(self, model: Any, cfg: Any, device: torch.device, from_inflated: bool,
-              init: dict[str, nn.Module] | None) -> Networks:  # fmt: skip
+    def build(
+        self,
+        model: Any,
+        cfg: Any,
+        device: torch.device,
+        from_inflated: bool,
+        init: dict[str, nn.Module] | None,
+    ) -> Networks:
         raise NotImplementedError
 
     def phases(self, step: int, cfg: Any) -> list[Phase]:
@@ -102,8 +108,9 @@ class Family:
     def before_phase(self, phase: Phase, nets: Networks) -> None:
         """Called once per phase before its micro-batches."""
 
-    def after_phase(self, phase: Phase, nets: Networks, side: dict[str, Tensor], state: Any, cfg: Any,
-                    finite: Tensor) -> None:  # fmt: skip
+    def after_phase(
+        self, phase: Phase, nets: Networks, side: dict[str, Tensor], state: Any, cfg: Any, finite: Tensor
+    ) -> None:
         """Called once per phase after its (guarded) step, with ``side`` averaged over micro-batches and
         ranks. ``finite`` is the device flag of the step: updates here must leave everything as it was when
         it is false (``torch.where``; :func:`medgan3d.training.optim.guarded_step` for extra optimizer

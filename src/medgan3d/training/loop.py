@@ -183,8 +183,14 @@ class TrainState:
         return cls(**data, extra=extra)
 
 
-def build_networks(family: Family, model: ModelSpec, cfg: TrainConfig, device: torch.device, from_inflated: bool,
-                   init: dict[str, nn.Module] | None = None) -> Networks:  # fmt: skip
+def build_networks(
+    family: Family,
+    model: ModelSpec,
+    cfg: TrainConfig,
+    device: torch.device,
+    from_inflated: bool,
+    init: dict[str, nn.Module] | None = None,
+) -> Networks:
     """The family's networks and optimizers; ``init`` (e.g. inflated weights) overrides the random init."""
     return family.build(model, cfg, device, from_inflated, init)
 
@@ -201,8 +207,14 @@ class RealBatches:
     """Loads this rank's micro-batches of the global batch from a prepared dataset (memory-mapped); with a
     label spec (a conditional model) also the label vectors of the same items."""
 
-    def __init__(self, dataset: torch.utils.data.Dataset, cfg: TrainConfig, d: Dist, rounds: int,
-                 spec: LabelSpec | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        dataset: torch.utils.data.Dataset,
+        cfg: TrainConfig,
+        d: Dist,
+        rounds: int,
+        spec: LabelSpec | None = None,
+    ) -> None:
         self.dataset, self.cfg, self.d, self.rounds, self.spec = dataset, cfg, d, rounds, spec
         self.n = len(dataset)  # type: ignore[arg-type]  # a map-style Dataset; torch's type has no __len__
 
@@ -246,9 +258,18 @@ def _stat(value: Tensor | float, rounds: int) -> Stat:
     return float(value) / rounds
 
 
-def run_phase(family: Family, phase: Phase, nets: Networks, reals: RealBatches, state: TrainState,
-              cfg: TrainConfig, d: Dist, rounds: int, context: Any = None,
-              augment: AugmentPipe | None = None) -> dict[str, Stat]:  # fmt: skip
+def run_phase(
+    family: Family,
+    phase: Phase,
+    nets: Networks,
+    reals: RealBatches,
+    state: TrainState,
+    cfg: TrainConfig,
+    d: Dist,
+    rounds: int,
+    context: Any = None,
+    augment: AugmentPipe | None = None,
+) -> dict[str, Stat]:
     """Accumulate one phase over this rank's micro-batches, average over ranks, step (if finite); a finite
     phase that reports the signs of D's real logits feeds the adaptive augmentation.
 
@@ -267,8 +288,16 @@ def run_phase(family: Family, phase: Phase, nets: Networks, reals: RealBatches, 
         seed_micro(cfg.seed, state.batch_idx, phase.index, d.rank * rounds + r)
         spec = getattr(reals, "spec", None)  # test doubles of RealBatches need not have one
         labels = functools.partial(reals.labels, state.cur_nimg, r) if spec is not None else None
-        mb = MicroBatch(cfg.batch_gpu, rounds, d.device, autocast, functools.partial(reals.micro, state.cur_nimg, r),
-                        state.batch_idx, context, labels)  # fmt: skip
+        mb = MicroBatch(
+            cfg.batch_gpu,
+            rounds,
+            d.device,
+            autocast,
+            functools.partial(reals.micro, state.cur_nimg, r),
+            state.batch_idx,
+            context,
+            labels,
+        )
         with accumulated_grads(params):
             result = family.loss(phase, nets, mb, state, cfg)
             result.loss.backward()
@@ -319,8 +348,16 @@ def accumulated_grads(params: Sequence[Tensor]) -> Iterator[None]:
                 p.grad = e
 
 
-def train_step(family: Family, nets: Networks, reals: RealBatches, state: TrainState, cfg: TrainConfig,
-               d: Dist, rounds: int, augment: AugmentPipe | None = None) -> dict[str, Stat]:  # fmt: skip
+def train_step(
+    family: Family,
+    nets: Networks,
+    reals: RealBatches,
+    state: TrainState,
+    cfg: TrainConfig,
+    d: Dist,
+    rounds: int,
+    augment: AugmentPipe | None = None,
+) -> dict[str, Stat]:
     """One iteration (all phases of the family) + its end-of-iteration update (and the adjustment of the
     adaptive augmentation's p); advances the image counter.
 
@@ -459,14 +496,20 @@ def conditioned(model: Any, manifest: Manifest, cond: bool, data: Path, inflated
     if spec is None or not cond or model.spatial_dims != 3:
         return model
     if not any(f.name == "labels" for f in dataclasses.fields(model)):
-        raise UsageError(f"{data} is labelled, but {getattr(model, 'family', 'this')} models are unconditional in "
-                         "medgan3d (conditioning is for the StyleGAN2 family and HA-GAN); train with --no-cond")  # fmt: skip
+        raise UsageError(
+            f"{data} is labelled, but {getattr(model, 'family', 'this')} models are unconditional in "
+            "medgan3d (conditioning is for the StyleGAN2 family and HA-GAN); train with --no-cond"
+        )
     if spec.kind == "value" and getattr(model, "family", "") == "hagan":
-        raise UsageError(f"{data} has float labels; HA-GAN's conditional variant classifies integer classes "
-                         "(prepare --label-kind class, a StyleGAN2 preset, or --no-cond)")  # fmt: skip
+        raise UsageError(
+            f"{data} has float labels; HA-GAN's conditional variant classifies integer classes "
+            "(prepare --label-kind class, a StyleGAN2 preset, or --no-cond)"
+        )
     if inflated:
-        raise UsageError(f"{data} is labelled: inflating an unconditional 2D twin into a conditional model is not "
-                         "supported; train with --no-cond")  # fmt: skip
+        raise UsageError(
+            f"{data} is labelled: inflating an unconditional 2D twin into a conditional model is not "
+            "supported; train with --no-cond"
+        )
     return dataclasses.replace(model, labels=spec.to_dict())
 
 
@@ -531,40 +574,68 @@ def snapshot_labels(spec: LabelSpec | None, n: int) -> tuple[Tensor | None, list
     return spec.encode(values), [f" · label {v:g}" for v in values]
 
 
-def _observe(family: Family, nets: Networks, state: TrainState, cfg: TrainConfig, run_dir: Path,
-             record: dict[str, Any], logger: RunLogger, manifest: Manifest, data: Path,
-             spec: LabelSpec | None = None) -> None:  # fmt: skip
+def _observe(
+    family: Family,
+    nets: Networks,
+    state: TrainState,
+    cfg: TrainConfig,
+    run_dir: Path,
+    record: dict[str, Any],
+    logger: RunLogger,
+    manifest: Manifest,
+    data: Path,
+    spec: LabelSpec | None = None,
+) -> None:
     """The snapshot's PNG grid and (with ``cfg.metrics``) scores into ``record`` and metrics.jsonl."""
     kimg = state.cur_nimg / 1000
     G = nets.modules[family.sample_from]
     c, names = snapshot_labels(spec, cfg.grid)
-    png = save_grid(sample(G, range(cfg.grid), c=c)[:, 0].numpy(), run_dir / f"fakes{state.cur_nimg:09d}.png",
-                    manifest.spacing, title=f"generated ({family.sample_from}), kimg {kimg:g}",
-                    window=IntensityWindow.of_manifest(manifest),
-                    labels=[f"seed {i}{names[i]}" for i in range(cfg.grid)])  # fmt: skip
+    png = save_grid(
+        sample(G, range(cfg.grid), c=c)[:, 0].numpy(),
+        run_dir / f"fakes{state.cur_nimg:09d}.png",
+        manifest.spacing,
+        title=f"generated ({family.sample_from}), kimg {kimg:g}",
+        window=IntensityWindow.of_manifest(manifest),
+        labels=[f"seed {i}{names[i]}" for i in range(cfg.grid)],
+    )
     logger.image("fakes", png, kimg)
     if cfg.metrics:
         from medgan3d.metrics import evaluate_generator, scalars
 
         device = str(next(G.parameters()).device)
-        result = evaluate_generator(G, data, num_samples=cfg.metrics_samples, metrics=tuple(cfg.metrics),
-                                    seed=cfg.seed, device=device, spec=spec)  # fmt: skip
+        result = evaluate_generator(
+            G,
+            data,
+            num_samples=cfg.metrics_samples,
+            metrics=tuple(cfg.metrics),
+            seed=cfg.seed,
+            device=device,
+            spec=spec,
+        )
         record |= {f"metrics/{k}": v for k, v in scalars(result).items()}
         # the full result (extractor, weights, sample counts, ...) beside the scalars in stats.jsonl
         with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps({"kimg": kimg} | result, default=str) + "\n")
 
 
-def _save(nets: Networks, state: TrainState, cfg: TrainConfig, run_dir: Path, config: dict[str, Any],
-          augment: AugmentPipe | None = None) -> Path:  # fmt: skip
+def _save(
+    nets: Networks,
+    state: TrainState,
+    cfg: TrainConfig,
+    run_dir: Path,
+    config: dict[str, Any],
+    augment: AugmentPipe | None = None,
+) -> Path:
     """A checkpoint of the current state; pruning keeps the last ``keep_last``. Every checkpoint the loop
     writes was written with no bad streak (``_tick``), so the newest one is always the last good one."""
     saved = dataclasses.replace(state, extra=host_extra(state))
     payload = {"state": dataclasses.asdict(saved), "config": config}
-    tensors = {"rng.torch": torch.get_rng_state()} | ({k: v.cpu() for k, v in augment.state().items()}
-                                                      if augment is not None else {})  # fmt: skip
-    return ckpt.save_checkpoint(run_dir, state.cur_nimg, nets.modules, nets.optimizers, payload, tensors,
-                                cfg.keep_last)  # fmt: skip
+    tensors = {"rng.torch": torch.get_rng_state()} | (
+        {k: v.cpu() for k, v in augment.state().items()} if augment is not None else {}
+    )
+    return ckpt.save_checkpoint(
+        run_dir, state.cur_nimg, nets.modules, nets.optimizers, payload, tensors, cfg.keep_last
+    )
 
 
 @dataclass
@@ -657,8 +728,14 @@ def _train(
     augment = make_pipe(cfg, model.spatial_dims, d.device)
     if augment is not None:
         augment.install(family.augmented_modules(nets))
-    config = {"preset": preset, "data": str(data.resolve()), "world_size": d.world, "init": init_info,
-              "model": model.to_dict(), "train": cfg.to_dict()}  # fmt: skip
+    config = {
+        "preset": preset,
+        "data": str(data.resolve()),
+        "world_size": d.world,
+        "init": init_info,
+        "model": model.to_dict(),
+        "train": cfg.to_dict(),
+    }
     with contextlib.ExitStack() as stack:
         if d.is_main:
             run_dir = run_dir or new_run_dir(outdir, desc or f"{preset or 'custom'}-{data.name}")
@@ -683,19 +760,40 @@ def _train(
             _write_run_files(run_dir, config, data)
             if resume is None:
                 reals_grid = np.stack([dataset[i][0].numpy() for i in range(min(cfg.grid, len(dataset)))])
-                save_grid(reals_grid, run_dir / "reals.png", dataset.manifest.spacing, title="real training items",
-                          labels=[f"real {i}" for i in range(len(reals_grid))],
-                          window=IntensityWindow.of_manifest(dataset.manifest))  # fmt: skip
+                save_grid(
+                    reals_grid,
+                    run_dir / "reals.png",
+                    dataset.manifest.spacing,
+                    title="real training items",
+                    labels=[f"real {i}" for i in range(len(reals_grid))],
+                    window=IntensityWindow.of_manifest(dataset.manifest),
+                )
         logger = RunLogger(run_dir if d.is_main else None, cfg.kimg, state.cur_nimg / 1000)
         if d.is_main and resume is None:  # a resumed run's events keep the first session's
             assert run_dir is not None
             logger.image("reals", run_dir / "reals.png", 0.0)
             logger.hparams(config, _judged_by(cfg))
-        run = Run(family, nets, RealBatches(dataset, cfg, d, rounds, spec), state, cfg, d, rounds,
-                  run_dir if d.is_main else None, logger, dataset.manifest, data, config, last_good, augment)  # fmt: skip
-        logger.print(f"run {run_dir} · {len(dataset)} training items · batch {cfg.batch} = {d.world} × {rounds} × "
-                     f"{cfg.batch_gpu} · {'bf16' if cfg.bf16 else 'fp32'} · {d.device}"
-                     f"{'' if augment is None else f' · aug {cfg.aug} ({cfg.aug_preset})'}")  # fmt: skip
+        run = Run(
+            family,
+            nets,
+            RealBatches(dataset, cfg, d, rounds, spec),
+            state,
+            cfg,
+            d,
+            rounds,
+            run_dir if d.is_main else None,
+            logger,
+            dataset.manifest,
+            data,
+            config,
+            last_good,
+            augment,
+        )
+        logger.print(
+            f"run {run_dir} · {len(dataset)} training items · batch {cfg.batch} = {d.world} × {rounds} × "
+            f"{cfg.batch_gpu} · {'bf16' if cfg.bf16 else 'fp32'} · {d.device}"
+            f"{'' if augment is None else f' · aug {cfg.aug} ({cfg.aug_preset})'}"
+        )
         try:
             _loop(run)
         finally:
@@ -741,8 +839,10 @@ def _loop(run: Run) -> None:
                 if stopping:
                     raise _stopped(run, stop.signum)
             if state.bad_consecutive:  # the final state was not saved: not a completed run
-                raise TrainingError(f"the run reached kimg {state.cur_nimg / 1000:.3f} inside a streak of "
-                                    f"{state.bad_consecutive} non-finite iteration(s); its final state was not saved")  # fmt: skip
+                raise TrainingError(
+                    f"the run reached kimg {state.cur_nimg / 1000:.3f} inside a streak of "
+                    f"{state.bad_consecutive} non-finite iteration(s); its final state was not saved"
+                )
     except TrainingError as exc:
         where = (
             f"last good checkpoint: {run.last_good}" if run.last_good else "no good checkpoint was written"
@@ -775,22 +875,41 @@ def _tick(run: Run, rows: list[dict[str, Stat]], tick_time: float, snapshot: boo
     now = time.perf_counter()
     kimg = state.cur_nimg / 1000
     state.elapsed_s += now - tick_time
-    record: dict[str, Any] = {"tick": state.tick + 1, "kimg": kimg,
-                              "sec_per_kimg": (now - tick_time) / ((state.cur_nimg - state.tick_start_nimg) / 1000),
-                              "skipped_total": state.bad_total} | host_extra(state) | mean_stats(plain)  # fmt: skip
+    record: dict[str, Any] = (
+        {
+            "tick": state.tick + 1,
+            "kimg": kimg,
+            "sec_per_kimg": (now - tick_time) / ((state.cur_nimg - state.tick_start_nimg) / 1000),
+            "skipped_total": state.bad_total,
+        }
+        | host_extra(state)
+        | mean_stats(plain)
+    )
     if run.augment is not None:
         record |= run.augment.log()
     state.tick += 1
     state.tick_start_nimg = state.cur_nimg
     snap = run.run_dir is not None and (snapshot or state.tick % cfg.snapshot_ticks == 0)
     if snap and state.bad_consecutive:
-        logger.print(f"no checkpoint at kimg {kimg:.3f}: the last {state.bad_consecutive} iteration(s) had "
-                     f"non-finite steps; last good checkpoint: {run.last_good}")  # fmt: skip
+        logger.print(
+            f"no checkpoint at kimg {kimg:.3f}: the last {state.bad_consecutive} iteration(s) had "
+            f"non-finite steps; last good checkpoint: {run.last_good}"
+        )
         snap = False
     if snap:
         assert run.run_dir is not None
-        _observe(run.family, run.nets, state, cfg, run.run_dir, record, logger, run.manifest, run.data,
-                 run.reals.spec)  # fmt: skip
+        _observe(
+            run.family,
+            run.nets,
+            state,
+            cfg,
+            run.run_dir,
+            record,
+            logger,
+            run.manifest,
+            run.data,
+            run.reals.spec,
+        )
     logger.tick(record)
     if snap:
         assert run.run_dir is not None

@@ -50,8 +50,15 @@ def score(D: Discriminator, img: Tensor, c: Tensor | None) -> Tensor:
     return D(img) if c is None else D(img, c)
 
 
-def g_main(G: Generator, D: Discriminator, z: Tensor, cfg: LossConfig, autocast: AbstractContextManager,
-           rounds: int, c: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
+def g_main(
+    G: Generator,
+    D: Discriminator,
+    z: Tensor,
+    cfg: LossConfig,
+    autocast: AbstractContextManager,
+    rounds: int,
+    c: Tensor | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
     with autocast:
         img = G.synthesis(map_with_mixing(G, z, cfg.style_mixing, c))
         logits = score(D, img, c).float()
@@ -59,8 +66,15 @@ def g_main(G: Generator, D: Discriminator, z: Tensor, cfg: LossConfig, autocast:
     return loss / rounds, {"loss/G": loss.detach(), "scores/fake": logits.detach().mean()}
 
 
-def g_pl(G: Generator, z: Tensor, pl_mean: Tensor, cfg: LossConfig, autocast: AbstractContextManager,
-         rounds: int, c: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor], Tensor]:  # fmt: skip
+def g_pl(
+    G: Generator,
+    z: Tensor,
+    pl_mean: Tensor,
+    cfg: LossConfig,
+    autocast: AbstractContextManager,
+    rounds: int,
+    c: Tensor | None = None,
+) -> tuple[Tensor, dict[str, Tensor], Tensor]:
     """Path-length penalty against the current ``pl_mean``; also returns this micro-batch's mean length
     (the loop updates ``pl_mean`` once per phase with the mean over the global batch)."""
     n = max(z.shape[0] // cfg.pl_batch_shrink, 1)
@@ -77,9 +91,16 @@ def g_pl(G: Generator, z: Tensor, pl_mean: Tensor, cfg: LossConfig, autocast: Ab
     return loss / rounds, stats, lengths.detach().mean()
 
 
-def d_main(G: Generator, D: Discriminator, z: Tensor, real: Tensor, cfg: LossConfig,
-           autocast: AbstractContextManager, rounds: int, c: Tensor | None = None
-           ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:  # fmt: skip
+def d_main(
+    G: Generator,
+    D: Discriminator,
+    z: Tensor,
+    real: Tensor,
+    cfg: LossConfig,
+    autocast: AbstractContextManager,
+    rounds: int,
+    c: Tensor | None = None,
+) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
     """Returns the D(real) part of the loss, stats and side tensors: the micro-batch's mean w (the loop
     updates ``w_avg``) and the mean sign of the real logits (the adaptive augmentation's heuristic).
 
@@ -101,8 +122,14 @@ def d_main(G: Generator, D: Discriminator, z: Tensor, real: Tensor, cfg: LossCon
     return real_loss / rounds, stats, side
 
 
-def d_r1(D: Discriminator, real: Tensor, cfg: LossConfig, autocast: AbstractContextManager,
-         rounds: int, c: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
+def d_r1(
+    D: Discriminator,
+    real: Tensor,
+    cfg: LossConfig,
+    autocast: AbstractContextManager,
+    rounds: int,
+    c: Tensor | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
     real = real.detach().requires_grad_(True)
     with autocast:
         logits = score(D, real, c).float()

@@ -59,8 +59,14 @@ def new_run_dir(outdir: str | Path, desc: str) -> Path:
     raise RuntimeError(f"{outdir}: no free run number after {_MAX_TRIES} tries")
 
 
-def save_grid(volumes: np.ndarray, path: Path, spacing: Any = None, title: str = "",
-              labels: list[str] | None = None, window: IntensityWindow = MODEL_WINDOW) -> Path:  # fmt: skip
+def save_grid(
+    volumes: np.ndarray,
+    path: Path,
+    spacing: Any = None,
+    title: str = "",
+    labels: list[str] | None = None,
+    window: IntensityWindow = MODEL_WINDOW,
+) -> Path:
     """Centre-slice grid for 3D volumes, a grid of axial images for 2D samples; ``title`` is drawn in the
     picture (snapshots: the kimg), ``labels`` name the rows / images (default ``#i``)."""
     labels = labels if labels is not None else [f"#{i}" for i in range(len(volumes))]
@@ -112,9 +118,13 @@ class RunLogger:
         except ImportError:  # tensorboard is optional at run time
             self.console.print("[yellow]tensorboard not installed: no TensorBoard events[/yellow]")
         self.progress = Progress(
-            TextColumn("[bold]kimg {task.completed:.2f}/{task.total:.2f}"), BarColumn(),
-            TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=self.console, transient=True,
-        )  # fmt: skip
+            TextColumn("[bold]kimg {task.completed:.2f}/{task.total:.2f}"),
+            BarColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
         self.task = self.progress.add_task("train", total=total_kimg, completed=start_kimg, info="")  # type: ignore[arg-type]  # rich counts floats; its stub says int
         self.progress.start()
 

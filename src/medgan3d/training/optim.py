@@ -17,8 +17,13 @@ import torch
 from torch import Tensor
 
 
-def adam(params: Iterable[Tensor] | Iterable[dict], device: torch.device, lr: float, betas: tuple[float, float],
-         eps: float) -> torch.optim.Adam:  # fmt: skip
+def adam(
+    params: Iterable[Tensor] | Iterable[dict],
+    device: torch.device,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+) -> torch.optim.Adam:
     """Adam, fused into one kernel per step on CUDA. On CPU the per-tensor implementation is kept: fused CPU
     Adam rounds differently (1 ulp), which would change every seeded CPU result (tests/test_golden.py)."""
     return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, fused=device.type == "cuda")

@@ -52,8 +52,9 @@ from medgan3d.training.optim import adam, guarded_step
 # ------------------------------------------------------------------------------------------ shared pieces
 
 
-def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, weight: float, per_sample: bool = True,
-                     eps: float = 0.0) -> Tensor:  # fmt: skip
+def gradient_penalty(
+    critic: nn.Module, real: Tensor, fake: Tensor, weight: float, per_sample: bool = True, eps: float = 0.0
+) -> Tensor:
     """λ·mean((‖∇_x̂ ΣD(x̂)‖ − 1)²) at x̂ = α·real + (1 − α)·fake, α ~ U(0, 1) per sample (Gulrajani et al.,
     Eq. 3). The norm runs over each sample's whole gradient, or with ``per_sample=False`` over the channel
     axis of each voxel (the reference WGAN-GP's ``norm(2, dim=1)``; the mean then runs over every voxel).
@@ -149,8 +150,14 @@ class BaselineFamily(Family):
     betas from the settings; ``TrainConfig.lr``/``betas``, e.g. ``train --lr``, override them all), running
     statistics averaged under DDP."""
 
-    def build(self, model: Any, cfg: Any, device: torch.device, from_inflated: bool,
-              init: dict[str, nn.Module] | None) -> Networks:  # fmt: skip
+    def build(
+        self,
+        model: Any,
+        cfg: Any,
+        device: torch.device,
+        from_inflated: bool,
+        init: dict[str, nn.Module] | None,
+    ) -> Networks:
         if init:
             raise ValueError(f"{self.name} runs start from random weights (no --init-from/inflation)")
         if cfg.batch_gpu < 2:
@@ -206,8 +213,12 @@ class WGANGP(BaselineFamily):
             real_score, fake_score = score(D, real), score(D, fake)
             gp = gradient_penalty(D, real, fake, loss.gp_weight, per_sample=loss.gp_norm == "sample")
         total = fake_score.mean() - real_score.mean() + gp
-        stats = {"loss/D": total.detach(), "loss/gp": gp.detach(), "scores/real": real_score.detach().mean(),
-                 "scores/fake": fake_score.detach().mean()}  # fmt: skip
+        stats = {
+            "loss/D": total.detach(),
+            "loss/gp": gp.detach(),
+            "scores/real": real_score.detach().mean(),
+            "scores/fake": fake_score.detach().mean(),
+        }
         return total, stats, critic_sign(real_score, fake_score)
 
     def _loss_G(self, nets: dict[str, nn.Module], mb: MicroBatch, loss: WGANGPLoss) -> tuple[Tensor, dict]:
@@ -254,11 +265,14 @@ class VAEGAN(BaselineFamily):
             return torch.randn(shape, device=mb.device), torch.randn(shape, device=mb.device)
         g = torch.Generator(device=mb.device)
         g.manual_seed((((cfg.seed * 1_000_003 + mb.step) * 65_537 + micro) * 2 + 1) % (1 << 62))
-        return (torch.randn(shape, generator=g, device=mb.device),
-                torch.randn(shape, generator=g, device=mb.device))  # fmt: skip
+        return (
+            torch.randn(shape, generator=g, device=mb.device),
+            torch.randn(shape, generator=g, device=mb.device),
+        )
 
-    def _loss_D(self, nets: dict[str, nn.Module], mb: MicroBatch, loss: VAEGANLoss,
-                noise: tuple[Tensor, Tensor]) -> tuple[Tensor, dict, dict]:  # fmt: skip
+    def _loss_D(
+        self, nets: dict[str, nn.Module], mb: MicroBatch, loss: VAEGANLoss, noise: tuple[Tensor, Tensor]
+    ) -> tuple[Tensor, dict, dict]:
         G, D, E = nets["G"], nets["D"], nets["E"]
         z_p, eps = noise
         real = mb.reals()
@@ -270,12 +284,16 @@ class VAEGAN(BaselineFamily):
         total = cast(
             Tensor, sum(bce(t, y, loss.stable_bce) for t, y in zip(logits, (1.0, 0.0, 0.0), strict=True))
         )
-        stats = {"loss/D": total.detach(), "scores/real": logits[0].detach().mean(),
-                 "scores/fake": logits[2].detach().mean()}  # fmt: skip
+        stats = {
+            "loss/D": total.detach(),
+            "scores/real": logits[0].detach().mean(),
+            "scores/fake": logits[2].detach().mean(),
+        }
         return total, stats, {REAL_SIGN: logits[0].detach().sign().mean()}
 
-    def _loss_GE(self, nets: dict[str, nn.Module], mb: MicroBatch, loss: VAEGANLoss,
-                 noise: tuple[Tensor, Tensor]) -> PhaseResult:  # fmt: skip
+    def _loss_GE(
+        self, nets: dict[str, nn.Module], mb: MicroBatch, loss: VAEGANLoss, noise: tuple[Tensor, Tensor]
+    ) -> PhaseResult:
         """L_G and L_E on one forward; G steps on ∇L_G and E on ∇L_E, both at the current weights."""
         G, D, E = nets["G"], nets["D"], nets["E"]
         z_p, eps = noise
@@ -296,8 +314,12 @@ class VAEGAN(BaselineFamily):
         loss_G = loss.gamma * rec + adversarial
         loss_E = loss.kl_weight * kl + loss.beta * rec
         total = surrogate({"G": (loss_G / mb.rounds, G), "E": (loss_E / mb.rounds, E)})
-        stats = {"loss/G": loss_G.detach(), "loss/E": loss_E.detach(), "loss/rec": rec.detach(),
-                 "loss/kl": kl.detach()}  # fmt: skip
+        stats = {
+            "loss/G": loss_G.detach(),
+            "loss/E": loss_E.detach(),
+            "loss/rec": rec.detach(),
+            "loss/kl": kl.detach(),
+        }
         return PhaseResult(total, stats)
 
 
@@ -316,8 +338,9 @@ class AlphaFamily(BaselineFamily):
             return [eg, d, cd]
         return [eg] if step % 2 == 0 else [d, cd]
 
-    def after_phase(self, phase: Phase, nets: Networks, side: dict[str, Tensor], state: Any, cfg: Any,
-                    finite: Tensor) -> None:  # fmt: skip
+    def after_phase(
+        self, phase: Phase, nets: Networks, side: dict[str, Tensor], state: Any, cfg: Any, finite: Tensor
+    ) -> None:
         if phase.name == "EG" and cfg.loss.g_double_step:  # the reference's second step on one gradient (Q5)
             guarded_step(nets.optimizers["G"], finite)
 
@@ -344,8 +367,12 @@ class AlphaGAN(AlphaFamily):
             code = b(nets["CD"](z_e).float(), 1.0)
             image = b(nets["D"](x_rec).float(), 1.0) + b(nets["D"](x_rand).float(), 1.0)
         total = loss.rec_weight * rec + loss.code_weight * code + image
-        return total, {"loss/EG": total.detach(), "loss/rec": rec.detach(), "loss/G": image.detach(),
-                       "loss/code": code.detach()}  # fmt: skip
+        return total, {
+            "loss/EG": total.detach(),
+            "loss/rec": rec.detach(),
+            "loss/G": image.detach(),
+            "loss/code": code.detach(),
+        }
 
     def _loss_D(
         self, nets: dict[str, nn.Module], mb: MicroBatch, loss: AlphaGANLoss
@@ -357,8 +384,11 @@ class AlphaGAN(AlphaFamily):
             real_logits, rec_logits, rand_logits = (D(v).float() for v in (real, x_rec, x_rand))
         b = functools.partial(bce, stable=loss.stable_bce)
         total = loss.real_weight * b(real_logits, 1.0) + b(rec_logits, 0.0) + b(rand_logits, 0.0)
-        stats = {"loss/D": total.detach(), "scores/real": real_logits.detach().mean(),
-                 "scores/fake": rand_logits.detach().mean()}  # fmt: skip
+        stats = {
+            "loss/D": total.detach(),
+            "scores/real": real_logits.detach().mean(),
+            "scores/fake": rand_logits.detach().mean(),
+        }
         return total, stats, {REAL_SIGN: real_logits.detach().sign().mean()}
 
     def _loss_CD(self, nets: dict[str, nn.Module], mb: MicroBatch, loss: AlphaGANLoss) -> tuple[Tensor, dict]:
@@ -387,8 +417,12 @@ class AlphaWGANGP(AlphaFamily):
             code = -score(nets["CD"], z_e).mean()
             image = -score(nets["D"], x_rec).mean() - score(nets["D"], x_rand).mean()
         total = loss.rec_weight * rec + loss.code_weight * code + image
-        return total, {"loss/EG": total.detach(), "loss/rec": rec.detach(), "loss/G": image.detach(),
-                       "loss/code": code.detach()}  # fmt: skip
+        return total, {
+            "loss/EG": total.detach(),
+            "loss/rec": rec.detach(),
+            "loss/G": image.detach(),
+            "loss/code": code.detach(),
+        }
 
     def _loss_D(
         self, nets: dict[str, nn.Module], mb: MicroBatch, loss: AlphaWGANGPLoss
@@ -402,8 +436,12 @@ class AlphaWGANGP(AlphaFamily):
                 D, real, x_rec, loss.gp_weight, eps=self.GP_EPS
             )
         total = -loss.real_weight * real_s.mean() + rec_s.mean() + rand_s.mean() + gp
-        stats = {"loss/D": total.detach(), "loss/gp": gp.detach(), "scores/real": real_s.detach().mean(),
-                 "scores/fake": rand_s.detach().mean()}  # fmt: skip
+        stats = {
+            "loss/D": total.detach(),
+            "loss/gp": gp.detach(),
+            "scores/real": real_s.detach().mean(),
+            "scores/fake": rand_s.detach().mean(),
+        }
         return total, stats, critic_sign(real_s, rand_s)
 
     def _loss_CD(

@@ -100,13 +100,23 @@ class HAGAN(Family):
     sample_from = "G"
     augmented = ("D.high", "D.low")  # sub-volumes and low-res volumes, each augmented on its own
 
-    def build(self, model: Any, cfg: Any, device: torch.device, from_inflated: bool,
-              init: dict[str, nn.Module] | None) -> Networks:  # fmt: skip
+    def build(
+        self,
+        model: Any,
+        cfg: Any,
+        device: torch.device,
+        from_inflated: bool,
+        init: dict[str, nn.Module] | None,
+    ) -> Networks:
         if init:
             raise ValueError("HA-GAN runs start from random weights (no --init-from/inflation)")
         torch.manual_seed(cfg.seed)
-        nets = {"G": model.build_generator(), "D": model.build_discriminator(),
-                "E_H": model.build_encoder(), "E_G": model.build_latent_encoder()}  # fmt: skip
+        nets = {
+            "G": model.build_generator(),
+            "D": model.build_discriminator(),
+            "E_H": model.build_encoder(),
+            "E_G": model.build_latent_encoder(),
+        }
         nets = {k: v.to(device) for k, v in nets.items()}
         nets["D"].eval()  # spectral-norm vectors move only in refresh_spectral_norm
         loss: HAGANLoss = cfg.loss
@@ -115,8 +125,10 @@ class HAGAN(Family):
         )  # --lr sets G's; the others keep their ratio
         betas = cfg.betas if cfg.betas is not None else loss.betas
         lrs = {"G": loss.lr_g, "D": loss.lr_d, "E_H": loss.lr_e, "E_G": loss.lr_e}
-        opts: dict[str, torch.optim.Optimizer] = {k: adam(nets[k].parameters(), device, lr=lr * scale, betas=betas, eps=cfg.eps)
-                for k, lr in lrs.items()}  # fmt: skip
+        opts: dict[str, torch.optim.Optimizer] = {
+            k: adam(nets[k].parameters(), device, lr=lr * scale, betas=betas, eps=cfg.eps)
+            for k, lr in lrs.items()
+        }
         return Networks(nets, opts)
 
     def phases(self, step: int, cfg: Any) -> list[Phase]:
@@ -143,15 +155,17 @@ class HAGAN(Family):
     def _D(nets: Networks) -> HAGANDiscriminator:
         return cast("HAGANDiscriminator", nets.modules["D"])
 
-    def _fake(self, G: HAGANGenerator, z: Tensor, crop: Crop, loss: HAGANLoss, c: Tensor | None = None
-              ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+    def _fake(
+        self, G: HAGANGenerator, z: Tensor, crop: Crop, loss: HAGANLoss, c: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
         if loss.low_res:
             return G(z, crop.latent_start, c) if c is not None else G(z, crop.latent_start)
         h = G.common(z, c)
         return G.high(h[:, :, crop.latent_start : crop.latent_start + G.latent_sub_depth]), None
 
-    def _score(self, D: HAGANDiscriminator, sub: Tensor, low: Tensor | None, crop: Crop, loss: HAGANLoss
-               ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+    def _score(
+        self, D: HAGANDiscriminator, sub: Tensor, low: Tensor | None, crop: Crop, loss: HAGANLoss
+    ) -> tuple[Tensor, Tensor | None]:
         """(real/fake logits, class logits or None) of D (D^H alone without the low-res branch)."""
         position = torch.full((sub.shape[0],), crop.position, device=sub.device)
         out = (D(sub, low, position) if loss.low_res else D.high(sub, position)).float()

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 DEFAULT_BETAS = (0.0, 0.99)
 
 
-def make_optimizer(module: nn.Module, lr: float, betas: tuple[float, float], eps: float, interval: int
-                   ) -> torch.optim.Adam:  # fmt: skip
+def make_optimizer(
+    module: nn.Module, lr: float, betas: tuple[float, float], eps: float, interval: int
+) -> torch.optim.Adam:
     """Adam with the lazy-regularisation correction: lr·r and betas**r, r = k/(k+1) (StyleGAN2)."""
     r = interval / (interval + 1)
     device = next(module.parameters()).device
@@ -59,8 +60,14 @@ class StyleGAN2(Family):
     loss_cls = LossConfig
     sample_from = "G_ema"
 
-    def build(self, model: Any, cfg: Any, device: torch.device, from_inflated: bool,
-              init: dict[str, nn.Module] | None) -> Networks:  # fmt: skip
+    def build(
+        self,
+        model: Any,
+        cfg: Any,
+        device: torch.device,
+        from_inflated: bool,
+        init: dict[str, nn.Module] | None,
+    ) -> Networks:
         """G, D, G_ema and their optimizers; ``init`` (e.g. inflated weights) overrides the random init."""
         torch.manual_seed(cfg.seed)
         G, D = model.build_generator().to(device), model.build_discriminator().to(device)
@@ -106,8 +113,9 @@ class StyleGAN2(Family):
         loss, stats = losses.d_r1(D, mb.reals(), cfg.loss, mb.autocast, mb.rounds, c)
         return PhaseResult(loss, stats)
 
-    def after_phase(self, phase: Phase, nets: Networks, side: dict[str, Tensor], state: Any, cfg: Any,
-                    finite: Tensor) -> None:  # fmt: skip
+    def after_phase(
+        self, phase: Phase, nets: Networks, side: dict[str, Tensor], state: Any, cfg: Any, finite: Tensor
+    ) -> None:
         if phase.name == "Dmain":
             mapping = cast(Generator, nets.modules["G"]).mapping
             moved = mapping.w_avg.lerp(side["w_mean"], 1 - mapping.w_avg_beta)
