@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 import typer
+from rich.text import Text
 from typer.testing import CliRunner
 
 from medgan3d.cli.main import app
@@ -77,6 +78,20 @@ def test_the_table_covers_every_command() -> None:
 @pytest.mark.parametrize("row", TABLE, ids=_id)
 def test_every_parameter_has_help(row: Row) -> None:
     assert row.help.strip(), f"{row.command} {row.opts}: no help text"
+
+
+@pytest.mark.parametrize("row", TABLE, ids=_id)
+def test_help_text_survives_rich_markup(row: Row) -> None:
+    """typer renders help as rich markup: ``E[sign(x)]`` would print as ``E`` (the bracket read as a style)."""
+    assert Text.from_markup(row.help).plain == row.help, (
+        f"{row.command} {row.opts}: brackets eaten by rich markup"
+    )
+
+
+@pytest.mark.parametrize("command", sorted({r.command for r in TABLE}))
+def test_command_help_survives_rich_markup(command: str) -> None:
+    text = typer.main.get_command(app).commands[command].help or ""
+    assert Text.from_markup(text).plain == text, f"{command}: brackets in its docstring eaten by rich markup"
 
 
 @pytest.mark.parametrize("row", OPTIONS, ids=_id)

@@ -68,7 +68,7 @@ AugPreset = Annotated[
 AdaTarget = Annotated[
     float | None,
     typer.Option(
-        "--ada-target", help="ada: target of r_t = E[sign(D(real))]; p rises above it (default 0.6)."
+        "--ada-target", help="ada: target of r_t, the mean of sign(D(real)); p rises above it (default 0.6)."
     ),
 ]
 AdaKimg = Annotated[
