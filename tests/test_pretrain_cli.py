@@ -4,20 +4,23 @@ Liu et al., arXiv 2208.03934, §3.2 and §4.2.3)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
-from medgan3d.cli import pretrain as pretrain_cli
+import medgan3d
 from medgan3d.cli.main import app
-from medgan3d.config import load_preset
+from medgan3d.config import ConfigError, load_preset
 from medgan3d.data import make_brain_phantoms, make_heart_phantoms
 from medgan3d.inflate import inflate_checkpoint
 
 runner = CliRunner()
+CONFIGS = Path(medgan3d.__file__).parent / "configs"
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +45,33 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return seen
 
 
-def test_pretrain_defaults_to_the_papers_25000_kimg(data, captured, tmp_path) -> None:
-    args = ["pretrain", "--data", str(data["brain"]), "--config", "tiny", "--out", str(tmp_path)]
-    assert runner.invoke(app, args).exit_code == 0
-    assert captured["cfg"].kimg == pretrain_cli.PRETRAIN_KIMG == 25000.0
+def test_pretrain_length_defaults_to_the_presets(data, captured, tmp_path) -> None:
+    args = ["pretrain", "--data", str(data["brain"]), "--out", str(tmp_path)]
+    assert runner.invoke(app, [*args, "--config", "tiny"]).exit_code == 0
+    written = yaml.safe_load((CONFIGS / "tiny.yaml").read_text(encoding="utf-8"))["pretrain_kimg"]
+    assert captured["cfg"].kimg == written < 100  # the tiny preset's own length, not the paper's
     assert captured["model"].spatial_dims == 2
-    assert runner.invoke(app, [*args, "--kimg", "2"]).exit_code == 0
+    assert runner.invoke(app, [*args, "--config", "tiny", "--kimg", "2"]).exit_code == 0
     assert captured["cfg"].kimg == 2.0
+    # a paper preset names no length: Liu et al., arXiv 2208.03934 §4.2.3, 25,000 kimg of 2D pretraining
+    assert "pretrain_kimg" not in (CONFIGS / "coca-ss.yaml").read_text(encoding="utf-8")
+    data64 = tmp_path / "heart64"
+    make_heart_phantoms(4, data64, shape=(32, 64, 64), inplane=64)
+    assert (
+        runner.invoke(app, [*args[:1], "-d", str(data64), "-c", "coca-ss", "-o", str(tmp_path)]).exit_code
+        == 0
+    )
+    assert captured["cfg"].kimg == 25000.0
+    shown = runner.invoke(app, ["pretrain", "--help"], env={"COLUMNS": "300"}).output
+    assert f"tiny {written:g}," in shown and "25000" in shown
+
+
+def test_a_presets_pretrain_length_must_be_positive(tmp_path: Path) -> None:
+    text = (CONFIGS / "tiny.yaml").read_text(encoding="utf-8")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(re.sub(r"pretrain_kimg: .*", "pretrain_kimg: 0", text), encoding="utf-8")
+    with pytest.raises(ConfigError, match="pretrain_kimg must be a number > 0"):
+        load_preset(bad)
 
 
 def test_pretrain_says_which_slices_it_sees(data, captured, tmp_path) -> None:

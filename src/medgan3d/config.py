@@ -2,7 +2,7 @@
 
 A YAML file has these sections (docs/configuration.md lists every key with its default and meaning):
 
-* the header: ``name``, ``description``, ``reference``, ``paper_params_m``, ``data_preset`` (:class:`Preset`);
+* the header: ``name``, ``description``, ``reference``, ``paper_params_m``, ``data_preset``, ``pretrain_kimg`` (:class:`Preset`);
 * ``model``: the architecture of one model family, named by ``family`` (default ``stylegan2``):
   :class:`ModelConfig` (StyleGAN2 and Split&Shuffle), :class:`HAGANConfig`, and the baselines
   :class:`WGANGPConfig`, :class:`VAEGANConfig`, :class:`AlphaGANConfig`, :class:`AlphaWGANGPConfig`;
@@ -940,7 +940,17 @@ class Preset:
     reference: str = doc("", "the paper (authors, title, venue, section) it reproduces")
     paper_params_m: float | None = doc(None, "G+D parameters the paper reports, in millions (medgan3d info)")
     data_preset: str | None = doc(None, "the preprocessing preset of medgan3d prepare this model expects")
+    pretrain_kimg: float = doc(
+        25000.0,
+        "default length of medgan3d pretrain (the 2D twin on axial slices), thousands of slices; "
+        "25,000: Liu et al., arXiv 2208.03934 §4.2.3",
+    )
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"doc": "the train section"})
+
+    def __post_init__(self) -> None:
+        length = self.pretrain_kimg
+        if isinstance(length, bool) or not isinstance(length, int | float) or not 0 < length < float("inf"):
+            raise ValueError(f"pretrain_kimg must be a number > 0, got {length!r}")
 
     def twin_2d(self) -> Preset:
         return dataclasses.replace(
@@ -990,7 +1000,7 @@ def load_preset(name_or_path: str | Path) -> Preset:
 
 def preset_to_yaml(preset: Preset) -> str:
     """YAML text of a preset, every train key written out (round-trips through :func:`preset_from_dict`)."""
-    header = ("name", "description", "reference", "paper_params_m", "data_preset")
+    header = ("name", "description", "reference", "paper_params_m", "data_preset", "pretrain_kimg")
     data: dict[str, Any] = {k: getattr(preset, k) for k in header if getattr(preset, k) is not None}
     data |= {"model": model_to_dict(preset.model), "train": preset.train.to_dict()}
     return yaml.safe_dump(data, sort_keys=False)

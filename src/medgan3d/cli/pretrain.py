@@ -11,9 +11,6 @@ from medgan3d.cli import command
 from medgan3d.cli import options as opt
 from medgan3d.cli.train import RunOptions, start_run
 
-# Liu et al., arXiv 2208.03934 §4.2.3: "For 2D GANs pre-training, the models are fed with 25,000K images in total" (3D: 5,000K)
-PRETRAIN_KIMG = 25000.0
-
 
 @command
 def pretrain(
@@ -27,7 +24,8 @@ def pretrain(
     kimg: float | None = typer.Option(
         None,
         "--kimg",
-        help=f"Total length in thousands of slices (default {PRETRAIN_KIMG:.0f}, Liu et al., arXiv 2208.03934 §4.2.3).",
+        help="Total length in thousands of slices (default: the preset's pretrain_kimg, e.g. tiny 4, paper "
+        "presets 25000 as in Liu et al., arXiv 2208.03934 §4.2.3).",
     ),
     batch: opt.Batch = None,
     batch_gpu: opt.BatchGpu = None,
@@ -53,7 +51,7 @@ def pretrain(
     twin = config if config.endswith("-2d") or config.endswith((".yaml", ".yml")) else f"{config}-2d"
     if resume is None:
         _report_slices(data)
-        kimg = PRETRAIN_KIMG if kimg is None else kimg
+        kimg = _preset_length(twin) if kimg is None else kimg
     opts = RunOptions(
         data=data,
         config=twin,
@@ -76,6 +74,17 @@ def pretrain(
         ada_kimg=ada_kimg,
     )
     start_run(ctx, opts)
+
+
+def _preset_length(config: str) -> float:
+    """The preset's ``pretrain_kimg``; an unknown preset is one line naming it."""
+    from medgan3d.config import load_preset
+    from medgan3d.errors import UsageError
+
+    try:
+        return float(load_preset(config).pretrain_kimg)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _report_slices(data: Path) -> None:
