@@ -1,7 +1,4 @@
-"""A free TCP port for torchrun rendezvous in tests that run in parallel workers.
-
-Not a root conftest.py: spawned prepare workers import tests/data/conftest.py by the name ``conftest``, and a
-second conftest on the path would shadow it."""
+"""A free TCP port for torchrun rendezvous in tests that run in parallel workers."""
 
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ class TrainingStopped(MedganError):
 
 def resolve_precision(cfg: TrainConfig, device: torch.device) -> TrainConfig:
     """``bf16`` left at None becomes bf16 autocast on CUDA and fp32 elsewhere; config.yaml records the result,
-    so a resumed run keeps its precision (bf16 tracks fp32: tests/test_step_memory.py)."""
+    so a resumed run keeps its precision (bf16 tracks fp32: tests/training/test_loop_memory.py)."""
     return cfg if cfg.bf16 is not None else dataclasses.replace(cfg, bf16=device.type == "cuda")
 
 

@@ -1,7 +1,7 @@
 """Counters for what a training step costs besides time: device reads, dispatched ops, saved activations.
 
-Used by ``benchmarks/bench_step.py`` and the tests of the step (``tests/test_step_syncs.py``,
-``tests/test_step_memory.py``). All of them work on CPU, where no profiler of a device is needed:
+Used by ``benchmarks/bench_step.py`` and the tests of the step (``tests/training/test_loop_syncs.py``,
+``tests/training/test_loop_memory.py``). All of them work on CPU, where no profiler of a device is needed:
 
 * :class:`OpCounter` counts the ATen operators dispatched (after autograd), i.e. the kernels a device would
   launch, up to ops that a backend fuses or that are views;

@@ -25,7 +25,7 @@ def adam(
     eps: float,
 ) -> torch.optim.Adam:
     """Adam, fused into one kernel per step on CUDA. On CPU the per-tensor implementation is kept: fused CPU
-    Adam rounds differently (1 ulp), which would change every seeded CPU result (tests/test_golden.py)."""
+    Adam rounds differently (1 ulp), which would change every seeded CPU result (tests/training/test_loop_golden.py)."""
     return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, fused=device.type == "cuda")
 
 

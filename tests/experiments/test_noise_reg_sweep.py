@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "noise_reg_sweep.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "noise_reg_sweep.py"
 
 
 def test_noise_reg_sweep_writes_csv_and_table(tmp_path: Path) -> None:

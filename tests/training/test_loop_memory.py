@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 
 from medgan3d.config import load_preset
-from medgan3d.data import make_brain_phantoms
 from medgan3d.training import loop, losses
 from medgan3d.training.families import stylegan2
 from medgan3d.training.family import MicroBatch, family_for
@@ -110,13 +109,6 @@ def test_foreach_ema_equals_a_lerp_per_tensor() -> None:
     stylegan2.update_ema(G_ema, G, 0.37)
     assert all(torch.equal(a, b) for a, b in zip(want, G_ema.parameters(), strict=True))
     assert all(torch.equal(a, b) for a, b in zip(G.buffers(), G_ema.buffers(), strict=True))
-
-
-@pytest.fixture(scope="module")
-def brain16(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "brain16"
-    make_brain_phantoms(12, out, seed=0, shape=(16, 16, 16))
-    return out
 
 
 def _rows(run: Path, name: str) -> list[dict]:  # type: ignore[type-arg]

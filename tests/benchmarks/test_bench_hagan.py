@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_hagan.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_hagan.py"
 
 
 def _run(*args: str) -> dict:

@@ -28,7 +28,6 @@ import torch
 from safetensors.torch import load_file
 
 from medgan3d.config import load_preset
-from medgan3d.data import make_brain_phantoms
 from medgan3d.training import loop as loop_module
 from medgan3d.training import losses
 from medgan3d.training.checkpoint import CHECKPOINTS_DIR, is_intact, is_network_dir, list_checkpoints
@@ -226,13 +225,6 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(1)
         yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def brain16(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "brain16"
-    make_brain_phantoms(12, out, seed=0, shape=(16, 16, 16))
-    return out
 
 
 @pytest.fixture(scope="module")

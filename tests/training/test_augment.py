@@ -230,13 +230,6 @@ def test_fixed_and_diffaugment_keep_p() -> None:
 # ---------------------------------------------------------------------------------------- in the loop
 
 
-@pytest.fixture(scope="module")
-def brain16(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "brain16"
-    make_brain_phantoms(8, out, seed=0, shape=(16, 16, 16))
-    return out
-
-
 @pytest.mark.parametrize(
     "preset", ["tiny", "hagan-tiny", "wgan-gp-tiny", "vae-gan-tiny", "alpha-gan-tiny", "alpha-wgan-gp-tiny"]
 )
@@ -367,7 +360,7 @@ def test_train_config_refuses_bad_settings() -> None:
 def test_no_device_reads_inside_augmented_iterations(preset: str, warm: int, start: int) -> None:
     """With ADA on, iterations (including an adjustment of p) still read nothing from the device."""
     from medgan3d.training.measure import DeviceReads
-    from test_step_syncs import _bundle
+    from tests.training.test_loop_syncs import _bundle
 
     family, nets, reals, state, cfg, d = _bundle(preset, torch.device("cpu"), aug="ada", ada_kimg=0.01)
     pipe = A.make_pipe(cfg, 3, d.device)

@@ -18,22 +18,15 @@ from safetensors.torch import load_file
 from torch import nn
 
 from medgan3d.config import load_preset
-from medgan3d.data import Manifest, denormalize, make_brain_phantoms
+from medgan3d.data import Manifest, denormalize
 from medgan3d.training import loop, losses
 from medgan3d.training.checkpoint import list_checkpoints, load_generator
 from medgan3d.training.families import stylegan2
 from medgan3d.training.loop import TrainConfig, TrainingError, train
 from medgan3d.training.losses import LossConfig, d_r1, map_with_mixing
-from ports import free_port
+from tests.ports import free_port
 
 NO_AUTOCAST = contextlib.nullcontext()
-
-
-@pytest.fixture(scope="module")
-def brain16(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "brain16"
-    make_brain_phantoms(12, out, seed=0, shape=(16, 16, 16))
-    return out
 
 
 def tiny_cfg(**kw: object) -> TrainConfig:

@@ -29,7 +29,7 @@ from medgan3d.training.checkpoint import list_checkpoints
 from medgan3d.training.families.hagan import HAGAN, Crop, HAGANLoss, draw_crop, real_views
 from medgan3d.training.family import MicroBatch
 from medgan3d.training.loop import TrainConfig, train
-from ports import free_port
+from tests.ports import free_port
 
 NETWORKS = ("G", "D", "E_H", "E_G")
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MEDGAN3D_ALLOCATOR="system")

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
-from conftest import save_nifti, smooth_volume, write_dicom_series
 from typer.testing import CliRunner
 
 from medgan3d.cli.prepare import prepare as prepare_cmd
 from medgan3d.data import PrepareError, get_preset, load_manifest, open_volumes, prepare_dataset
 from medgan3d.data import prepare as prepare_mod
+from tests.data.scans import save_nifti, smooth_volume, write_dicom_series
 
 SMALL = get_preset("coca", shape=(8, 16, 16))
 

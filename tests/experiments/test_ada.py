@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 sys.path.insert(0, str(EXPERIMENTS))
 
 import ada  # noqa: E402

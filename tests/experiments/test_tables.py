@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 sys.path.insert(0, str(EXPERIMENTS))
 
 import common  # noqa: E402

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import save_nifti, smooth_volume
 from torch.utils.data import DataLoader
 
 from medgan3d.data import (
@@ -21,6 +20,7 @@ from medgan3d.data import (
     read_volume,
     write_nifti,
 )
+from tests.data.scans import save_nifti, smooth_volume
 
 
 @pytest.fixture(scope="module")

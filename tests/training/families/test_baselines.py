@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from medgan3d.cli.main import app
 from medgan3d.config import load_preset, model_config_from_dict
-from medgan3d.data import VolumeDataset, make_brain_phantoms
+from medgan3d.data import VolumeDataset
 from medgan3d.generate import sample_to_nifti
 from medgan3d.networks import baselines as nb
 from medgan3d.training import loop
@@ -33,7 +33,7 @@ from medgan3d.training.checkpoint import list_checkpoints, load_generator
 from medgan3d.training.families import baselines as fb
 from medgan3d.training.family import MicroBatch, family_for
 from medgan3d.training.loop import TrainConfig, train
-from ports import free_port
+from tests.ports import free_port
 
 FAMILIES = ("wgan-gp", "vae-gan", "alpha-gan", "alpha-wgan-gp")
 NETWORKS = {
@@ -308,13 +308,6 @@ def test_phase_schedules() -> None:
     assert _names(alpha, nxt, 4) == [["EG"], ["D", "CD"]] * 2
     vae, _, vcfg = _setup("vae-gan-tiny")
     assert _names(vae, vcfg, 1) == [["D", "GE"]]
-
-
-@pytest.fixture(scope="module")
-def brain16(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "brain16"
-    make_brain_phantoms(8, out, seed=0, shape=(16, 16, 16))
-    return out
 
 
 STEP_CASES = [

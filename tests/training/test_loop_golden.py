@@ -6,9 +6,9 @@ depend on the CPU's vector ISA and on the thread count, so the run is pinned to 
 are keyed by torch's CPU capability; on an ISA with no recorded hashes the test says how to record them.
 
 Re-recorded once since, when float rounding changed on purpose (each change bounded by its own test): the FIR
-filter's first axis of a volume as a banded matmul (tests/test_fir.py) and Split&Shuffle-D's 1ⁿ branch as
-its own convolution with bias and gain folded in (tests/test_layers.py); the S&S generator's shuffle written
-by its bias/activation pass is bit-identical to the separate copy (tests/test_stylegan.py).
+filter's first axis of a volume as a banded matmul (tests/networks/test_layers_fir.py) and Split&Shuffle-D's 1ⁿ branch as
+its own convolution with bias and gain folded in (tests/networks/test_layers.py); the S&S generator's shuffle written
+by its bias/activation pass is bit-identical to the separate copy (tests/networks/test_stylegan.py).
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from conftest import save_nifti, smooth_volume
 
 from medgan3d.data import (
     DatasetError,
@@ -19,6 +18,7 @@ from medgan3d.data import (
     prepare_dataset,
     read_volume,
 )
+from tests.data.scans import save_nifti, smooth_volume
 
 DEPTHS = (6, 9, 12, 17)  # scans shorter and longer than the 8-slice window
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import save_nifti, smooth_volume, write_dicom_series
 
 from medgan3d.data import VolumeReadError, read_volume, read_volumes, write_nifti
+from tests.data.scans import save_nifti, smooth_volume, write_dicom_series
 
 
 def _world(affine: np.ndarray, index) -> np.ndarray:
