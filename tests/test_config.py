@@ -169,6 +169,10 @@ def preset_yaml(tmp_path: Path, text: str) -> Path:
         ("train:\n  betas: [0.5]\n", r"train key 'betas' must be a list of 2 numbers or null, got \(0\.5,\)"),
         ("train:\n  batch: 0\n", r"x\.yaml: train: batch must be an integer >= 1, got 0$"),
         ("train: [1, 2]\n", r"x\.yaml: the train section must be a mapping, got list$"),
+        (
+            "train:\n  metrics: [fid, fdi]\n",
+            r"x\.yaml: train: unknown metrics \['fdi'\]; choose from \['fid', 'fid_3d', ",
+        ),
     ],
 )
 def test_a_bad_key_or_value_is_one_line_naming_the_file_section_and_key(
@@ -272,6 +276,71 @@ def test_constructors_that_disagree_on_a_default_are_refused() -> None:
     assert arg("w", {A: "width"}).default == 16
     with pytest.raises(TypeError, match="one default"):
         arg("w", {A: "width", B: "width"})
+
+
+# ------------------------------------------------------------------------------------ evaluation settings
+
+# a value other than the default for every field of MetricsConfig
+EVAL_CHANGED: dict[str, Any] = {
+    "metrics": ["fid", "is"],
+    "extractor_2d": "random-2d",
+    "extractor_3d": "medicalnet-r18",
+    "weights_2d": "random",
+    "weights_3d": "weights/r18.pth",
+    "extractor_seed": 3,
+    "download": True,
+    "all_slices": True,
+    "split": "val",
+    "num_real": 10,
+    "ms_ssim_pairs": 7,
+    "kid_subsets": 9,
+    "bootstrap": 0,
+    "seed": 5,
+    "batch_size": 2,
+    "device": "cuda",
+    "cache": "cache",
+    "use_cache": False,
+    "classifier": "clf",
+    "is_splits": 2,
+    "slice_source": "window",
+    "label": 1.0,
+}
+
+
+def test_evaluation_settings_round_trip_through_yaml() -> None:
+    from medgan3d.config import MetricsConfig, from_dict, to_dict
+
+    fields = {f.name: f.default for f in dataclasses.fields(MetricsConfig)}
+    assert sorted(EVAL_CHANGED) == sorted(fields), "give every field a changed value"
+    assert all(EVAL_CHANGED[k] != (list(d) if isinstance(d, tuple) else d) for k, d in fields.items())
+    for data in ({}, EVAL_CHANGED):
+        settings = from_dict(MetricsConfig, data, "eval.yaml", "metrics")
+        text = yaml.safe_dump(to_dict(settings))
+        assert from_dict(MetricsConfig, yaml.safe_load(text), "eval.yaml", "metrics") == settings
+        assert to_dict(settings) == {k: data.get(k, to_dict(MetricsConfig())[k]) for k in fields}
+    assert MetricsConfig(cache=Path("cache"), metrics=["fid"]) == MetricsConfig(
+        cache="cache", metrics=("fid",)
+    )  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"metric": ["fid"]}, r"^eval\.yaml: unknown metrics key 'metric' \(known: metrics, extractor_2d, "),
+        (
+            {"metrics": ["fid", "fdi"]},
+            r"^eval\.yaml: metrics: unknown metrics \['fdi'\]; choose from \['fid', ",
+        ),
+        ({"bootstrap": "many"}, r"^eval\.yaml: metrics key 'bootstrap' must be an integer, got 'many'$"),
+        ({"cache": 5}, r"^eval\.yaml: metrics key 'cache' must be a string or null, got 5$"),
+    ],
+)
+def test_evaluation_settings_refuse_a_bad_key_or_value_in_one_line(data: dict, message: str) -> None:
+    from medgan3d.config import ConfigError, MetricsConfig, from_dict
+
+    with pytest.raises(ConfigError, match=message) as info:
+        from_dict(MetricsConfig, data, "eval.yaml", "metrics")
+    assert "\n" not in str(info.value)
 
 
 # ---------------------------------------------------------------------------------------------- the docs

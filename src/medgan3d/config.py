@@ -7,7 +7,9 @@ A YAML file has these sections (docs/configuration.md lists every key with its d
   :class:`ModelConfig` (StyleGAN2 and Split&Shuffle), :class:`HAGANConfig`, and the baselines
   :class:`WGANGPConfig`, :class:`VAEGANConfig`, :class:`AlphaGANConfig`, :class:`AlphaWGANGPConfig`;
 * ``train``: :class:`TrainConfig`, the loop's settings, with ``train.loss`` the family's objective settings
-  (:class:`LossConfig` for StyleGAN2, :class:`HAGANLoss`, :class:`WGANGPLoss`, ...).
+  (:class:`LossConfig` for StyleGAN2, :class:`HAGANLoss`, :class:`WGANGPLoss`, ...);
+* the evaluation settings, :class:`MetricsConfig`: what ``medgan3d evaluate``'s options set and a result's
+  ``provenance.settings`` records (a run's snapshots score ``train.metrics`` with its defaults).
 
 A run's config.yaml holds ``model`` and ``train`` as written by :func:`to_dict` plus the run's provenance
 (``preset``, ``data``, ``world_size``, ``init``). Every section is read by the one :func:`from_dict`, which
@@ -376,6 +378,76 @@ class AlphaWGANGPLoss:
 LossSettings = LossConfig | HAGANLoss | WGANGPLoss | VAEGANLoss | AlphaGANLoss | AlphaWGANGPLoss
 
 
+# ------------------------------------------------------------------------------------------------ metrics
+
+METRICS = ("fid", "fid_3d", "kid", "mmd", "ms_ssim", "psnr", "memorisation", "is")
+DEFAULT_METRICS = ("fid", "fid_3d", "kid", "mmd", "ms_ssim", "psnr", "memorisation")
+
+
+def check_metric_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """``names`` if every one is a metric of :data:`METRICS`, else a ValueError naming the unknown ones."""
+    bad = [m for m in names if m not in METRICS]
+    if bad:
+        raise ValueError(f"unknown metrics {bad}; choose from {list(METRICS)}")
+    return names
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """What a score depends on: the settings of ``medgan3d evaluate`` (its options) and of
+    :func:`medgan3d.metrics.evaluate_volumes`, recorded in a result as ``provenance.settings``.
+
+    Names and paths only: a feature extractor or classifier built by the caller is passed to the evaluation
+    beside these settings, which then record its name. The metrics themselves are described in
+    docs/evaluation.md; a run's in-training scores take ``train.metrics`` and ``train.metrics_samples``.
+    """
+
+    metrics: tuple[str, ...] = doc(DEFAULT_METRICS, f"scores to compute, of: {', '.join(METRICS)}")
+    extractor_2d: str = doc(
+        "auto", "2D feature extractor: inception | random-2d | auto (inception if cached)"
+    )
+    extractor_3d: str = doc(
+        "auto", "3D feature extractor: medicalnet[-r10|-r18|-r34|-r50] | random-3d | auto"
+    )
+    weights_2d: str | None = doc(
+        None, "weights file of the 2D extractor, or random; null: the cached FID Inception"
+    )
+    weights_3d: str | None = doc(
+        None, "weights file of the 3D extractor, or random; null: the cached MedicalNet"
+    )
+    extractor_seed: int = doc(0, "seed of the random extractors and of the random IS classifier")
+    download: bool = doc(False, "allow downloading the FID Inception weights")
+    all_slices: bool = doc(False, "slice FID on every slice of each plane, not the centre one")
+    split: str = doc("all", "the real set: all | train | val")
+    num_real: int | None = doc(None, "a seeded subset of this many real items; null: all of split")
+    ms_ssim_pairs: int = doc(100, "random pairs of generated volumes MS-SSIM averages over")
+    kid_subsets: int = doc(100, "subsets KID averages over")
+    bootstrap: int = doc(100, "resampling rounds of the 95 % intervals (0: none)")
+    seed: int = doc(0, "seed of the first volume sampled from a generator, of pairs, subsets and resampling")
+    batch_size: int = doc(16, "batch of the feature extractors and the classifier")
+    device: str = doc("cpu", "where the extractors and the classifier run")
+    cache: str | None = doc(
+        None, "cache folder (real features, weights); null: $MEDGAN3D_CACHE or ~/.cache/medgan3d"
+    )
+    use_cache: bool = doc(True, "read and write the cache of real features")
+    classifier: str | None = doc(
+        None, "is: a classifier folder (save_pretrained); null or random: a seeded random one (a smoke test)"
+    )
+    is_splits: int = doc(1, "is: splits of the generated set (mean and std over them)")
+    slice_source: str = doc("auto", "2D images: the real axial slices, auto | all | window (SliceDataset)")
+    label: float | None = doc(None, "a labelled dataset: score against the real items of this class only")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metrics", check_metric_names(tuple(self.metrics)))
+        for key in ("cache", "classifier"):  # paths given as Path objects are recorded as text
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                object.__setattr__(self, key, str(value))
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
 # ------------------------------------------------------------------------------------------------ train
 
 
@@ -424,7 +496,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.betas is not None:
             object.__setattr__(self, "betas", tuple(self.betas))
-        object.__setattr__(self, "metrics", tuple(self.metrics))
+        object.__setattr__(self, "metrics", check_metric_names(tuple(self.metrics)))
         # checked as given: the optimizers later scale lr for lazy regularisation, errors must not show that
         bounds = {"kimg": ">", "tick_kimg": ">", "eps": ">", "lr": ">", "ema_kimg": ">=", "ema_rampup": ">="}
         for key, op in bounds.items():
@@ -1048,6 +1120,9 @@ def schema_sections() -> list[tuple[str, type, tuple[str, ...]]]:
     sections.append(("`train`", TrainConfig, ()))
     for name, cls in MODEL_CONFIGS.items():
         sections.append((f"`train.loss` — {name}", cls.loss_cls, ()))
+    sections.append(
+        ("Evaluation (`medgan3d evaluate`; `provenance.settings` of metrics.json)", MetricsConfig, ())
+    )
     return sections
 
 

@@ -7,12 +7,13 @@ import re
 
 import numpy as np
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from medgan3d.cli.main import app
-from medgan3d.config import load_preset
+from medgan3d.config import MetricsConfig, from_dict, load_preset, to_dict
 from medgan3d.data import Manifest, denormalize, write_nifti
-from medgan3d.metrics import SCORE_KEYS, EvalSettings
+from medgan3d.metrics import SCORE_KEYS
 from medgan3d.metrics.evaluate import evaluation_stages
 
 runner = CliRunner()
@@ -55,7 +56,21 @@ def test_cli_scores_a_saved_generator(brain_root, tmp_path) -> None:
     )
     assert prov["extractors"]["3d"]["weights"] == "random, seed 0"
     assert prov["source"]["generator"] == str(gdir.resolve())
-    _check_stage_lines(res.output, ["sampling 12 volumes", *evaluation_stages(EvalSettings())])
+    _check_stage_lines(res.output, ["sampling 12 volumes", *evaluation_stages(MetricsConfig())])
+    recorded = from_dict(MetricsConfig, prov["settings"], "metrics.json", "settings")
+    assert recorded == MetricsConfig(cache=str(tmp_path))  # every other setting at its default
+
+
+def test_the_options_default_to_the_evaluation_settings_defaults() -> None:
+    """The defaults --help shows are MetricsConfig's (config.py holds them; the command imports lazily)."""
+    command = typer.main.get_command(app).commands["evaluate"]  # type: ignore[attr-defined]
+    shown = {p.name: p.default for p in command.params}
+    defaults = to_dict(MetricsConfig())
+    settings = [name for name in shown if name in defaults]
+    assert len(settings) == 13, settings
+    for name in settings:
+        expected = ",".join(defaults[name]) if name == "metrics" else defaults[name]
+        assert shown[name] == expected, name
 
 
 def _check_stage_lines(output: str, stages: list[str]) -> None:

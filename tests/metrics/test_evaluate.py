@@ -7,9 +7,9 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from medgan3d.config import load_preset
+from medgan3d.config import MetricsConfig, load_preset
 from medgan3d.data import Manifest
-from medgan3d.metrics import SCORE_KEYS, EvalSettings, evaluate_generator, evaluate_volumes, scalars
+from medgan3d.metrics import SCORE_KEYS, evaluate_generator, evaluate_volumes, scalars
 from medgan3d.metrics.inputs import load_real, real_indices
 
 FAST = {"extractor_2d": "random-2d", "extractor_3d": "random-3d", "bootstrap": 0}
@@ -45,7 +45,7 @@ def test_set_against_itself_scores_zero(brain_root, tmp_path) -> None:
     "degrade", [_noise, _blur, _shuffle_slices], ids=["noise", "blur", "shuffled-slices"]
 )
 def test_degraded_set_scores_worse_than_clean_heldout(brain_root, heldout, tmp_path, degrade) -> None:
-    settings = EvalSettings(metrics=("fid", "fid_3d", "kid", "mmd"), cache=tmp_path, **FAST)
+    settings = MetricsConfig(metrics=("fid", "fid_3d", "kid", "mmd"), cache=tmp_path, **FAST)
     clean = evaluate_volumes(heldout, brain_root, settings)
     bad = evaluate_volumes(degrade(heldout), brain_root, settings)
     assert bad["fid_avg"] > 1.5 * clean["fid_avg"], (bad["fid_avg"], clean["fid_avg"])

@@ -12,8 +12,8 @@ from scipy.ndimage import gaussian_filter
 from typer.testing import CliRunner
 
 from medgan3d.cli.main import app
-from medgan3d.config import load_preset
-from medgan3d.metrics import EvalSettings, evaluate_generator, evaluate_volumes, get_extractor
+from medgan3d.config import MetricsConfig, load_preset
+from medgan3d.metrics import evaluate_generator, evaluate_volumes, get_extractor
 from medgan3d.metrics.evaluate import real_axial_slices
 
 FAST = {"extractor_2d": "random-2d", "bootstrap": 0, "metrics": ("fid",)}
@@ -33,16 +33,16 @@ def _scipy_fid(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_real_slices_are_every_axial_slice_of_the_set(brain_root) -> None:
-    real, idx, source = real_axial_slices(brain_root, EvalSettings())
+    real, idx, source = real_axial_slices(brain_root, MetricsConfig())
     volumes = torch.from_numpy(np.load(brain_root / "volumes.npy").astype(np.float32))
     assert source == "all" and real.shape == (24 * 16, 1, 16, 16) and idx == list(range(24 * 16))
     torch.testing.assert_close(real, _axial(volumes))
-    sub, sub_idx, _ = real_axial_slices(brain_root, EvalSettings(num_real=50, seed=3))
+    sub, sub_idx, _ = real_axial_slices(brain_root, MetricsConfig(num_real=50, seed=3))
     assert len(sub) == 50 and torch.equal(sub, real[sub_idx])
 
 
 def test_identical_slices_score_zero_and_blurred_ones_worse(brain_root, heldout, tmp_path) -> None:
-    real, _, _ = real_axial_slices(brain_root, EvalSettings())
+    real, _, _ = real_axial_slices(brain_root, MetricsConfig())
     same = evaluate_volumes(real, brain_root, cache=tmp_path, **FAST)
     assert abs(same["fid_2d"]) < 1e-6 and "fid_ax" not in same
     clean = evaluate_volumes(_axial(heldout), brain_root, cache=tmp_path, **FAST)["fid_2d"]
@@ -55,7 +55,7 @@ def test_fid_2d_matches_an_independent_computation(brain_root, heldout, tmp_path
     fake = _axial(heldout)[::3]
     got = evaluate_volumes(fake, brain_root, cache=tmp_path, **FAST)
     ext = get_extractor("random-2d", seed=0)
-    real, _, _ = real_axial_slices(brain_root, EvalSettings())
+    real, _, _ = real_axial_slices(brain_root, MetricsConfig())
     expected = _scipy_fid(ext.features(real), ext.features(fake))
     # 128 fake images in 480 dimensions: sqrtm of the singular covariance product is good to ~1e-5
     assert got["fid_2d"] == pytest.approx(expected, rel=1e-4)

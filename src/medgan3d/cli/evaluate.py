@@ -9,6 +9,7 @@ Writes OUT/metrics.json and OUT/report.html (+ PNG figures); see docs/evaluation
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
@@ -17,7 +18,7 @@ from medgan3d.cli import command
 
 
 def _metrics(text: str) -> tuple[str, ...]:
-    from medgan3d.metrics import METRICS
+    from medgan3d.config import METRICS
 
     names = tuple(m.strip() for m in text.split(",") if m.strip())
     bad = [m for m in names if m not in METRICS]
@@ -183,10 +184,11 @@ def evaluate(
         raise typer.BadParameter("give either RUN_OR_CKPT or --fake DIR (exactly one)")
     check_out_folder(out)
     check_prepared(data)
-    from medgan3d.metrics import EvalSettings, evaluate_volumes_with_artifacts
+    from medgan3d.config import MetricsConfig
+    from medgan3d.metrics import evaluate_volumes_with_artifacts
     from medgan3d.metrics.report import write_report
 
-    settings = EvalSettings(
+    settings = MetricsConfig(
         metrics=names,
         extractor_2d=extractor_2d,
         extractor_3d=extractor_3d,
@@ -198,11 +200,11 @@ def evaluate(
         num_real=num_real,
         bootstrap=bootstrap,
         seed=seed,
-        cache=cache,
-        classifier=classifier,
+        cache=None if cache is None else str(cache),
+        classifier=None if classifier is None else str(classifier),
     )
     if classifier is not None and "is" not in settings.metrics:  # a classifier is only used by 'is'
-        settings.metrics = (*settings.metrics, "is")
+        settings = dataclasses.replace(settings, metrics=(*settings.metrics, "is"))
     from medgan3d.console import Stages, make_console
     from medgan3d.metrics.evaluate import evaluation_stages
 
@@ -211,7 +213,7 @@ def evaluate(
         stages(first, 0, 1 + len(evaluation_stages(settings)))
         volumes, source, labels = _fake_volumes(run, fake, data, num, seed, trunc, fake_mode, split)
         if volumes.ndim == 4:
-            settings.metrics = _metrics_2d(settings.metrics)
+            settings = dataclasses.replace(settings, metrics=_metrics_2d(settings.metrics))
         result, art = evaluate_volumes_with_artifacts(
             volumes, data, settings, progress=lambda name, done, total: stages(name, done + 1, total + 1)
         )

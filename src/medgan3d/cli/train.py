@@ -288,7 +288,7 @@ def _configure(config: str, overrides: dict[str, Any]) -> tuple[Preset, TrainCon
 
 
 def _metric_names(text: str) -> tuple[str, ...]:
-    from medgan3d.metrics import METRICS
+    from medgan3d.config import METRICS
 
     names = tuple(m.strip() for m in text.split(",") if m.strip())
     unknown = [m for m in names if m not in METRICS]

@@ -2,15 +2,14 @@
 
 The training loop's snapshots call :func:`evaluate_generator`; ``medgan3d evaluate`` calls
 :func:`evaluate_volumes_with_artifacts` on generated volumes (from a run, through :func:`medgan3d.sampling.sample`,
-or from files) and writes the report with :func:`medgan3d.metrics.report.write_report`.
+or from files) and writes the report with :func:`medgan3d.metrics.report.write_report`. Their settings are a
+:class:`medgan3d.config.MetricsConfig`.
 """
 
 from __future__ import annotations
 
 from medgan3d.metrics.evaluate import (
-    METRICS,
     SCORE_KEYS,
-    EvalSettings,
     evaluate_generator,
     evaluate_per_class,
     evaluate_volumes,
@@ -29,9 +28,7 @@ from medgan3d.metrics.inception_score import (
 from medgan3d.metrics.msssim import ms_ssim, msssim_config
 
 __all__ = [
-    "METRICS",
     "SCORE_KEYS",
-    "EvalSettings",
     "ExtractorError",
     "FeatureExtractor",
     "VolumeClassifier",

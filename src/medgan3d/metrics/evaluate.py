@@ -40,12 +40,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from medgan3d import __version__
+from medgan3d.config import MetricsConfig
 from medgan3d.data import SliceDataset
 from medgan3d.data.labels import LabelSpec, dataset_labels, spec_of
 from medgan3d.data.manifest import Manifest
@@ -57,8 +59,6 @@ from medgan3d.metrics.inputs import load_real, real_indices
 from medgan3d.metrics.slices import PLANES, plane_slices
 from medgan3d.sampling import BATCH_SIZE, sample
 
-METRICS = ("fid", "fid_3d", "kid", "mmd", "ms_ssim", "psnr", "memorisation", "is")
-DEFAULT_METRICS = ("fid", "fid_3d", "kid", "mmd", "ms_ssim", "psnr", "memorisation")
 SCORE_KEYS = ("fid_ax", "fid_sag", "fid_cor", "fid_avg", "fid_3d", "kid", "mmd", "ms_ssim", "psnr")
 SCORE_KEYS_2D = ("fid_2d",)
 CACHE_VERSION = 1
@@ -86,56 +86,18 @@ _FAMILY = {
 _PAIRED = {"fid", "kid", "mmd"}  # scores of two distributions: the real set's size matters too
 
 
-@dataclass
-class EvalSettings:
-    """Everything that changes a score; recorded in the result's ``settings``.
+@dataclass(frozen=True)
+class Built:
+    """Networks the caller built, used instead of the ones the settings name (:class:`MetricsConfig` holds
+    names and paths only, and records a built network's name or label)."""
 
-    extractor_2d / extractor_3d: a name for :func:`~medgan3d.metrics.extractors.get_extractor`, ``"auto"``
-    (pretrained weights if cached, else the seeded random CNN) or a built :class:`FeatureExtractor`.
-    classifier: for ``is``, a folder saved with ``save_pretrained``, a built
-    :class:`~medgan3d.metrics.inception_score.Classifier`, or None / ``"random"`` (the seeded random one,
-    seed ``extractor_seed``); is_splits: IS splits (mean and std over them).
-    """
+    extractor_2d: FeatureExtractor | None = None
+    extractor_3d: FeatureExtractor | None = None
+    classifier: Classifier | None = None
 
-    metrics: tuple[str, ...] = DEFAULT_METRICS
-    extractor_2d: str | FeatureExtractor = "auto"
-    extractor_3d: str | FeatureExtractor = "auto"
-    weights_2d: str | None = None
-    weights_3d: str | None = None
-    extractor_seed: int = 0
-    download: bool = False
-    all_slices: bool = False
-    split: str = "all"
-    num_real: int | None = None
-    ms_ssim_pairs: int = 100
-    kid_subsets: int = 100
-    bootstrap: int = 100
-    seed: int = 0
-    batch_size: int = 16
-    device: str = "cpu"
-    cache: str | os.PathLike | None = None
-    use_cache: bool = True
-    classifier: str | os.PathLike | Classifier | None = None
-    is_splits: int = 1
-    slice_source: str = "auto"  # 2D images: real axial slices "auto" | "all" | "window" (SliceDataset)
-    label: float | None = None  # a labelled dataset: score against the real items of this class only
-
-    def to_dict(self) -> dict:
-        out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = (
-                v.name if isinstance(v, FeatureExtractor) else list(v) if isinstance(v, tuple) else v
-            )
-        out["cache"] = str(self.cache) if self.cache is not None else None
-        out["classifier"] = (
-            self.classifier.label
-            if isinstance(self.classifier, Classifier)
-            else str(self.classifier)
-            if self.classifier is not None
-            else None
-        )
-        return out
+    def given(self) -> dict[str, FeatureExtractor | Classifier]:
+        """The networks given, as the keyword arguments of the evaluation functions."""
+        return {f.name: v for f in dataclasses.fields(self) if (v := getattr(self, f.name)) is not None}
 
 
 @dataclass
@@ -148,20 +110,27 @@ class EvalArtifacts:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def _settings(settings: EvalSettings | None, overrides: dict) -> EvalSettings:
-    s = dataclasses.replace(settings or EvalSettings(), **overrides)
-    s.metrics = tuple(s.metrics)
-    bad = [m for m in s.metrics if m not in METRICS]
-    if bad:
-        raise ValueError(f"unknown metrics {bad}; choose from {list(METRICS)}")
-    return s
+def _settings(settings: MetricsConfig | None, overrides: dict[str, Any]) -> tuple[MetricsConfig, Built]:
+    """``settings`` with the keyword ``overrides`` (fields of :class:`MetricsConfig`); an extractor or
+    classifier given built goes to :class:`Built`, and the settings record its name."""
+    ext_2d, ext_3d, clf = (overrides.get(k) for k in ("extractor_2d", "extractor_3d", "classifier"))
+    built = Built(
+        ext_2d if isinstance(ext_2d, FeatureExtractor) else None,
+        ext_3d if isinstance(ext_3d, FeatureExtractor) else None,
+        clf if isinstance(clf, Classifier) else None,
+    )
+    names = {k: v.name for k, v in overrides.items() if isinstance(v, FeatureExtractor)}
+    names |= {k: v.label for k, v in overrides.items() if isinstance(v, Classifier)}
+    s = dataclasses.replace(settings or MetricsConfig(), **(overrides | names))
+    return s, built
 
 
-def _extractor(
-    spec: str | FeatureExtractor, dims: int, weights: str | None, s: EvalSettings
-) -> FeatureExtractor:
-    if isinstance(spec, FeatureExtractor):
-        ext = spec
+def _extractor(dims: int, built: Built, s: MetricsConfig) -> FeatureExtractor:
+    """The ``dims``-D extractor: the one the caller built, else the one the settings name."""
+    given = built.extractor_2d if dims == 2 else built.extractor_3d
+    spec, weights = (s.extractor_2d, s.weights_2d) if dims == 2 else (s.extractor_3d, s.weights_3d)
+    if given is not None:
+        ext = given
     elif spec == "auto" and weights is None:
         ext = auto_extractor(dims, s.extractor_seed, s.cache)
     else:
@@ -188,7 +157,7 @@ def _data_hash(manifest: Manifest) -> str:
 
 
 def _cache_file(
-    s: EvalSettings, data_hash: str, indices: list[int], ext: FeatureExtractor, view: str
+    s: MetricsConfig, data_hash: str, indices: list[int], ext: FeatureExtractor, view: str
 ) -> Path:
     key = {
         "v": CACHE_VERSION,
@@ -211,7 +180,7 @@ def _save_npz(path: Path, feats: np.ndarray) -> None:
 
 
 def real_features(
-    ext: FeatureExtractor, real: Tensor, view: str, s: EvalSettings, data_hash: str, indices: list[int]
+    ext: FeatureExtractor, real: Tensor, view: str, s: MetricsConfig, data_hash: str, indices: list[int]
 ) -> tuple[np.ndarray, bool]:
     """Real features for ``view`` (``ax``/``sag``/``cor``/``3d``), from the disk cache when possible."""
     path = _cache_file(s, data_hash, indices, ext, view)
@@ -274,7 +243,7 @@ def _fid_group(ext, views, real, fake, s, data_hash, indices, result, art) -> No
         }
 
 
-def _kernel_group(art: EvalArtifacts, s: EvalSettings, result: dict) -> None:
+def _kernel_group(art: EvalArtifacts, s: MetricsConfig, result: dict) -> None:
     rf, ff = art.features["3d"]
     if "kid" in s.metrics:
         mean, std, size = mmd.kid(rf, ff, s.kid_subsets, seed=s.seed)
@@ -297,7 +266,7 @@ def _kernel_group(art: EvalArtifacts, s: EvalSettings, result: dict) -> None:
         }
 
 
-def _msssim_group(real: Tensor, fake: Tensor, s: EvalSettings, result: dict) -> None:
+def _msssim_group(real: Tensor, fake: Tensor, s: MetricsConfig, result: dict) -> None:
     vals, cfg = msssim.ms_ssim_pairs(fake, s.ms_ssim_pairs, s.seed)
     real_vals, _ = msssim.ms_ssim_pairs(real, s.ms_ssim_pairs, s.seed, cfg)
     result["ms_ssim"] = float(vals.mean())
@@ -315,7 +284,7 @@ def _msssim_group(real: Tensor, fake: Tensor, s: EvalSettings, result: dict) -> 
         )
 
 
-def _psnr_group(real: Tensor, fake: Tensor, s: EvalSettings, result: dict) -> None:
+def _psnr_group(real: Tensor, fake: Tensor, s: MetricsConfig, result: dict) -> None:
     vals, _ = psnr.nearest_real_psnr(fake, real)
     result["psnr"] = float(vals.mean())
     result["details"]["psnr"] = {
@@ -353,7 +322,7 @@ def _memorisation_group(manifest: Manifest, fake: Tensor, result: dict) -> None:
     result["memorisation"] = memorisation.memorisation(fake, rows, heldout, train)
 
 
-def _is_group(clf: Classifier, fake: Tensor, s: EvalSettings, result: dict) -> None:
+def _is_group(clf: Classifier, fake: Tensor, s: MetricsConfig, result: dict) -> None:
     probs = clf.probabilities(fake, s.batch_size)
     mean, std = inception_score(probs, s.is_splits)
     result["is"] = mean
@@ -383,7 +352,7 @@ def _is_group(clf: Classifier, fake: Tensor, s: EvalSettings, result: dict) -> N
 Progress = Callable[[str, int, int], None]  # (stage starting, stages done, stages in all)
 
 
-def evaluation_stages(settings: EvalSettings, spatial_dims: int = 3) -> list[str]:
+def evaluation_stages(settings: MetricsConfig, spatial_dims: int = 3) -> list[str]:
     """The steps :func:`evaluate_volumes_with_artifacts` reports to its ``progress``, in order."""
     names = set(settings.metrics)
     if spatial_dims == 2:
@@ -397,14 +366,24 @@ def evaluation_stages(settings: EvalSettings, spatial_dims: int = 3) -> list[str
 def evaluate_volumes_with_artifacts(
     fake: Tensor | Iterable[Tensor],
     data_root: str | os.PathLike,
-    settings: EvalSettings | None = None,
+    settings: MetricsConfig | None = None,
     progress: Progress | None = None,
-    **overrides,
+    **overrides: Any,
 ) -> tuple[dict, EvalArtifacts]:
     """:func:`evaluate_volumes` plus the volumes and features (for reports); ``progress`` is told as each of
     :func:`evaluation_stages` starts."""
+    s, built = _settings(settings, overrides)
+    return _evaluate(fake, Path(data_root), s, built, progress)
+
+
+def _evaluate(
+    fake: Tensor | Iterable[Tensor],
+    root: Path,
+    s: MetricsConfig,
+    built: Built,
+    progress: Progress | None = None,
+) -> tuple[dict, EvalArtifacts]:
     t0 = time.perf_counter()
-    s = _settings(settings, overrides)
     fake = _as_tensor(fake)
     stages = evaluation_stages(s, 2 if fake.ndim == 4 else 3)
 
@@ -416,9 +395,8 @@ def evaluate_volumes_with_artifacts(
         stage(next(i for i, name in enumerate(stages) if name.startswith(prefix)))
 
     if fake.ndim == 4:
-        return _evaluate_images(fake, Path(data_root), s, t0, stage)
+        return _evaluate_images(fake, root, s, built, t0, stage)
     stage(0)
-    root = Path(data_root)
     manifest = Manifest.load(root)
     indices = real_indices(manifest, s.split, s.num_real, s.seed, s.label)
     real = load_real(manifest, indices)
@@ -429,12 +407,12 @@ def evaluate_volumes_with_artifacts(
     extractors = {}
     if "fid" in s.metrics:
         metric_stage("2D features")
-        extractors["2d"] = _extractor(s.extractor_2d, 2, s.weights_2d, s)
+        extractors["2d"] = _extractor(2, built, s)
         _fid_group(extractors["2d"], PLANES, real, fake, s, data_hash, indices, result, art)
         result["fid_avg"] = float(np.mean([result[f"fid_{p}"] for p in PLANES]))
     if {"fid_3d", "kid", "mmd"} & set(s.metrics):
         metric_stage("3D features")
-        extractors["3d"] = _extractor(s.extractor_3d, 3, s.weights_3d, s)
+        extractors["3d"] = _extractor(3, built, s)
         _fid_group(extractors["3d"], ("3d",), real, fake, s, data_hash, indices, result, art)
         if "fid_3d" not in s.metrics:
             result.pop("fid_3d")
@@ -452,7 +430,12 @@ def evaluate_volumes_with_artifacts(
     classifier = None
     if "is" in s.metrics:
         metric_stage("is")
-        classifier = get_classifier(s.classifier, s.extractor_seed).to(s.device)
+        classifier = (
+            built.classifier
+            if built.classifier is not None
+            else get_classifier(s.classifier, s.extractor_seed)
+        )
+        classifier = classifier.to(s.device)
         _is_group(classifier, fake, s, result)
     result["provenance"] = {
         "medgan3d_version": __version__,
@@ -477,7 +460,7 @@ def evaluate_volumes_with_artifacts(
     return _ordered(result), art
 
 
-def real_axial_slices(root: Path, s: EvalSettings) -> tuple[Tensor, list[int], str]:
+def real_axial_slices(root: Path, s: MetricsConfig) -> tuple[Tensor, list[int], str]:
     """Real axial slices ``[M, 1, H, W]`` of split ``s.split`` (source ``s.slice_source``), a seeded subset of
     ``s.num_real`` when given; also their indices in the :class:`~medgan3d.data.SliceDataset` and the source."""
     slices = SliceDataset(root, split=s.split, slices=s.slice_source)
@@ -490,7 +473,7 @@ def real_axial_slices(root: Path, s: EvalSettings) -> tuple[Tensor, list[int], s
 
 
 def _evaluate_images(
-    fake: Tensor, root: Path, s: EvalSettings, t0: float, stage: Callable[[int], None]
+    fake: Tensor, root: Path, s: MetricsConfig, built: Built, t0: float, stage: Callable[[int], None]
 ) -> tuple[dict, EvalArtifacts]:
     """FID of 2D images against the real axial slices (Liu et al., arXiv 2208.03934 Table 4, FID-2D): ``fid_2d``."""
     if set(s.metrics) - {"fid"}:
@@ -506,7 +489,7 @@ def _evaluate_images(
     result: dict = {"ci95": {}, "details": {}}
     art = EvalArtifacts(real, fake)
     stage(1)
-    ext = _extractor(s.extractor_2d, 2, s.weights_2d, s)
+    ext = _extractor(2, built, s)
     view = f"2d:axial-{source}:{s.split}"
     _fid_group(ext, (view,), real, fake, s, data_hash, idx, result, art)
     result["details"]["fid_2d"]["real"] = f"axial slices ({source}) of the {s.split} split"
@@ -566,13 +549,14 @@ def _ordered(result: dict) -> dict:
 def evaluate_volumes(
     fake: Tensor | Iterable[Tensor],
     data_root: str | os.PathLike,
-    settings: EvalSettings | None = None,
-    **overrides,
+    settings: MetricsConfig | None = None,
+    **overrides: Any,
 ) -> dict:
     """Score generated volumes ``[N, 1, D, H, W]`` in [-1, 1] against the prepared dataset at ``data_root``
     (or 2D images ``[N, 1, H, W]``: ``fid_2d`` against its axial slices).
 
-    Keyword ``overrides`` set :class:`EvalSettings` fields (e.g. ``metrics=("fid", "psnr")``). Returns a
+    Keyword ``overrides`` set :class:`~medgan3d.config.MetricsConfig` fields (e.g. ``metrics=("fid", "psnr")``;
+    ``extractor_2d``, ``extractor_3d`` and ``classifier`` may also be built networks). Returns a
     dict whose top-level floats are the scores (``fid_ax`` … ``psnr``, ``ms_ssim_real``, ``is``), plus ``ci95``
     (95 % intervals: half-sampling for FID and IS, bootstrap for means; ``details[key]["interval"]`` says
     which), ``details`` (per-metric settings), ``provenance`` and ``warnings`` (scores on too few samples).
@@ -585,27 +569,27 @@ def evaluate_generator(
     G: torch.nn.Module,
     data_root: str | os.PathLike,
     num_samples: int = 64,
-    settings: EvalSettings | None = None,
+    settings: MetricsConfig | None = None,
     *,
     truncation_psi: float = 1.0,
     batch_size: int = BATCH_SIZE,
     spec: LabelSpec | None = None,
     noise_mode: str = "const",
-    **overrides,
+    **overrides: Any,
 ) -> dict:
     """Sample the volumes of seeds ``settings.seed … settings.seed + num_samples - 1`` from ``G`` with
     :func:`medgan3d.sampling.sample` (the volumes ``medgan3d generate --seeds`` writes) and
     :func:`evaluate_volumes` them; a 2D generator's images get ``fid_2d`` against the dataset's axial slices
     (pass ``metrics=("fid",)``). A conditional ``G`` (label ``spec``) is sampled with the real set's labels
     (:func:`dataset_labels`). The caller's RNG state is left as it was."""
-    s = _settings(settings, overrides)
+    s, built = _settings(settings, overrides)
     t0 = time.perf_counter()
     c = None
     if spec is not None:
         c = spec.encode(dataset_labels(Manifest.load(data_root), num_samples, s.split))
     seeds = range(s.seed, s.seed + num_samples)
     fake = sample(G, seeds, truncation_psi, noise_mode, batch_size, c=c)
-    result = evaluate_volumes(fake, data_root, s)
+    result = evaluate_volumes(fake, data_root, s, **built.given())
     result["provenance"]["generator"] = {
         "truncation_psi": truncation_psi,
         "seeds": [seeds.start, seeds.stop - 1],
@@ -619,13 +603,13 @@ def evaluate_per_class(
     fake: Tensor,
     labels: Sequence[float],
     data_root: str | os.PathLike,
-    settings: EvalSettings | None = None,
-    **overrides,
+    settings: MetricsConfig | None = None,
+    **overrides: Any,
 ) -> dict[str, dict]:
     """Scores per class of a labelled dataset: the generated volumes of each class (``labels[i]`` of ``fake[i]``)
     against the real items of that class, with the same settings. ``{class: {score: value, ..., "ci95",
     "num_real", "num_fake", "warnings"}}``; a class with fewer than 2 generated volumes is left out."""
-    s = _settings(settings, overrides)
+    s, built = _settings(settings, overrides)
     manifest = Manifest.load(data_root)
     spec = spec_of(manifest)
     if spec is None or spec.kind != "class":
@@ -637,7 +621,7 @@ def evaluate_per_class(
         rows = [i for i, v in enumerate(labels) if v == k]
         if len(rows) < 2:
             continue
-        r = evaluate_volumes(fake[rows], data_root, dataclasses.replace(s, label=k))
+        r = evaluate_volumes(fake[rows], data_root, dataclasses.replace(s, label=k), **built.given())
         out[str(k)] = scalars(r) | {
             "ci95": r["ci95"],
             "num_real": r["provenance"]["num_real"],

@@ -29,7 +29,13 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from medgan3d.config import TrainConfig, model_config_from_dict, resolve_loss, train_config_from_dict
+from medgan3d.config import (
+    MetricsConfig,
+    TrainConfig,
+    model_config_from_dict,
+    resolve_loss,
+    train_config_from_dict,
+)
 from medgan3d.data import SliceDataset, VolumeDataset
 from medgan3d.data.labels import LabelSpec, spec_of
 from medgan3d.data.manifest import Manifest
@@ -603,15 +609,8 @@ def _observe(
         from medgan3d.metrics import evaluate_generator, scalars
 
         device = str(next(G.parameters()).device)
-        result = evaluate_generator(
-            G,
-            data,
-            num_samples=cfg.metrics_samples,
-            metrics=tuple(cfg.metrics),
-            seed=cfg.seed,
-            device=device,
-            spec=spec,
-        )
+        settings = MetricsConfig(metrics=cfg.metrics, seed=cfg.seed, device=device)
+        result = evaluate_generator(G, data, num_samples=cfg.metrics_samples, settings=settings, spec=spec)
         record |= {f"metrics/{k}": v for k, v in scalars(result).items()}
         # the full result (extractor, weights, sample counts, ...) beside the scalars in stats.jsonl
         with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
