@@ -153,6 +153,23 @@ def test_split_shuffle_d_conv_equals_two_branches(nd: int, down: int) -> None:
 
 
 @pytest.mark.parametrize("nd", DIMS)
+def test_strided_1x1_conv_equals_blur_then_stride_2(nd: int) -> None:
+    """D's skip (1^n, down=2) runs the FIR downsampling, then the 1^n conv: the samples of StyleGAN2's
+    blur(pad 1) + stride-2 conv, in value and gradient (float64 exact to rounding)."""
+    torch.manual_seed(4)
+    conv = Conv(6, 8, 1, nd, bias=False, down=2).double()
+    x = channels_last(torch.randn(2, 6, *([9] * nd), dtype=torch.float64)).requires_grad_()
+    got = conv(x, gain=0.5)
+    w = conv.weight / math.sqrt(6) * 0.5
+    want = conv_fn(nd)(blur_fir(x, nd, pad=1), w, stride=2)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    v = torch.randn_like(got)
+    (g_got,) = torch.autograd.grad(got, x, v)
+    (g_want,) = torch.autograd.grad(want, x, v)
+    torch.testing.assert_close(g_got, g_want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("nd", DIMS)
 def test_minibatch_std_known_answer(nd: int) -> None:
     x = torch.zeros(4, 2, *([3] * nd))
     x[1] = 2.0  # per group of 4: values 0,2,0,0 -> population std sqrt(0.75) in every position

@@ -8,7 +8,11 @@ are keyed by torch's CPU capability; on an ISA with no recorded hashes the test 
 Re-recorded once since, when float rounding changed on purpose (each change bounded by its own test): the FIR
 filter's first axis of a volume as a banded matmul (tests/networks/test_layers_fir.py) and Split&Shuffle-D's 1ⁿ branch as
 its own convolution with bias and gain folded in (tests/networks/test_layers.py); the S&S generator's shuffle written
-by its bias/activation pass is bit-identical to the separate copy (tests/networks/test_stylegan.py).
+by its bias/activation pass is bit-identical to the separate copy (tests/networks/test_stylegan.py). Re-recorded again
+when every FIR pass and adjoint became a forward depthwise convolution on a 2D view (oneDNN's backward-data
+kernel for these filters measured 3–10x slower; tests/networks/test_layers_fir.py bounds the change against the
+previous implementation) and D's 1ⁿ skip took the FIR downsampling instead of blur + stride 2 (equal samples,
+tests/networks/test_layers.py).
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ import torch
 
 GOLDEN = {
     "AVX512": {
-        "G": "d1971131b4616c5cacdeb7cf59cbd5f534940e961080f369bd3e69f679154f03",
-        "G_ema": "54c67dd84f99b85e634e08cd296e8381f034a8ada1906a3bd68682ca209c33ce",
-        "D": "d0f4811e41d87781bd9dbadc60b1d2a989bf096c1597e8dcf7e0f2d9e6e348e4",
+        "G": "8a1a46b7229c8c8b2be3c2216ab620f08fb8b1da1db6c6a95f71fa3a558dbe2a",
+        "G_ema": "e462cf6133c198d920013c85734dd6d27cb160309a346d0cc2a6807df10e7fea",
+        "D": "ab6c3acc5ef8ace508fd6bdbefacdeb58667a1f194f5beba69b057eac8682129",
     },
 }
 

@@ -69,38 +69,43 @@ def bias_act(
 
 @dataclass(frozen=True)
 class _Pass:
-    """One separable FIR pass along ``axis``: a depthwise (transposed) convolution with the 4 taps × ``gain``.
+    """One separable FIR pass along ``axis`` with the 4 taps × ``gain``.
 
-    With ``grad_of`` = (shape, strides) of the input it was run on, the pass is the gradient of that pass
-    with respect to its input, i.e. its adjoint (computed by aten's convolution backward, the very kernel
-    autograd would pick); the adjoint of an adjoint is the pass itself.
+    ``up=False``: pad ``pad`` zeros on each side, correlate, keep every ``stride``-th sample (a depthwise
+    convolution). ``up=True``: insert ``stride − 1`` zeros between samples, correlate, crop ``pad`` from each
+    side (a depthwise transposed convolution) to ``length`` samples; ``length`` is needed where the pass is
+    the adjoint of a strided pass, whose output length is floored.
     """
 
     axis: int
-    transposed: bool
+    up: bool
     stride: int
     pad: int
     gain: float
-    grad_of: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    length: int | None = None
+
+    def adjoint(self, n_in: int) -> _Pass:
+        """The adjoint (transpose) of this pass run on an axis of ``n_in`` samples (the taps are symmetric)."""
+        if self.up:
+            return replace(self, up=False, length=None)
+        return replace(self, up=True, length=n_in)
 
 
-_TAPS: dict[tuple[torch.device, torch.dtype, float], Tensor] = {}
+_TAPS: dict[tuple[torch.device, torch.dtype, float, int], Tensor] = {}
 
 
-def _fir_taps(device: torch.device, dtype: torch.dtype, gain: float) -> Tensor:
-    """The normalised 1D filter times ``gain``, made once per (device, dtype, gain): no copy or sync per call."""
-    key = (device, dtype, gain)
-    taps = _TAPS.get(key)
-    if taps is None:
+def _fir_kernel(device: torch.device, dtype: torch.dtype, gain: float, channels: int) -> Tensor:
+    """The normalised 1D filter times ``gain`` as a depthwise ``[C, 1, 4, 1]`` kernel, made once per
+    (device, dtype, gain, C): no copy or sync per call."""
+    key = (device, dtype, gain, channels)
+    kernel = _TAPS.get(key)
+    if kernel is None:
         with torch.inference_mode(False), torch.no_grad():
             taps = torch.tensor(FIR_TAPS, dtype=dtype)
-            taps = (taps / taps.sum() * gain).to(device)
-        _TAPS[key] = taps
-    return taps
-
-
-def _axis_tuple(spatial_dims: int, axis: int, on: int, off: int) -> tuple[int, ...]:
-    return tuple(on if a == axis else off for a in range(spatial_dims))
+            taps = (taps / taps.sum() * gain).reshape(1, 1, len(FIR_TAPS), 1).repeat(channels, 1, 1, 1)
+            kernel = taps.to(device)
+        _TAPS[key] = kernel
+    return kernel
 
 
 def channels_last(x: Tensor) -> Tensor:
@@ -109,70 +114,94 @@ def channels_last(x: Tensor) -> Tensor:
     return x.contiguous(memory_format=fmt) if fmt is not None else x
 
 
-def _band(n_in: int, p: _Pass, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """The pass along one axis of length ``n_in`` as a banded ``[n_out, n_in]`` matrix (cached)."""
-    key = (n_in, p.transposed, p.stride, p.pad, p.gain, device, dtype)
-    m = _BANDS.get(key)
-    if m is None:
-        with torch.inference_mode(False), torch.no_grad():
-            eye = torch.eye(n_in, dtype=dtype).reshape(n_in, 1, n_in)
-            m = _run_pass(eye, replace(p, axis=0, grad_of=None)).reshape(n_in, -1).t().contiguous().to(device)
-        _BANDS[key] = m
-    return m
+def _as_planes(x: Tensor, axis: int) -> tuple[Tensor, bool]:
+    """A channels-last 4D view of ``x`` with the pass axis as dim 2 (``True``) or dim 3 (``False``).
+
+    Every pass then is one 2D depthwise convolution with a ``4×1`` or ``1×4`` kernel, the case oneDNN runs
+    fastest: in 3D a ``4×1×1`` depthwise kernel goes to aten's im2col fallback, and ``1×4×1``/``1×1×4`` ones
+    ran 1.3–3× slower than the same pass on a 2D view (``torch.profiler``, 32×64×64 volumes).
+    """
+    nd = x.ndim - 2
+    if nd == 1:
+        return x.unsqueeze(-1), True
+    x = channels_last(x)
+    if nd == 2:
+        return x, axis == 0
+    n, c, d, h, w = x.shape
+    xl = x.permute(0, 2, 3, 4, 1)  # [N, D, H, W, C]: contiguous
+    if axis == 0:
+        return xl.reshape(n, d, h * w, c).permute(0, 3, 1, 2), True
+    return xl.reshape(n * d, h, w, c).permute(0, 3, 1, 2), axis == 1
 
 
-_BANDS: dict[tuple[object, ...], Tensor] = {}
-
-
-def _first_axis_matmul(x: Tensor, m: Tensor) -> Tensor:
-    """``m @ x`` along the first spatial axis of a volume, in ``x``'s layout (channels-last or contiguous)."""
-    n, c, d = x.shape[:3]
-    if x.is_contiguous():
-        return torch.matmul(m, x.reshape(n * c, d, -1)).reshape(n, c, m.shape[0], *x.shape[3:])
-    x = channels_last(x).permute(0, 2, 3, 4, 1)  # [N, D, H, W, C], contiguous
-    y = torch.matmul(m, x.reshape(n, d, -1)).reshape(n, m.shape[0], *x.shape[2:])
-    return y.permute(0, 4, 1, 2, 3)
+def _from_planes(y: Tensor, like: Tensor, axis: int, length: int) -> Tensor:
+    """Undo :func:`_as_planes` for an output whose pass axis now has ``length`` samples."""
+    nd = like.ndim - 2
+    if nd == 1:
+        return y.squeeze(-1)
+    if nd == 2:
+        return y
+    n, c, d, h, w = like.shape
+    shape = [d, h, w]
+    shape[axis] = length
+    yl = channels_last(y).permute(0, 2, 3, 1)  # [B, L, M, C]: contiguous
+    return yl.reshape(n, *shape, c).permute(0, 4, 1, 2, 3)
 
 
 def _run_pass(x: Tensor, p: _Pass) -> Tensor:
-    nd, channels = x.ndim - 2, x.shape[1]
-    if nd == 3 and p.axis == 0 and p.stride == 1 and not p.transposed:
-        # aten sends a depthwise kernel of extent 1 along the last two axes to its im2col fallback
-        # (slow_conv3d) for small single-threaded batches, ~20x slower than oneDNN; a banded matrix
-        # product along the first axis is faster still, and its adjoint is the transposed matrix.
-        if p.grad_of is None:
-            return _first_axis_matmul(x, _band(x.shape[2], p, x.device, x.dtype))
-        return _first_axis_matmul(x, _band(p.grad_of[0][2], p, x.device, x.dtype).t())
-    shape = _axis_tuple(nd, p.axis, len(FIR_TAPS), 1)
-    kernel = _fir_taps(x.device, x.dtype, p.gain).reshape(1, 1, *shape).expand(channels, 1, *shape)
-    stride, pad = _axis_tuple(nd, p.axis, p.stride, 1), _axis_tuple(nd, p.axis, p.pad, 0)
-    if p.grad_of is not None:
-        # the forward input's shape and layout: the backward picks its kernel and output layout from them
-        like = torch.empty_strided(*p.grad_of, dtype=x.dtype, device=x.device)
-        mask = [True, False, False]
-        return torch.ops.aten.convolution_backward(
-            x, like, kernel, None, stride, pad, (1,) * nd, p.transposed, (0,) * nd, channels, mask
-        )[0]
-    if p.transposed:
-        return conv_transpose_fn(nd)(x, kernel, stride=stride, padding=pad, groups=channels)
-    return conv_fn(nd)(x, kernel, stride=stride, padding=pad, groups=channels)
+    """One pass as a forward depthwise convolution (a transposed pass: zero insertion, then one)."""
+    k, c, dim = len(FIR_TAPS), x.shape[1], 2 + p.axis
+    n_in = x.shape[dim]
+    planes, first = _as_planes(x, p.axis)
+    kernel = _fir_kernel(x.device, x.dtype, p.gain, c)
+    if not first:
+        kernel = kernel.transpose(2, 3)
+
+    def conv(v: Tensor, stride: int, pad: int) -> Tensor:
+        return F.conv2d(
+            v,
+            kernel,
+            stride=(stride, 1) if first else (1, stride),
+            padding=(pad, 0) if first else (0, pad),
+            groups=c,
+        )
+
+    if not p.up:
+        y = conv(planes, p.stride, p.pad)
+        n_out = (n_in + 2 * p.pad - k) // p.stride + 1
+    else:
+        n_out = p.length if p.length is not None else (n_in - 1) * p.stride - 2 * p.pad + k
+        if p.pad > k - 1:
+            raise ValueError(f"FIR up pass with pad {p.pad} > {k - 1}")
+        if p.stride == 1 and n_out == n_in + k - 1 - 2 * p.pad:
+            y = conv(planes, 1, k - 1 - p.pad)  # the adjoint of a stride-1 pass: itself with pad k−1−pad
+        else:
+            pdim = 2 if first else 3
+            shape = list(planes.shape)
+            shape[pdim] = n_out + k - 1
+            u = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last).zero_()
+            idx = [slice(None)] * 4
+            start = k - 1 - p.pad
+            idx[pdim] = slice(start, start + p.stride * (n_in - 1) + 1, p.stride)
+            u[tuple(idx)] = planes
+            y = conv(u, 1, 0)
+    return _from_planes(y, x, p.axis, n_out)
 
 
 class _FIR(torch.autograd.Function):
     """A linear FIR resampling operator: nothing saved for backward, whose backward is its adjoint.
 
     The backward runs the adjoint passes in reverse order through this same Function, so gradients of every
-    order are FIR passes too (R1 and path-length regularisation differentiate through them twice) instead
-    of aten's double backward of a depthwise (groups = channels) convolution, which loops over the groups.
+    order are forward FIR passes too (R1 and path-length regularisation differentiate through them twice):
+    no aten double backward of a depthwise (groups = channels) convolution, which loops over the groups, and
+    no oneDNN backward-data kernel, which measured 3–10x slower than the forward one for these filters.
     """
 
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor, passes: tuple[_Pass, ...]) -> Tensor:
         adjoint = []
         for p in passes:
-            adjoint.append(
-                replace(p, grad_of=None) if p.grad_of else replace(p, grad_of=(x.shape, x.stride()))
-            )
+            adjoint.append(p.adjoint(x.shape[2 + p.axis]))
             x = _run_pass(x, p)
         ctx.adjoint = tuple(reversed(adjoint))  # type: ignore[attr-defined]  # autograd's ctx carries the adjoint passes
         return x
@@ -192,8 +221,8 @@ def fir_resample(
     """
     axis_gain = gain ** (1.0 / spatial_dims)
     passes = tuple(_Pass(axis, up, stride, pad, axis_gain) for axis in range(spatial_dims))
-    # Channels-last outside the Function: oneDNN's depthwise passes run ~2x faster in it, and gradients keep
-    # the layout autograd hands them (the rounding of a plain depthwise convolution's backward, bit for bit).
+    # Channels-last outside the Function (oneDNN's depthwise passes run ~2x faster in it): the gradient goes
+    # back to the caller's layout through the layout change's own backward.
     return _FIR.apply(channels_last(x), passes)
 
 
@@ -364,8 +393,11 @@ class Conv(nn.Module):
         conv = conv_fn(self.spatial_dims)
         w = self.fused_weight().to(x.dtype)
         groups = x.shape[1] if self.variant == "depthwise" else self.groups
-        if self.down == 2:
-            x = blur_fir(x, self.spatial_dims, pad=(self.kernel_size + 1) // 2 if self.kernel_size > 1 else 1)
+        if self.down == 2 and self.kernel_size == 1:
+            # a 1^n conv reads every other sample of the blur: the FIR downsampling computes only those
+            x = conv(downsample_fir(x, self.spatial_dims), w, groups=groups)
+        elif self.down == 2:
+            x = blur_fir(x, self.spatial_dims, pad=(self.kernel_size + 1) // 2)
             x = conv(x, w, stride=2, groups=groups)
         else:
             x = conv(x, w, padding=self.kernel_size // 2, groups=groups)
