@@ -1,4 +1,4 @@
-"""Forward+backward time of G and D for the COCA variants of seed 001 Table 3, side by side in one run.
+"""Forward+backward time of G and D for the COCA variants of Liu et al., arXiv 2208.03934, Table 3, side by side in one run.
 
     python benchmarks/bench_variants.py [--batch 2] [--repeats 3] [--presets coca-baseline,coca-ss] [--bf16]
 

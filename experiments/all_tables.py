@@ -1,5 +1,5 @@
 """Every table of Liu et al., "Inflating 2D Convolution Weights for Efficient Generation of 3D Medical
-Images" (seed 001) in one command: the five drivers in turn on one --out, so the rows they share are trained
+Images" (arXiv 2208.03934) in one command: the five drivers in turn on one --out, so the rows they share are trained
 once (see common.py). Writes OUT/results.md (every table, the time each driver took) besides each driver's
 own files; docs/results.md shows the tiny run's.
 
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> str:
         times.append(f"| `{name}.py` | {time.perf_counter() - t0:.0f} |")
     total = sum(float(t.split("|")[2]) for t in times)
     head = [
-        f"# Seed 001's tables at scale `{ctx.scale.name}`",
+        f"# The tables of Liu et al., arXiv 2208.03934, at scale `{ctx.scale.name}`",
         "",
         "| driver | seconds |",
         "|---|---:|",

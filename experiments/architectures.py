@@ -1,5 +1,5 @@
 """Table 3 of Liu et al., "Inflating 2D Convolution Weights for Efficient Generation of 3D Medical Images"
-(seed 001, §3.3, §4.3.2): the parameter-efficient architectures trained from scratch.
+(arXiv 2208.03934, §3.3, §4.3.2): the parameter-efficient architectures trained from scratch.
 
 Baseline (3D StyleGAN2), Group-D, Depthwise-D, Split&Shuffle-D, Split and Split&Shuffle, each trained on the
 heart data for the same budget over every seed and scored with the same extractor and sample count. Writes

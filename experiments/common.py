@@ -1,7 +1,7 @@
 """What the table drivers share: scales, data, cached runs, scores, intervals, Markdown.
 
 The tables are those of Liu et al., "Inflating 2D Convolution Weights for Efficient Generation of 3D Medical
-Images" (seed 001): Tables 1–2 (`inflation_sweep.py`), 3 (`architectures.py`), 4 (`inflated_architectures.py`),
+Images" (arXiv 2208.03934): Tables 1–2 (`inflation_sweep.py`), 3 (`architectures.py`), 4 (`inflated_architectures.py`),
 6–7 (`methods.py`) and 8 (`quality_diversity.py`); docs/results.md has the figures and the command lines.
 
 Every driver prepares its data (the embedded phantoms unless ``--data-heart``/``--data-brain`` name prepared
@@ -52,7 +52,7 @@ ARCHS = {
 
 @dataclass(frozen=True)
 class Scale:
-    """The sizes of a table set. ``paper`` is §4.1–4.2 of seed 001: COCA 32×64×64, ADNI 64³, 32 channels,
+    """The sizes of a table set. ``paper`` is §4.1–4.2 of Liu et al., arXiv 2208.03934: COCA 32×64×64, ADNI 64³, 32 channels,
     minibatch 128, 5,000 kimg for 3D and 25,000 kimg for 2D pretraining; ``tiny`` fits the whole table set
     on two CPU cores (16³ phantoms, the ``tiny`` preset's 16-channel networks, a few hundred images)."""
 
@@ -181,7 +181,7 @@ def context(args: argparse.Namespace) -> Context:
 # ------------------------------------------------------------------------------------------ data and models
 def dataset(ctx: Context, kind: str) -> Path:
     """The prepared dataset of ``kind``: the one given, or phantoms made once under OUT/data/ (heart scans
-    with every axial slice kept for pretraining, seed 001 §4.3.1)."""
+    with every axial slice kept for pretraining, Liu et al., arXiv 2208.03934 §4.3.1)."""
     from medgan3d.data import make_brain_phantoms, make_heart_phantoms
 
     if ctx.datasets[kind] is not None:
@@ -219,7 +219,7 @@ def param_count(model: Any) -> int:
 # ------------------------------------------------------------------------------------------ runs
 @dataclass(frozen=True)
 class Init:
-    """A 3D start inflated from a pretrained 2D twin (seed 001 §3.2): a run of this set or a given checkpoint."""
+    """A 3D start inflated from a pretrained 2D twin (Liu et al., arXiv 2208.03934 §3.2): a run of this set or a given checkpoint."""
 
     pretrain: RunSpec | Path
     strategy: str
@@ -297,7 +297,7 @@ def stylegan_spec(ctx: Context, kind: str, arch: str, seed: int, init: Init | No
 
 
 def pretrain_spec(ctx: Context, kind: str, arch: str, seed: int) -> RunSpec:
-    """The 2D twin of ``arch`` pretrained on every axial slice of the training scans (seed 001 §3.2)."""
+    """The 2D twin of ``arch`` pretrained on every axial slice of the training scans (Liu et al., arXiv 2208.03934 §3.2)."""
     s = ctx.scale
     cfg = train_config(
         s.stylegan[kind],
@@ -524,7 +524,7 @@ def cell(values: Sequence[float], paper: float | str | None = None, digits: int 
 
 
 def fid_cells(scores: Sequence[dict[str, Any]], paper: Sequence[float] | None = None) -> list[str]:
-    """The four slice-FID cells of a row from its per-seed scores (seed 001 §4.1.2: FID-ax/-sag/-cor/-avg)."""
+    """The four slice-FID cells of a row from its per-seed scores (Liu et al., arXiv 2208.03934 §4.1.2: FID-ax/-sag/-cor/-avg)."""
     return [
         cell([float(s[k]) for s in scores], None if paper is None else paper[i]) for i, k in enumerate(FIDS)
     ]

@@ -1,5 +1,5 @@
 """Table 4 of Liu et al., "Inflating 2D Convolution Weights for Efficient Generation of 3D Medical Images"
-(seed 001, §4.3.2): the architectures of Table 3 started from Inflate-1 of their own 2D twins.
+(arXiv 2208.03934, §4.3.2): the architectures of Table 3 started from Inflate-1 of their own 2D twins.
 
 For every architecture and seed its 2D twin is pretrained on every axial slice of the heart scans and scored
 by FID-2D (its images against the real axial slices, the same 2D extractor); the 3D model then starts from

@@ -1,5 +1,5 @@
 """Tables 1–2 and Fig. 4 of Liu et al., "Inflating 2D Convolution Weights for Efficient Generation of 3D
-Medical Images" (seed 001, §4.3.1): inflation strategy × inflated parts.
+Medical Images" (arXiv 2208.03934, §4.3.1): inflation strategy × inflated parts.
 
 For each seed, the Baseline architecture's 2D twin is pretrained on every axial slice of the heart scans, then
 each row trains the 3D model for the same budget from it: No Inflate (from scratch), Inflate-1/-2/-3/-ASC/-NWI

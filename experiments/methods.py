@@ -1,5 +1,5 @@
 """Tables 6–7 of Liu et al., "Inflating 2D Convolution Weights for Efficient Generation of 3D Medical Images"
-(seed 001, §4.4): Split&Shuffle against the published 3D GANs, on the heart (Table 6, COCA) and the brain
+(arXiv 2208.03934, §4.4): Split&Shuffle against the published 3D GANs, on the heart (Table 6, COCA) and the brain
 (Table 7, ADNI) data.
 
 Rows: 3D-WGAN-GP, 3D-VAE-GAN, 3D-α-GAN, 3D-α-WGAN-GP (docs/baselines.md; their presets' own batch and losses),

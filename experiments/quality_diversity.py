@@ -1,5 +1,5 @@
 """Table 8 of Liu et al., "Inflating 2D Convolution Weights for Efficient Generation of 3D Medical Images"
-(seed 001, §4.4): PSNR (generation quality, higher is better) and MS-SSIM over pairs of generated volumes
+(arXiv 2208.03934, §4.4): PSNR (generation quality, higher is better) and MS-SSIM over pairs of generated volumes
 (diversity, lower is better) of the methods of Tables 6–7, on the heart and brain data.
 
 The runs are those of `methods.py` (reused when it ran with the same --out; trained here otherwise). PSNR is

@@ -1,4 +1,4 @@
-"""Messages are never hard-wrapped off a terminal (issue 11: a long path was split mid-word in logs/CI)."""
+"""Messages are never hard-wrapped off a terminal (a long path was split mid-word in logs/CI)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`medgan3d generate`'s outputs (issue 18): clipped to the trained window, marked synthetic in the NIfTI header
+"""`medgan3d generate`'s outputs: clipped to the trained window, marked synthetic in the NIfTI header
 and a JSON sidecar, with the checkpoint's kimg; the preview's labels."""
 
 from __future__ import annotations

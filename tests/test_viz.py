@@ -1,4 +1,4 @@
-"""Figures carry what a reader needs (issue 18): orientation letters on the right edges, a colour bar in the
+"""Figures carry what a reader needs: orientation letters on the right edges, a colour bar in the
 data's units, row and image labels, and the kimg inside snapshot pictures. Checked on the drawn text objects."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 11, the command line: every misuse is one `error:` line with a documented exit code, no traceback,
+"""The command line's errors: every misuse is one `error:` line with a documented exit code, no traceback,
 and nothing created. Each row runs the real entry point (`python -m medgan3d`) in a subprocess; the rows run
 concurrently once per module and each test checks one row."""
 
@@ -25,7 +25,7 @@ NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine 
 TRAIN = ["train", "--data", "{data}", "--kimg", "0.008", "--out", "{new}"]
 
 # id, argv ({new}: a fresh path that must still not exist afterwards), exit code, words of the error line.
-# ROWS: the misuses of issue 11, each in its own process; MORE_ROWS: variants, run in this process.
+# ROWS: the misuses docs/reliability.md lists, each in its own process; MORE_ROWS: variants, run in this process.
 ROWS = [
     (
         "train-raw-nifti-folder",

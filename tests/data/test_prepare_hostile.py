@@ -1,5 +1,5 @@
 """`prepare` against a hostile source: link loops, dangling links, FIFOs, duplicate links, a worker killed
-mid-task, headers claiming absurd sizes, and the umask of the written dataset (issue 11)."""
+mid-task, headers claiming absurd sizes, and the umask of the written dataset."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The scores' intervals (issue 18): half-sampling contains the estimate where the bootstrap excludes it, covers
+"""The scores' intervals: half-sampling contains the estimate where the bootstrap excludes it, covers
 the expected score at n, and draws without replacement; the too-few-samples warnings."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""report.html and the CLI (issue 18): what was scored (checkpoint, kimg, version), every metric explained, the
+"""report.html and the CLI: what was scored (checkpoint, kimg, version), every metric explained, the
 intervals named, warnings for too few samples, provenance as a table, figures with the dataset's spacing."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Reliability of run folders and checkpoints (issue 11): integrity, fallback, locking, temps, logs, modes."""
+"""Reliability of run folders and checkpoints: integrity, fallback, locking, temps, logs, modes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fault injection (issue 11): tiny training runs killed at chosen points must resume to the uninterrupted run.
+"""Fault injection: tiny training runs killed at chosen points must resume to the uninterrupted run.
 
 No hook exists in production code for this: each victim is a ``python -c DRIVER`` subprocess that monkeypatches
 one function so that the process SIGKILLs itself at the chosen moment, then calls

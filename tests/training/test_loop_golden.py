@@ -1,6 +1,6 @@
 """Golden hashes: the StyleGAN2 family trains to the same bits after every refactor of the shared loop.
 
-Recorded on the loop before it became family-generic (issue 12): a seeded tiny-preset CPU run, batch 8 as 2
+Recorded on the loop before it became family-generic: a seeded tiny-preset CPU run, batch 8 as 2
 micro-batches of 4, 6 iterations (Gmain, Greg at 0 and 4, Dmain, Dreg at 0, EMA), one thread. Float results
 depend on the CPU's vector ISA and on the thread count, so the run is pinned to one thread and the hashes
 are keyed by torch's CPU capability; on an ISA with no recorded hashes the test says how to record them.
