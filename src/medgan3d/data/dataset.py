@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from medgan3d.data.manifest import ARRAY_NAME, DatasetError, Manifest, open_array
-from medgan3d.data.preprocess import denormalize_values
+from medgan3d.data.preprocess import ArrayT, denormalize_values
 
 _AXES = {"D": 1, "H": 2, "W": 3}
 SLICE_SOURCES = ("auto", "all", "window")
@@ -56,7 +56,7 @@ def slice_source(manifest: Manifest, requested: str = "auto") -> str:
     return "window" if requested == "window" or not complete else "all"
 
 
-def denormalize(volume, manifest: Manifest, item: int | None = None):
+def denormalize(volume: ArrayT, manifest: Manifest, item: int | None = None) -> ArrayT:
     """Map model intensities [-1, 1] back to the data's units (HU for CT presets).
 
     Window presets invert the fixed window; percentile presets (MRI) use the item's own range when

@@ -145,7 +145,9 @@ class _Scene:
         dx, dy, dz = self.x - centre[0], self.y - centre[1], self.z - centre[2]
         return tuple(rot[0, k] * dx + rot[1, k] * dy + rot[2, k] * dz for k in range(3))
 
-    def ellipsoid(self, centre, rot, axes) -> np.ndarray:
+    def ellipsoid(
+        self, centre: np.ndarray | Sequence[float], rot: np.ndarray, axes: np.ndarray | Sequence[float]
+    ) -> np.ndarray:
         u, v, w = self.local(np.asarray(centre), rot)
         return (u / axes[0]) ** 2 + (v / axes[1]) ** 2 + (w / axes[2]) ** 2 <= 1.0
 

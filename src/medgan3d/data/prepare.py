@@ -35,6 +35,7 @@ from medgan3d.data.io import (
     DICOM_SUFFIXES,
     IMAGE_SUFFIXES,
     MAX_VOXELS,
+    VolumeMeta,
     VolumeReadError,
     dicom_series,
     read_dicom_series,
@@ -257,11 +258,13 @@ def keeps_all_slices(cfg: PreprocessConfig) -> bool:
     return cfg.depth != "crop_pad"
 
 
-def all_axial_slices(array: np.ndarray, meta, cfg: PreprocessConfig, source: str, info: dict) -> np.ndarray:
+def all_axial_slices(
+    array: np.ndarray, meta: VolumeMeta, cfg: PreprocessConfig, source: str, info: dict
+) -> np.ndarray:
     """Every axial slice of one scan ``[S, H, W]``, processed as the cached volume's slices are (intensity,
     trimming, resampling, in-plane resize or crop) but without the depth crop/pad.
 
-    Liu et al., "Inflating 2D Convolution Weights for Efficient Generation of 3D Medical Images" (Liu et al., arXiv 2208.03934),
+    Liu et al., "Inflating 2D Convolution Weights for Efficient Generation of 3D Medical Images" (arXiv 2208.03934),
     §3.2 and §4.3.1 pretrain the 2D GAN on all 39,281 axial slices of COCA, not on the 32-slice windows the 3D
     model sees. ``info`` is :func:`preprocess`'s record for the same scan (its ``trimmed_slices``).
     """

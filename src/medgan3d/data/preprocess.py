@@ -27,7 +27,7 @@ import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -35,6 +35,8 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
 from medgan3d.data.io import VolumeMeta, VolumeReadError
+
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)  # intensity maps work on both, returning the kind given
 
 Shape3 = tuple[int, int, int]
 
@@ -173,7 +175,7 @@ def normalize(array: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return out.astype(np.float32, copy=False)
 
 
-def denormalize_values(volume, lo: float, hi: float):
+def denormalize_values(volume: ArrayT, lo: float, hi: float) -> ArrayT:
     """Inverse of :func:`normalize` (inside the window): [-1, 1] -> [lo, hi]. Works on numpy and torch."""
     return (volume + 1.0) * ((hi - lo) / 2.0) + lo
 

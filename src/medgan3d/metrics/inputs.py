@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from medgan3d.data import VolumeReadError, preprocess, read_volumes
-from medgan3d.data.io import IMAGE_SUFFIXES, suffix_of
+from medgan3d.data.io import IMAGE_SUFFIXES, Volume, suffix_of
 from medgan3d.data.manifest import Manifest
 
 MODES = ("auto", "model", "preset")
@@ -74,7 +74,7 @@ def _fits_model_space(array: np.ndarray, shape: tuple[int, ...]) -> bool:
     return tuple(array.shape) == shape and float(array.min()) >= -1.001 and float(array.max()) <= 1.001
 
 
-def to_dataset_space(volume, manifest: Manifest, mode: str) -> tuple[np.ndarray, str]:
+def to_dataset_space(volume: Volume, manifest: Manifest, mode: str) -> tuple[np.ndarray, str]:
     """One read :class:`~medgan3d.data.Volume` as ``[D, H, W]`` in [-1, 1] at the dataset shape, and the mode used."""
     shape = tuple(manifest.shape[1:])
     chosen = mode if mode != "auto" else ("model" if _fits_model_space(volume.array, shape) else "preset")

@@ -11,7 +11,8 @@ gradient averaging over ranks, the non-finite guard, ticks, snapshots, metrics, 
   seeded, returning a :class:`PhaseResult`;
 * what happens around the steps (:meth:`Family.begin_iteration`, :meth:`Family.after_phase`,
   :meth:`Family.end_iteration`): e.g. StyleGAN2's ``w_avg``/``pl_mean`` updates and EMA, HA-GAN's crop;
-* which network samples and how (:meth:`Family.sampler`), for snapshots and metrics.
+* which network samples (:attr:`Family.sample_from`, through :func:`medgan3d.sampling.sample`), for
+  snapshots, metrics and generate.
 
 Families register themselves in :data:`FAMILIES` by name; a model config names its family in
 ``ModelConfig.family`` so that a new family never needs to touch the loop.

@@ -12,7 +12,7 @@ the fakes are generated for them and D scores both fakes and reals against them 
 NeurIPS 2020, App. C, draws the fakes' labels from the training set's distribution in the same way).
 
 Lazy regularisers are multiplied by their interval here; the matching Adam correction (lr·r, betas**r
-with r = k/(k+1)) lives in :func:`medgan3d.training.loop.make_optimizer`.
+with r = k/(k+1)) lives in :func:`medgan3d.training.families.stylegan2.make_optimizer`.
 Each function returns the loss of ONE micro-batch already divided by ``rounds`` so that gradients summed
 over micro-batches (and averaged over ranks) are the gradient of the global-batch mean.
 """
