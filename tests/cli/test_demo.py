@@ -19,13 +19,13 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
         "demo",
         "--out",
         str(out),
-        "--subjects",
+        "--num",
         "10",
         "--kimg-2d",
         "0.064",
         "--kimg-3d",
         "0.032",
-        "--samples",
+        "--num-eval",
         "6",
         "--kimg-hagan",
         "0.008",
@@ -41,6 +41,9 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     run3d = next((out / "runs").glob("*-demo-3d"))
     config = (run3d / "config.yaml").read_text(encoding="utf-8")
     assert "strategy: inflate-1" in config and "parts: GD" in config
+    assert "aug: ada" in config and "ada_kimg: 10" in config  # p can move within the demo's few kimg
+    run2d = next((out / "runs").glob("*-demo-2d"))
+    assert "kimg: 0.064" in (run2d / "config.yaml").read_text(encoding="utf-8")
     volumes = sorted((out / "samples").glob("*.nii.gz"))
     assert len(volumes) == 8
     vol = np.asarray(nib.load(volumes[0]).dataobj)
@@ -52,6 +55,7 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
         assert (out / "evaluation" / png).stat().st_size > 0
     assert str(out / "evaluation" / "report.html") in result.output
     assert "What to expect:" in result.output and "random feature extractor" in result.output
+    assert "0.032 kimg is shorter than the demo's 12" in result.output  # the pictures were described at 12
     (projected,) = (out / "projection").iterdir()  # the one held-out (val) volume
     split_val = json.loads((data / "dataset.json").read_text(encoding="utf-8"))["splits"]["val"]
     assert projected.name.startswith(f"{split_val[0]:04d}-")
