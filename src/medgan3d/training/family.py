@@ -23,10 +23,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:  # the loop imports this module
+    from medgan3d.config import TrainConfig
+    from medgan3d.training.loop import TrainState
+
+ModelT = TypeVar("ModelT")  # a family's model config (ModelConfig, HAGANConfig, ...)
+LossT = TypeVar("LossT")  # a family's objective settings, the class of TrainConfig.loss
 
 
 @dataclass(frozen=True)
@@ -75,8 +82,9 @@ class Networks:
     optimizers: Mapping[str, torch.optim.Optimizer]  # trained module name -> its optimizer
 
 
-class Family:
-    """Base class of model families; see the module docstring for the contract."""
+class Family(Generic[ModelT, LossT]):
+    """Base class of model families, typed by their model config and objective settings; see the module
+    docstring for the contract."""
 
     name: ClassVar[str]
     phase_names: ClassVar[tuple[str, ...]]
@@ -88,21 +96,23 @@ class Family:
 
     def build(
         self,
-        model: Any,
-        cfg: Any,
+        model: ModelT,
+        cfg: TrainConfig,
         device: torch.device,
         from_inflated: bool,
         init: dict[str, nn.Module] | None,
     ) -> Networks:
         raise NotImplementedError
 
-    def phases(self, step: int, cfg: Any) -> list[Phase]:
+    def phases(self, step: int, cfg: TrainConfig) -> list[Phase]:
         raise NotImplementedError
 
-    def loss(self, phase: Phase, nets: Networks, mb: MicroBatch, state: Any, cfg: Any) -> PhaseResult:
+    def loss(
+        self, phase: Phase, nets: Networks, mb: MicroBatch, state: TrainState, cfg: TrainConfig
+    ) -> PhaseResult:
         raise NotImplementedError
 
-    def begin_iteration(self, step: int, nets: Networks, cfg: Any) -> Any:
+    def begin_iteration(self, step: int, nets: Networks, cfg: TrainConfig) -> Any:
         """Per-iteration randomness shared by every phase and micro-batch (a pure function of the step)."""
         return None
 
@@ -110,14 +120,20 @@ class Family:
         """Called once per phase before its micro-batches."""
 
     def after_phase(
-        self, phase: Phase, nets: Networks, side: dict[str, Tensor], state: Any, cfg: Any, finite: Tensor
+        self,
+        phase: Phase,
+        nets: Networks,
+        side: dict[str, Tensor],
+        state: TrainState,
+        cfg: TrainConfig,
+        finite: Tensor,
     ) -> None:
         """Called once per phase after its (guarded) step, with ``side`` averaged over micro-batches and
         ranks. ``finite`` is the device flag of the step: updates here must leave everything as it was when
         it is false (``torch.where``; :func:`medgan3d.training.optim.guarded_step` for extra optimizer
         steps), without reading it on the host."""
 
-    def end_iteration(self, nets: Networks, state: Any, cfg: Any) -> None:
+    def end_iteration(self, nets: Networks, state: TrainState, cfg: TrainConfig) -> None:
         """Called after every iteration, once the image counter has advanced (e.g. EMA)."""
 
     def initial_extra_state(self) -> dict[str, float]:
@@ -136,16 +152,25 @@ class Family:
     def phase(self, name: str, trains: tuple[str, ...]) -> Phase:
         return Phase(name, self.phase_names.index(name), trains)
 
+    def objective(self, cfg: TrainConfig) -> LossT:
+        """``cfg.loss``, the settings of this family's objective (the loop resolves them before any family
+        method sees ``cfg``)."""
+        if not isinstance(cfg.loss, self.loss_cls):
+            raise TypeError(
+                f"{self.name}: train.loss is a {type(cfg.loss).__name__}, not {self.loss_cls.__name__}"
+            )
+        return cast(LossT, cfg.loss)
 
-FAMILIES: dict[str, Callable[[], Family]] = {}
+
+FAMILIES: dict[str, Callable[[], Family[Any, Any]]] = {}
 
 
-def register(cls: type[Family]) -> type[Family]:
+def register(cls: type[Family[Any, Any]]) -> type[Family[Any, Any]]:
     FAMILIES[cls.name] = cls
     return cls
 
 
-def family_for(model: Any) -> Family:
+def family_for(model: object) -> Family[Any, Any]:
     """The family of a model config (its ``family`` attribute, ``stylegan2`` when absent)."""
     import medgan3d.training.families  # noqa: F401  (registers the shipped families)
 

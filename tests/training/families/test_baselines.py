@@ -304,8 +304,8 @@ def test_phase_schedules() -> None:
         fb.WGANGPLoss(g_steps=7)
     alpha, _, same = _setup("alpha-gan-tiny")
     assert _names(alpha, same, 2) == [["EG", "D", "CD"]] * 2
-    _, _, nxt = _setup("alpha-wgan-gp-tiny")
-    assert _names(alpha, nxt, 4) == [["EG"], ["D", "CD"]] * 2
+    alpha_wgan, _, nxt = _setup("alpha-wgan-gp-tiny")
+    assert _names(alpha_wgan, nxt, 4) == [["EG"], ["D", "CD"]] * 2
     vae, _, vcfg = _setup("vae-gan-tiny")
     assert _names(vae, vcfg, 1) == [["D", "GE"]]
 

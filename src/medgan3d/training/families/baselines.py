@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 import torch
 import torch.distributed as dist
@@ -42,12 +42,20 @@ from medgan3d.config import (
     MAX_G_STEPS,
     AlphaGANLoss,
     AlphaWGANGPLoss,
+    BaselineConfig,
     VAEGANLoss,
     WGANGPLoss,
 )
 from medgan3d.training.augment import REAL_SIGN
 from medgan3d.training.family import Family, MicroBatch, Networks, Phase, PhaseResult, register
 from medgan3d.training.optim import adam, guarded_step
+
+BaselineLoss = TypeVar("BaselineLoss", bound=WGANGPLoss | VAEGANLoss | AlphaGANLoss | AlphaWGANGPLoss)
+AlphaLoss = TypeVar("AlphaLoss", bound=AlphaGANLoss | AlphaWGANGPLoss)
+
+if TYPE_CHECKING:
+    from medgan3d.config import TrainConfig
+    from medgan3d.training.loop import TrainState
 
 # ------------------------------------------------------------------------------------------ shared pieces
 
@@ -145,15 +153,15 @@ def surrogate(losses: dict[str, tuple[Tensor, nn.Module]]) -> Tensor:
     return total
 
 
-class BaselineFamily(Family):
+class BaselineFamily(Family[BaselineConfig, BaselineLoss], Generic[BaselineLoss]):
     """What the four families share: networks from ``model.build_networks()``, one Adam per network (lr and
     betas from the settings; ``TrainConfig.lr``/``betas``, e.g. ``train --lr``, override them all), running
     statistics averaged under DDP."""
 
     def build(
         self,
-        model: Any,
-        cfg: Any,
+        model: BaselineConfig,
+        cfg: TrainConfig,
         device: torch.device,
         from_inflated: bool,
         init: dict[str, nn.Module] | None,
@@ -166,18 +174,22 @@ class BaselineFamily(Family):
             )
         torch.manual_seed(cfg.seed)
         nets = {k: v.to(device).train() for k, v in model.build_networks().items()}
-        lr = cfg.lr if cfg.lr is not None else cfg.loss.lr
-        betas = cfg.betas if cfg.betas is not None else cfg.loss.betas
+        lr = cfg.lr if cfg.lr is not None else self.objective(cfg).lr
+        betas = cfg.betas if cfg.betas is not None else self.objective(cfg).betas
         opts: dict[str, torch.optim.Optimizer] = {
             k: adam(v.parameters(), device, lr=lr, betas=betas, eps=cfg.eps) for k, v in nets.items()
         }
         return Networks(nets, opts)
 
-    def loss(self, phase: Phase, nets: Networks, mb: MicroBatch, state: Any, cfg: Any) -> PhaseResult:
-        loss, stats, *side = getattr(self, f"_loss_{phase.name.split('_')[0]}")(nets.modules, mb, cfg.loss)
+    def loss(
+        self, phase: Phase, nets: Networks, mb: MicroBatch, state: TrainState, cfg: TrainConfig
+    ) -> PhaseResult:
+        loss, stats, *side = getattr(self, f"_loss_{phase.name.split('_')[0]}")(
+            nets.modules, mb, self.objective(cfg)
+        )
         return PhaseResult(loss / mb.rounds, stats, *side)
 
-    def end_iteration(self, nets: Networks, state: Any, cfg: Any) -> None:
+    def end_iteration(self, nets: Networks, state: TrainState, cfg: TrainConfig) -> None:
         average_running_stats(nets.modules)
 
     def _z(self, nets: dict[str, nn.Module], mb: MicroBatch) -> Tensor:
@@ -188,14 +200,14 @@ class BaselineFamily(Family):
 
 
 @register
-class WGANGP(BaselineFamily):
+class WGANGP(BaselineFamily[WGANGPLoss]):
     name = "wgan-gp"
     phase_names = ("D", "G", *(f"G_{i}" for i in range(2, MAX_G_STEPS + 1)))
     loss_cls = WGANGPLoss
     sample_from = "G"
 
-    def phases(self, step: int, cfg: Any) -> list[Phase]:
-        loss: WGANGPLoss = cfg.loss
+    def phases(self, step: int, cfg: TrainConfig) -> list[Phase]:
+        loss = self.objective(cfg)
         out = [self.phase("D", ("D",))]
         if step % loss.n_critic == loss.n_critic - 1:
             out += [self.phase(n, ("G",)) for n in self.phase_names[1 : 1 + loss.g_steps]]
@@ -232,7 +244,7 @@ class WGANGP(BaselineFamily):
 
 
 @register
-class VAEGAN(BaselineFamily):
+class VAEGAN(BaselineFamily[VAEGANLoss]):
     name = "vae-gan"
     phase_names = ("D", "GE")
     loss_cls = VAEGANLoss
@@ -241,27 +253,29 @@ class VAEGAN(BaselineFamily):
     def __init__(self) -> None:
         self._calls = 0
 
-    def phases(self, step: int, cfg: Any) -> list[Phase]:
+    def phases(self, step: int, cfg: TrainConfig) -> list[Phase]:
         return [self.phase("D", ("D",)), self.phase("GE", ("G", "E"))]
 
     def before_phase(self, phase: Phase, nets: Networks) -> None:
         self._calls = 0
 
-    def loss(self, phase: Phase, nets: Networks, mb: MicroBatch, state: Any, cfg: Any) -> PhaseResult:
+    def loss(
+        self, phase: Phase, nets: Networks, mb: MicroBatch, state: TrainState, cfg: TrainConfig
+    ) -> PhaseResult:
         noise = self._noise(nets.modules, mb, cfg)
         if phase.name == "D":
-            total, stats, side = self._loss_D(nets.modules, mb, cfg.loss, noise)
+            total, stats, side = self._loss_D(nets.modules, mb, self.objective(cfg), noise)
             return PhaseResult(total / mb.rounds, stats, side)
-        return self._loss_GE(nets.modules, mb, cfg.loss, noise)
+        return self._loss_GE(nets.modules, mb, self.objective(cfg), noise)
 
-    def _noise(self, nets: dict[str, nn.Module], mb: MicroBatch, cfg: Any) -> tuple[Tensor, Tensor]:
+    def _noise(self, nets: dict[str, nn.Module], mb: MicroBatch, cfg: TrainConfig) -> tuple[Tensor, Tensor]:
         """(z_p, ε) of this micro-batch: from torch's RNG (seeded per phase by the loop), or with
         ``shared_noise`` from a generator seeded by (run seed, iteration, global micro-batch), the same in
         both phases. The loop calls each phase's micro-batches in order, so the call count is the index."""
         shape = (mb.size, _latent_dim(nets))
         micro = _rank() * mb.rounds + self._calls
         self._calls += 1
-        if not cfg.loss.shared_noise:
+        if not self.objective(cfg).shared_noise:
             return torch.randn(shape, device=mb.device), torch.randn(shape, device=mb.device)
         g = torch.Generator(device=mb.device)
         g.manual_seed((((cfg.seed * 1_000_003 + mb.step) * 65_537 + micro) * 2 + 1) % (1 << 62))
@@ -326,22 +340,30 @@ class VAEGAN(BaselineFamily):
 # ------------------------------------------------------------------------------------ α-GAN, α-WGAN-GP
 
 
-class AlphaFamily(BaselineFamily):
+class AlphaFamily(BaselineFamily[AlphaLoss], Generic[AlphaLoss]):
     """Phases EG, D, CD of both α models; ``critic_batch="next"``: EG on even iterations, D and CD on odd."""
 
     phase_names = ("EG", "D", "CD")
     sample_from = "G"
 
-    def phases(self, step: int, cfg: Any) -> list[Phase]:
+    def phases(self, step: int, cfg: TrainConfig) -> list[Phase]:
         eg, d, cd = self.phase("EG", ("E", "G")), self.phase("D", ("D",)), self.phase("CD", ("CD",))
-        if cfg.loss.critic_batch == "same":
+        if self.objective(cfg).critic_batch == "same":
             return [eg, d, cd]
         return [eg] if step % 2 == 0 else [d, cd]
 
     def after_phase(
-        self, phase: Phase, nets: Networks, side: dict[str, Tensor], state: Any, cfg: Any, finite: Tensor
+        self,
+        phase: Phase,
+        nets: Networks,
+        side: dict[str, Tensor],
+        state: TrainState,
+        cfg: TrainConfig,
+        finite: Tensor,
     ) -> None:
-        if phase.name == "EG" and cfg.loss.g_double_step:  # the reference's second step on one gradient (Q5)
+        if (
+            phase.name == "EG" and self.objective(cfg).g_double_step
+        ):  # the reference's second step on one gradient (Q5)
             guarded_step(nets.optimizers["G"], finite)
 
     def _forward(
@@ -355,7 +377,7 @@ class AlphaFamily(BaselineFamily):
 
 
 @register
-class AlphaGAN(AlphaFamily):
+class AlphaGAN(AlphaFamily[AlphaGANLoss]):
     name = "alpha-gan"
     loss_cls = AlphaGANLoss
 
@@ -403,7 +425,7 @@ class AlphaGAN(AlphaFamily):
 
 
 @register
-class AlphaWGANGP(AlphaFamily):
+class AlphaWGANGP(AlphaFamily[AlphaWGANGPLoss]):
     name = "alpha-wgan-gp"
     loss_cls = AlphaWGANGPLoss
     GP_EPS = 1e-15  # inside the square root, as the reference's penalty helper

@@ -24,20 +24,22 @@ Two deliberate differences from the published code (see docs/hagan.md):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from medgan3d.config import HAGANLoss
+from medgan3d.config import HAGANConfig, HAGANLoss
 from medgan3d.training.augment import REAL_SIGN
 from medgan3d.training.family import Family, MicroBatch, Networks, Phase, PhaseResult, register
 from medgan3d.training.optim import adam
 
 if TYPE_CHECKING:
+    from medgan3d.config import TrainConfig
     from medgan3d.networks.hagan import HAGANDiscriminator, HAGANEncoder, HAGANGenerator
+    from medgan3d.training.loop import TrainState
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ def split_logits(out: Tensor, num_class: int) -> tuple[Tensor, Tensor | None]:
 
 
 @register
-class HAGAN(Family):
+class HAGAN(Family[HAGANConfig, HAGANLoss]):
     name = "hagan"
     phase_names = ("D", "G", "E_H", "E_G")
     loss_cls = HAGANLoss
@@ -102,8 +104,8 @@ class HAGAN(Family):
 
     def build(
         self,
-        model: Any,
-        cfg: Any,
+        model: HAGANConfig,
+        cfg: TrainConfig,
         device: torch.device,
         from_inflated: bool,
         init: dict[str, nn.Module] | None,
@@ -111,7 +113,7 @@ class HAGAN(Family):
         if init:
             raise ValueError("HA-GAN runs start from random weights (no --init-from/inflation)")
         torch.manual_seed(cfg.seed)
-        nets = {
+        nets: dict[str, nn.Module] = {
             "G": model.build_generator(),
             "D": model.build_discriminator(),
             "E_H": model.build_encoder(),
@@ -119,7 +121,7 @@ class HAGAN(Family):
         }
         nets = {k: v.to(device) for k, v in nets.items()}
         nets["D"].eval()  # spectral-norm vectors move only in refresh_spectral_norm
-        loss: HAGANLoss = cfg.loss
+        loss = self.objective(cfg)
         scale = (
             cfg.lr / loss.lr_g if cfg.lr is not None else 1.0
         )  # --lr sets G's; the others keep their ratio
@@ -131,19 +133,23 @@ class HAGAN(Family):
         }
         return Networks(nets, opts)
 
-    def phases(self, step: int, cfg: Any) -> list[Phase]:
-        names = self.phase_names if cfg.loss.encoder else self.phase_names[:2]
+    def phases(self, step: int, cfg: TrainConfig) -> list[Phase]:
+        names = self.phase_names if self.objective(cfg).encoder else self.phase_names[:2]
         return [self.phase(n, (n,)) for n in names]
 
-    def begin_iteration(self, step: int, nets: Networks, cfg: Any) -> Crop:
-        return draw_crop(step, cfg.seed, cast("HAGANGenerator", nets.modules["G"]).resolution, cfg.loss)
+    def begin_iteration(self, step: int, nets: Networks, cfg: TrainConfig) -> Crop:
+        return draw_crop(
+            step, cfg.seed, cast("HAGANGenerator", nets.modules["G"]).resolution, self.objective(cfg)
+        )
 
     def before_phase(self, phase: Phase, nets: Networks) -> None:
         if phase.name in ("D", "G"):
             refresh_spectral_norm(nets.modules["D"])
 
-    def loss(self, phase: Phase, nets: Networks, mb: MicroBatch, state: Any, cfg: Any) -> PhaseResult:
-        return getattr(self, f"_loss_{phase.name}")(nets, mb, cfg.loss)
+    def loss(
+        self, phase: Phase, nets: Networks, mb: MicroBatch, state: TrainState, cfg: TrainConfig
+    ) -> PhaseResult:
+        return getattr(self, f"_loss_{phase.name}")(nets, mb, self.objective(cfg))
 
     # ---------------------------------------------------------------------------------- the four steps
 

@@ -9,7 +9,7 @@ mapping outputs, ``pl_mean`` from Greg's lengths, and an EMA of G with ramp-up a
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +21,9 @@ from medgan3d.training.losses import LossConfig
 from medgan3d.training.optim import adam
 
 if TYPE_CHECKING:
+    from medgan3d.config import ModelConfig, TrainConfig
     from medgan3d.networks import Discriminator
+    from medgan3d.training.loop import TrainState
 
 DEFAULT_BETAS = (0.0, 0.99)
 
@@ -35,7 +37,7 @@ def make_optimizer(
     return adam(module.parameters(), device, lr=lr * r, betas=(betas[0] ** r, betas[1] ** r), eps=eps)
 
 
-def ema_beta(cfg: Any, cur_nimg: int) -> float:
+def ema_beta(cfg: TrainConfig, cur_nimg: int) -> float:
     """β = 0.5^(batch / ema_nimg), ema_nimg ramped up to ``ema_rampup`` of the images seen (StyleGAN2)."""
     ema_nimg = (cfg.ema_kimg if cfg.ema_kimg is not None else cfg.batch * 10 / 32) * 1000
     if cfg.ema_rampup is not None:
@@ -54,7 +56,7 @@ def update_ema(G_ema: Generator, G: Generator, beta: float) -> None:
 
 
 @register
-class StyleGAN2(Family):
+class StyleGAN2(Family["ModelConfig", LossConfig]):
     name = "stylegan2"
     phase_names = ("Gmain", "Greg", "Dmain", "Dreg")
     loss_cls = LossConfig
@@ -62,8 +64,8 @@ class StyleGAN2(Family):
 
     def build(
         self,
-        model: Any,
-        cfg: Any,
+        model: ModelConfig,
+        cfg: TrainConfig,
         device: torch.device,
         from_inflated: bool,
         init: dict[str, nn.Module] | None,
@@ -79,12 +81,12 @@ class StyleGAN2(Family):
             G_ema.load_state_dict(init["G_ema"].state_dict())
         lr = cfg.lr if cfg.lr is not None else (0.002 if from_inflated else 0.0025)
         betas = cfg.betas if cfg.betas is not None else DEFAULT_BETAS
-        opt_G = make_optimizer(G, lr, betas, cfg.eps, cfg.loss.pl_interval)
-        opt_D = make_optimizer(D, lr, betas, cfg.eps, cfg.loss.r1_interval)
+        opt_G = make_optimizer(G, lr, betas, cfg.eps, self.objective(cfg).pl_interval)
+        opt_D = make_optimizer(D, lr, betas, cfg.eps, self.objective(cfg).r1_interval)
         return Networks({"G": G, "G_ema": G_ema, "D": D}, {"G": opt_G, "D": opt_D})
 
-    def phases(self, step: int, cfg: Any) -> list[Phase]:
-        loss: LossConfig = cfg.loss
+    def phases(self, step: int, cfg: TrainConfig) -> list[Phase]:
+        loss = self.objective(cfg)
         out = [self.phase("Gmain", ("G",))]
         if loss.pl_weight > 0 and step % loss.pl_interval == 0:
             out.append(self.phase("Greg", ("G",)))
@@ -93,28 +95,37 @@ class StyleGAN2(Family):
             out.append(self.phase("Dreg", ("D",)))
         return out
 
-    def loss(self, phase: Phase, nets: Networks, mb: MicroBatch, state: Any, cfg: Any) -> PhaseResult:
+    def loss(
+        self, phase: Phase, nets: Networks, mb: MicroBatch, state: TrainState, cfg: TrainConfig
+    ) -> PhaseResult:
         G, D = cast(Generator, nets.modules["G"]), cast("Discriminator", nets.modules["D"])
+        objective = self.objective(cfg)
         z = torch.randn(mb.size, G.z_dim, device=mb.device)  # drawn first in every phase (reals may flip)
         c = None  # a conditional G gets the reals' labels (no RNG drawn: unconditional runs unchanged)
         if G.c_dim:
             assert mb.labels is not None, "a conditional run's micro-batches carry labels"
             c = mb.labels()
         if phase.name == "Gmain":
-            loss, stats = losses.g_main(G, D, z, cfg.loss, mb.autocast, mb.rounds, c)
+            loss, stats = losses.g_main(G, D, z, objective, mb.autocast, mb.rounds, c)
             return PhaseResult(loss, stats)
         if phase.name == "Greg":
             pl_mean = _pl_mean(state, mb.device).float()
-            loss, stats, length = losses.g_pl(G, z, pl_mean, cfg.loss, mb.autocast, mb.rounds, c)
+            loss, stats, length = losses.g_pl(G, z, pl_mean, objective, mb.autocast, mb.rounds, c)
             return PhaseResult(loss, stats, {"pl_length": length})
         if phase.name == "Dmain":
-            loss, stats, side = losses.d_main(G, D, z, mb.reals(), cfg.loss, mb.autocast, mb.rounds, c)
+            loss, stats, side = losses.d_main(G, D, z, mb.reals(), objective, mb.autocast, mb.rounds, c)
             return PhaseResult(loss, stats, side)
-        loss, stats = losses.d_r1(D, mb.reals(), cfg.loss, mb.autocast, mb.rounds, c)
+        loss, stats = losses.d_r1(D, mb.reals(), objective, mb.autocast, mb.rounds, c)
         return PhaseResult(loss, stats)
 
     def after_phase(
-        self, phase: Phase, nets: Networks, side: dict[str, Tensor], state: Any, cfg: Any, finite: Tensor
+        self,
+        phase: Phase,
+        nets: Networks,
+        side: dict[str, Tensor],
+        state: TrainState,
+        cfg: TrainConfig,
+        finite: Tensor,
     ) -> None:
         if phase.name == "Dmain":
             mapping = cast(Generator, nets.modules["G"]).mapping
@@ -122,10 +133,10 @@ class StyleGAN2(Family):
             mapping.w_avg.copy_(torch.where(finite, moved, mapping.w_avg))
         elif phase.name == "Greg":
             pl_mean = _pl_mean(state, finite.device)
-            moved = pl_mean + (side["pl_length"].double() - pl_mean) * cfg.loss.pl_decay
+            moved = pl_mean + (side["pl_length"].double() - pl_mean) * self.objective(cfg).pl_decay
             state.extra["pl_mean"] = torch.where(finite, moved, pl_mean)
 
-    def end_iteration(self, nets: Networks, state: Any, cfg: Any) -> None:
+    def end_iteration(self, nets: Networks, state: TrainState, cfg: TrainConfig) -> None:
         update_ema(
             cast(Generator, nets.modules["G_ema"]),
             cast(Generator, nets.modules["G"]),
@@ -136,7 +147,7 @@ class StyleGAN2(Family):
         return {"pl_mean": 0.0}
 
 
-def _pl_mean(state: Any, device: torch.device) -> Tensor:
+def _pl_mean(state: TrainState, device: torch.device) -> Tensor:
     """``pl_mean`` as a float64 device tensor (a float after resume: moved once), updated in float64 as the
     float it was before it lived on the device, so runs keep their bits."""
     value = state.extra["pl_mean"]
