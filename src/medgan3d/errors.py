@@ -8,7 +8,10 @@ that is wrong by itself or with the others, found before anything was read or wr
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # config imports this module
+    from medgan3d.config import ModelSettings, TrainConfig
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # an input could not be used, or the work failed
@@ -33,7 +36,7 @@ class UsageError(MedganError, ValueError):
     exit_code = EXIT_USAGE
 
 
-def check_batch_fits_model(model_cfg: Any, train_cfg: Any, world: int = 1) -> None:
+def check_batch_fits_model(model_cfg: ModelSettings, train_cfg: TrainConfig, world: int = 1) -> None:
     """Refuse a batch split the networks cannot run, before any run folder or network exists.
 
     The global batch is split into ``world`` processes × micro-batches of ``batch_gpu``. The discriminator's

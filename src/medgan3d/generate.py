@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from medgan3d.training.checkpoint import (
     run_dir_of,
 )
 from medgan3d.viz import MODEL_WINDOW, IntensityWindow, save_slice_grid
+
+if TYPE_CHECKING:
+    from torch import nn
 
 DESCRIP_BYTES = 80  # the NIfTI-1 header's descrip field
 _FAMILY_OF_CLASS = {"Generator": "stylegan2", "HAGANGenerator": "hagan", "BaselineGenerator": "baseline"}
@@ -239,7 +242,7 @@ def synthetic_info(
     )
 
 
-def label_spec(G: Any, origin: Mapping[str, Any], source: str | os.PathLike[str]) -> LabelSpec | None:
+def label_spec(G: nn.Module, origin: Mapping[str, Any], source: str | os.PathLike[str]) -> LabelSpec | None:
     """What a loaded generator conditions on (None: unconditional), from the run's model config."""
     if not getattr(G, "c_dim", 0):
         return None

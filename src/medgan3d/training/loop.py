@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from medgan3d.config import (
     MetricsConfig,
+    ModelSettings,
     TrainConfig,
     model_config_from_dict,
     resolve_loss,
@@ -481,13 +482,15 @@ def open_dataset(data: str | Path, model: ModelSpec, flip: bool) -> VolumeDatase
     return dataset
 
 
-def label_spec_of(model: Any) -> LabelSpec | None:
+def label_spec_of(model: ModelSettings) -> LabelSpec | None:
     """What a model config conditions on (None: an unconditional model)."""
     labels = getattr(model, "labels", None)
     return LabelSpec.from_dict(labels) if labels else None
 
 
-def conditioned(model: Any, manifest: Manifest, cond: bool, data: Path, inflated: bool = False) -> Any:
+def conditioned(
+    model: ModelSettings, manifest: Manifest, cond: bool, data: Path, inflated: bool = False
+) -> ModelSettings:
     """The model config to train on a dataset: conditional on its labels when it has some and ``cond``
     (3D models of families that support it), else as given. Refuses a mismatch with one clear line."""
     spec = spec_of(manifest)
@@ -516,7 +519,8 @@ def conditioned(model: Any, manifest: Manifest, cond: bool, data: Path, inflated
             f"{data} is labelled: inflating an unconditional 2D twin into a conditional model is not "
             "supported; train with --no-cond"
         )
-    return dataclasses.replace(model, labels=spec.to_dict())
+    # a family with a labels field (checked above): mypy cannot see that in the union
+    return dataclasses.replace(cast(Any, model), labels=spec.to_dict())
 
 
 def _blocks_hint(shape: tuple[int, ...], model: ModelSpec) -> str:

@@ -62,7 +62,7 @@ def new_run_dir(outdir: str | Path, desc: str) -> Path:
 def save_grid(
     volumes: np.ndarray,
     path: Path,
-    spacing: Any = None,
+    spacing: Sequence[float] | None = None,
     title: str = "",
     labels: list[str] | None = None,
     window: IntensityWindow = MODEL_WINDOW,
