@@ -1,12 +1,12 @@
-"""Labels and class-conditional models: prepare --labels, the labelled phantoms, the conditional StyleGAN2
-(mapping-network embedding, projection discriminator), a conditional training run and generate --label."""
+"""Labels through every package: a labelled dataset trains a conditional StyleGAN2 or HA-GAN, resumes, and
+generate --label, evaluate's per-class scores and the augmentation experiment use it. The pieces have their
+own tests: tests/data/test_labels.py (the CSV), tests/networks/test_stylegan_conditional.py (the networks)."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -17,232 +17,14 @@ from typer.testing import CliRunner
 from medgan3d.cli.main import app
 from medgan3d.config import load_preset
 from medgan3d.data import make_brain_phantoms, prepare_dataset
-from medgan3d.data.labels import LabelError, LabelSpec, read_labels_csv
+from medgan3d.data.labels import read_labels_csv
 from medgan3d.data.preprocess import get_preset
-from medgan3d.networks import Discriminator, Generator
-from medgan3d.networks.stylegan import project
 from medgan3d.sampling import synthesize
 
 runner = CliRunner()
 
 
-# ------------------------------------------------------------------------------------------ networks
-def _tiny_pair(c_dim: int) -> tuple[Generator, Discriminator]:
-    torch.manual_seed(0)
-    kw = dict(spatial_dims=3, base_shape=(2, 2, 2), num_blocks=2, channels=8)
-    return (
-        Generator(**kw, z_dim=8, w_dim=8, mapping_layers=2, c_dim=c_dim),
-        Discriminator(**kw, mbstd_group_size=2, c_dim=c_dim),
-    )
-
-
-def test_the_label_reaches_the_generator() -> None:
-    G, _ = _tiny_pair(3)
-    z = torch.randn(1, 8).repeat(3, 1)
-    c = torch.eye(3)
-    out = synthesize(G.eval(), z, c=c)
-    assert not torch.allclose(out[0], out[1]) and not torch.allclose(out[1], out[2])
-    again = synthesize(G, z[:1], c=c[1:2])
-    torch.testing.assert_close(again[0], out[1], rtol=0, atol=1e-6)  # same z, same label: same volume
-
-
-def test_the_mapping_concatenates_the_normalised_label_embedding_to_z() -> None:
-    """An independent float64 computation of StyleGAN2-ADA's conditional mapping (embed, normalise, concat)."""
-    G, _ = _tiny_pair(2)
-    m = G.mapping
-    z, c = torch.randn(4, 8), torch.eye(2)[[0, 1, 1, 0]]
-
-    def norm(x: np.ndarray) -> np.ndarray:
-        return x / np.sqrt((x**2).mean(axis=1, keepdims=True) + 1e-8)
-
-    def linear(layer: torch.nn.Module, x: np.ndarray) -> np.ndarray:
-        w = layer.weight.detach().double().numpy() * layer.weight_gain
-        b = layer.bias.detach().double().numpy() * layer.bias_gain
-        y = x @ w.T + b
-        return np.where(y >= 0, y, 0.2 * y) * math.sqrt(2) if layer.activation == "lrelu" else y
-
-    x = np.concatenate([norm(z.double().numpy()), norm(linear(m.embed, c.double().numpy()))], axis=1)
-    for layer in m.layers:
-        x = linear(layer, x)
-    np.testing.assert_allclose(m(z, c=c)[:, 0].detach().numpy(), x, rtol=1e-4, atol=1e-5)
-
-
-def test_projection_score_is_the_dot_product_over_root_k() -> None:
-    f = torch.tensor([[1.0, 2.0, -1.0, 0.5], [3.0, 0.0, 1.0, 1.0]])
-    cmap = torch.tensor([[1.0, 0.0, 2.0, 4.0], [0.5, 0.5, 0.5, -2.0]])
-    expected = torch.tensor([[(1 + 0 - 2 + 2) / 2.0], [(1.5 + 0 + 0.5 - 2) / 2.0]])
-    torch.testing.assert_close(project(f, cmap), expected)
-
-
-def test_conditional_discriminator_projects_its_features_on_the_label_embedding() -> None:
-    _, D = _tiny_pair(2)
-    captured = {}
-    D.epilogue.register_forward_hook(lambda mod, inp, out: captured.__setitem__("f", out.detach()))
-    x, c = torch.randn(4, 1, 4, 4, 4), torch.eye(2)[[0, 1, 0, 1]]
-    logits = D(x, c).detach()
-    f = captured["f"]
-    assert f.shape == (4, D.cmap_dim) and logits.shape == (4, 1)
-    embeddings = D.mapping(None, c=torch.eye(2))[:, 0].detach()  # the two classes' embeddings
-    by_hand = torch.tensor(
-        [[float(f[i] @ embeddings[int(c[i, 1])]) / math.sqrt(D.cmap_dim)] for i in range(4)]
-    )
-    torch.testing.assert_close(logits, by_hand, rtol=1e-5, atol=1e-6)
-    assert not torch.allclose(D(x, c.flip(1)), logits)  # the other label gives another score
-
-
-def test_conditional_networks_refuse_a_missing_label_and_unconditional_ones_are_unchanged() -> None:
-    G, _ = _tiny_pair(2)
-    with pytest.raises(ValueError, match="conditional"):
-        G(torch.randn(2, 8))
-    with pytest.raises(ValueError, match="label"):
-        synthesize(G, torch.randn(2, 8))
-    G0, D0 = _tiny_pair(0)
-    assert (
-        not hasattr(G0.mapping, "embed")
-        and not hasattr(D0, "mapping")
-        and D0.epilogue.out.weight.shape[0] == 1
-    )
-    with pytest.raises(ValueError, match="unconditional"):
-        synthesize(G0, torch.randn(2, 8), c=torch.eye(2))
-
-
-# ------------------------------------------------------------------------------------------ CSV
-@pytest.fixture
-def scans(tmp_path: Path) -> Path:
-    folder = tmp_path / "scans"
-    (folder / "sub").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in ("a.npy", "b.npy", "sub/c.npy"):
-        np.save(folder / name, rng.normal(size=(8, 8, 8)).astype(np.float32))
-    return folder
-
-
-def _prepare(scans: Path, csv_text: str, kind: str = "auto") -> dict:
-    csv = scans.parent / "labels.csv"
-    csv.write_text(csv_text, encoding="utf-8")
-    prepare_dataset(
-        scans,
-        scans.parent / "out",
-        get_preset("generic", shape=(8, 8, 8)),
-        labels=csv,
-        label_kind=kind,
-        val_fraction=0.0,
-    )
-    return json.loads((scans.parent / "out" / "dataset.json").read_text(encoding="utf-8"))
-
-
-def test_prepare_stores_labels_matched_by_path_file_name_or_stem(scans: Path) -> None:
-    manifest = _prepare(scans, "file,label\na.npy,1\nb,0\nc.npy,1\n")
-    assert {it["source"]: it["label"] for it in manifest["items"]} == {"a.npy": 1, "b.npy": 0, "sub/c.npy": 1}
-    assert manifest["labels"]["kind"] == "class" and manifest["labels"]["classes"] == [0, 1]
-    assert manifest["labels"]["counts"]["train"] == {"0": 1, "1": 2}
-    assert (scans.parent / "out" / "labels.csv").read_text(encoding="utf-8").startswith("file,label")
-
-
-def test_prepare_stores_float_labels_as_values(scans: Path) -> None:
-    manifest = _prepare(scans, "a.npy,0.5\nb.npy,2\nsub/c.npy,-1.25\n")
-    assert manifest["labels"] == {"kind": "value", "range": [-1.25, 2.0], "csv": "labels.csv"}
-    assert [it["label"] for it in manifest["items"]] == [0.5, 2.0, -1.25]
-
-
-@pytest.mark.parametrize(
-    ("text", "kind", "message"),
-    [
-        (
-            "a.npy,1\nb.npy,0\nsub/c.npy,1\nd.npy,0\n",
-            "auto",
-            r"labels\.csv, row 4: 'd\.npy' is not one of the 3 scans",
-        ),
-        ("a.npy,1\nb.npy,0\n", "auto", r"labels\.csv: no label for scan 'sub/c\.npy'"),
-        (
-            "a.npy,1\nb.npy,sick\nsub/c.npy,1\n",
-            "auto",
-            r"row 2: label 'sick' of 'b\.npy' is not an integer class",
-        ),
-        (
-            "a.npy,1\nb.npy,0\na.npy,1\nsub/c.npy,0\n",
-            "auto",
-            r"row 3: 'a\.npy' is labelled twice \(first at row 1\)",
-        ),
-        ("a.npy,1,x\n", "auto", r"row 1: expected 2 columns"),
-        (
-            "a.npy,1\nb.npy,0.5\nsub/c.npy,1\n",
-            "class",
-            r"row 2: label 0\.5 of 'b\.npy' is not an integer class",
-        ),
-        ("a.npy,1\nb.npy,nan\nsub/c.npy,1\n", "auto", r"row 2: label 'nan'"),
-    ],
-)
-def test_bad_label_csvs_are_refused_naming_the_csv_and_row(
-    scans: Path, text: str, kind: str, message: str
-) -> None:
-    with pytest.raises(LabelError, match=message):
-        _prepare(scans, text, kind)
-    assert not (scans.parent / "out").exists()  # nothing half-written
-
-
-def test_prepare_cli_reports_a_bad_csv_in_one_line(scans: Path) -> None:
-    csv = scans.parent / "labels.csv"
-    csv.write_text("a.npy,1\nzzz.npy,0\n", encoding="utf-8")
-    res = runner.invoke(
-        app,
-        [
-            "prepare",
-            str(scans),
-            "--preset",
-            "generic",
-            "--shape",
-            "8",
-            "-o",
-            str(scans.parent / "out"),
-            "--labels",
-            str(csv),
-        ],
-    )
-    assert res.exit_code == 1, res.output
-    errors = [ln for ln in res.output.splitlines() if ln.startswith("error")]
-    assert errors == [f"error: {csv}, row 2: 'zzz.npy' is not one of the 3 scans found"]
-    assert "Traceback" not in res.output
-
-
-def test_read_labels_csv_skips_header_and_comments(tmp_path: Path) -> None:
-    path = tmp_path / "l.csv"
-    path.write_text("# classes: 0 healthy\nfilename,label\n\nx.nii.gz, 3\n", encoding="utf-8")
-    assert read_labels_csv(path) == {"x.nii.gz": (4, 3)}
-
-
-def test_label_spec_encodes_one_hot_and_refuses_unknown_classes() -> None:
-    spec = LabelSpec("class", (2, 7))
-    torch.testing.assert_close(spec.encode([7, 2, 7]), torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]))
-    with pytest.raises(LabelError, match="--label 3: not a class of this model \\(it knows classes 2, 7\\)"):
-        spec.check(3)
-    assert LabelSpec.from_dict(spec.to_dict()) == spec
-    value = LabelSpec("value", value_range=(1.0, 3.0))
-    torch.testing.assert_close(value.encode([1.5]), torch.tensor([[1.5]]))
-    assert value.grid(3) == [1.0, 2.0, 3.0]
-
-
 # ------------------------------------------------------------------------------------------ phantoms
-def test_labelled_phantom_classes_differ_where_they_should() -> None:
-    """Brain class 1 has CSF-dark enlarged ventricles; heart class 1 a smaller contrast-filled LV (thicker wall).
-    Class 0 (and no label) is the unlabelled phantom's subject, bit for bit."""
-    from medgan3d.data.phantoms import brain_phantom, heart_phantom, ventricle_mask
-
-    rng = lambda: np.random.default_rng([0, 5])  # noqa: E731
-    plain, _ = brain_phantom(rng(), 24)
-    np.testing.assert_array_equal(brain_phantom(rng(), 24, 0)[0], plain)
-    big, _ = brain_phantom(rng(), 24, 1)
-    centre = ventricle_mask(plain.shape)
-    shrunk = centre & np.roll(centre, 2, 0) & np.roll(centre, -2, 0)  # the core, clear of the deformation
-    assert big[shrunk].mean() < 0.5 * plain[shrunk].mean()
-    assert np.abs(big[~centre] - plain[~centre]).mean() < 0.05 * np.abs(plain).mean()
-    h0, _ = heart_phantom(np.random.default_rng([0, 3]), 48)
-    np.testing.assert_array_equal(heart_phantom(np.random.default_rng([0, 3]), 48, label=0)[0], h0)
-    h1, _ = heart_phantom(np.random.default_rng([0, 3]), 48, label=1)
-    assert h1.shape == h0.shape
-    assert (h1 > 200).sum() < (h0 > 200).sum() and (h1 > 200).sum() > 0.3 * (h0 > 200).sum()  # a smaller pool
-
-
 @pytest.fixture(scope="module")
 def brain8(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cond") / "brain8"

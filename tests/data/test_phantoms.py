@@ -65,3 +65,23 @@ def test_make_brain_phantoms_adni_and_subject_independent_of_n(tmp_path):
     a3, a2 = open_volumes(tmp_path / "b3"), open_volumes(tmp_path / "b2")
     np.testing.assert_array_equal(a3[:2], a2)
     assert np.abs(a3[0].astype(np.float32) - a3[1]).mean() > 0.02
+
+
+def test_labelled_phantom_classes_differ_where_they_should() -> None:
+    """Brain class 1 has CSF-dark enlarged ventricles; heart class 1 a smaller contrast-filled LV (thicker wall).
+    Class 0 (and no label) is the unlabelled phantom's subject, bit for bit."""
+    from medgan3d.data.phantoms import brain_phantom, heart_phantom, ventricle_mask
+
+    rng = lambda: np.random.default_rng([0, 5])  # noqa: E731
+    plain, _ = brain_phantom(rng(), 24)
+    np.testing.assert_array_equal(brain_phantom(rng(), 24, 0)[0], plain)
+    big, _ = brain_phantom(rng(), 24, 1)
+    centre = ventricle_mask(plain.shape)
+    shrunk = centre & np.roll(centre, 2, 0) & np.roll(centre, -2, 0)  # the core, clear of the deformation
+    assert big[shrunk].mean() < 0.5 * plain[shrunk].mean()
+    assert np.abs(big[~centre] - plain[~centre]).mean() < 0.05 * np.abs(plain).mean()
+    h0, _ = heart_phantom(np.random.default_rng([0, 3]), 48)
+    np.testing.assert_array_equal(heart_phantom(np.random.default_rng([0, 3]), 48, label=0)[0], h0)
+    h1, _ = heart_phantom(np.random.default_rng([0, 3]), 48, label=1)
+    assert h1.shape == h0.shape
+    assert (h1 > 200).sum() < (h0 > 200).sum() and (h1 > 200).sum() > 0.3 * (h0 > 200).sum()  # a smaller pool
