@@ -20,6 +20,7 @@ from medgan3d.networks.layers import (
     downsample_fir,
     join_branches,
     modulated_conv,
+    pointwise_conv,
     upsample_fir,
 )
 
@@ -90,7 +91,7 @@ def _naive_modulated(x, weight, styles, nd, groups, up):  # type: ignore[no-unty
             w[g * cout_g : (g + 1) * cout_g] = wg
         xi = x[n : n + 1]
         if up:
-            z = torch.zeros(1, xi.shape[1], *[2 * s for s in xi.shape[2:]])
+            z = torch.zeros(1, xi.shape[1], *[2 * s for s in xi.shape[2:]], dtype=xi.dtype)
             z[(slice(None), slice(None)) + (slice(0, None, 2),) * nd] = xi
             # full correlation of the zero-inserted input (its last sample is always 0), then the 4-tap FIR
             # with one zero before: output o averages correlation samples o-1 .. o+2
@@ -112,6 +113,55 @@ def test_grouped_modulated_conv_matches_per_sample_reference(nd: int, groups: in
     styles = torch.randn(3, 8)
     got = modulated_conv(x, weight, styles, nd, groups=groups, up=up)
     torch.testing.assert_close(got, _naive_modulated(x, weight, styles, nd, groups, up), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("nd", DIMS)
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("up", [False, True])
+def test_fused_modulated_conv_in_channels_last_matches_float64_reference(
+    nd: int, groups: int, up: bool
+) -> None:
+    """The fused conv runs channels-last (input reshaped to [1, N·C], weight channels-last): float32 values and
+    gradients stay within float32 rounding of the float64 per-sample reference, and the output reshapes back
+    to [1, N·C] channels-last as a view (the next layer copies nothing)."""
+    torch.manual_seed(3)
+    x0 = channels_last(torch.randn(1, 3 * 8, *([6] * nd))).reshape(3, 8, *([6] * nd))
+    w0, s0 = torch.randn(6, 8 // groups, *([3] * nd)), torch.randn(3, 8)
+    grads = []
+    for dtype in (torch.float32, torch.float64):
+        x, w, s = (t.to(dtype).requires_grad_() for t in (x0, w0, s0))
+        y = modulated_conv(x, w, s, nd, groups=groups, up=up, fused=True)
+        ref = _naive_modulated(x.detach().double(), w0.double(), s0.double(), nd, groups, up)
+        torch.testing.assert_close(y.detach().double(), ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+        grads.append(torch.autograd.grad(y.square().sum(), [x, w, s]))
+        if dtype == torch.float32:
+            flat = y.reshape(1, -1, *y.shape[2:])
+            assert flat.data_ptr() == y.data_ptr() and flat.is_contiguous(memory_format=_CL[nd])
+    for g32, g64 in zip(*grads, strict=True):
+        torch.testing.assert_close(g32.double(), g64, rtol=1e-4, atol=1e-5 * float(g64.abs().max()))
+
+
+_CL = {2: torch.channels_last, 3: torch.channels_last_3d}
+
+
+@pytest.mark.parametrize("nd", DIMS)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_pointwise_conv_equals_1x1_convolution(nd: int, layout: str) -> None:
+    """fromRGB, D's skip and S&S-D's 1^n branch run as a matmul over the channels: equal to the 1^n conv in
+    value and gradient (float64 to 1e-12; float32 to its rounding), channels-last in, channels-last out."""
+    torch.manual_seed(5)
+    for c_in in (1, 6):
+        x0 = torch.randn(2, c_in, *([5] * nd), dtype=torch.float64)
+        x0 = channels_last(x0) if layout == "channels_last" else x0
+        w, b = torch.randn(4, c_in, *([1] * nd), dtype=torch.float64), torch.randn(4, dtype=torch.float64)
+        x = x0.clone().requires_grad_()
+        got, want = pointwise_conv(x, w, b), conv_fn(nd)(x, w, b)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+        (g_got,), (g_want,) = torch.autograd.grad(got.sum(), x), torch.autograd.grad(want.sum(), x)
+        torch.testing.assert_close(g_got, g_want, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(pointwise_conv(x0.float(), w.float()), conv_fn(nd)(x0.float(), w.float()))
+        if layout == "channels_last":
+            assert got.is_contiguous(memory_format=_CL[nd])
 
 
 @pytest.mark.parametrize("nd", DIMS)
