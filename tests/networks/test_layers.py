@@ -164,6 +164,42 @@ def test_pointwise_conv_equals_1x1_convolution(nd: int, layout: str) -> None:
             assert got.is_contiguous(memory_format=_CL[nd])
 
 
+def _bias_act_shuffle_autograd(x: torch.Tensor, bias: torch.Tensor, g: float) -> torch.Tensor:
+    """The previous bias_act(shuffle=True): the same add, autograd's own backward (a transposing copy)."""
+    n, c = x.shape[:2]
+    xv = x.reshape(n, 2, c // 2, *x.shape[2:]).transpose(1, 2)
+    bv = (bias * g).reshape(2, c // 2).t().contiguous().reshape(1, c // 2, 2, *([1] * (x.ndim - 2)))
+    return F.leaky_relu_(torch.add(bv, xv, alpha=g), 0.2).reshape(x.shape)
+
+
+@pytest.mark.parametrize("nd", DIMS)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "batch_in_channels"])
+def test_bias_act_shuffle_backward_is_autograds_bit_for_bit(nd: int, layout: str) -> None:
+    """The shuffle's own backward (one pass, in the input's layout) gives autograd's values, gradients and
+    double gradients bit for bit, and the input gradient keeps the input's layout."""
+    torch.manual_seed(6)
+    x0 = torch.randn(3, 8, *([5] * nd))
+    if layout == "channels_last":
+        x0 = channels_last(x0)
+    elif layout == "batch_in_channels":  # G's fused conv output: [1, N·C] channels-last seen as [N, C]
+        x0 = channels_last(x0.reshape(1, 24, *x0.shape[2:])).reshape(x0.shape)
+    bias0 = torch.randn(8)
+    results = []
+    for op in (
+        lambda x, b: bias_act(x, b, "lrelu", shuffle=True),
+        lambda x, b: _bias_act_shuffle_autograd(x, b, 2**0.5),
+    ):
+        x, bias = x0.clone().requires_grad_(), bias0.clone().requires_grad_()
+        y = op(x, bias)
+        w = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
+        gx, gb = torch.autograd.grad((y * w).sum(), [x, bias], create_graph=True)
+        ggx, ggb = torch.autograd.grad(gx.square().sum() + gb.square().sum(), [x, bias])
+        results.append([y, gx, gb, ggx, ggb])
+    assert results[0][1].stride() == x0.stride()  # autograd's own backward returns it contiguous
+    for got, want in zip(*results, strict=True):
+        assert torch.equal(got, want)
+
+
 @pytest.mark.parametrize("nd", DIMS)
 def test_channel_shuffle_is_permutation_and_unshuffle_inverts(nd: int) -> None:
     x = torch.arange(2 * 8).float().reshape(2, 8, *([1] * nd)).expand(2, 8, *([3] * nd)).contiguous()

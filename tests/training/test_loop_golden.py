@@ -14,7 +14,10 @@ kernel for these filters measured 3–10x slower; tests/networks/test_layers_fir
 previous implementation) and D's 1ⁿ skip took the FIR downsampling instead of blur + stride 2 (equal samples,
 tests/networks/test_layers.py). And once more when G's fused modulated conv went channels-last (oneDNN's
 channels-last kernels sum in another order; bounded against a float64 per-sample reference) and D's 1ⁿ convs
-became a matmul over the channels (equal to the conv to 1e-12 in float64), both in tests/networks/test_layers.py.
+became a matmul over the channels (equal to the conv to 1e-12 in float64), both in tests/networks/test_layers.py;
+and when the S&S generator's shuffle got its own backward, which is autograd's bit for bit (values, gradients,
+double gradients: tests/networks/test_layers.py) but hands the next conv backward a channels-last gradient
+instead of a contiguous one (another summation order there).
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ import torch
 
 GOLDEN = {
     "AVX512": {
-        "G": "48a6b260c04df9fe40b2c7dfbb819c13ffee38b465a244cca72bc7101f238113",
-        "G_ema": "ad9743ca404d908f51ae5a6c2f10a2ddf58c2708862a59f0c4979d1b49691f24",
-        "D": "ffe30110f70a58f44fd16d8b9830a3c5230a93953f8fee8f19ef1a48643e9608",
+        "G": "c0f17e31ada685899b3ba114f76c4a5c7bd486dee0ed6a7a4f49ffcf321345de",
+        "G_ema": "cb2ea559cd3b08f5ac9281dea02997c45d6386596e0a840273e6cd09a82690cc",
+        "D": "f89d79e8aaa769c7ba20812880c0f2610f7d14e906717285fcb5472f063a2b53",
     },
 }
 

@@ -37,7 +37,8 @@ def bias_act(
     Computed as ``lrelu(g·x + g·b)`` (equal for g > 0) in two passes and one allocation: elementwise work is a
     large share of a CPU step, the more so once Split&Shuffle halves the convolutions. ``shuffle=True``
     returns ``channel_shuffle`` of the result, written by the same add (its output takes the layout of the
-    bias laid out in interleaved order), so the shuffle costs no copy.
+    bias laid out in interleaved order), so the shuffle costs no copy; its backward un-shuffles the gradient
+    in one pass into the input's layout (:class:`_ShuffleAdd`).
     """
     if activation not in ("lrelu", "linear"):
         raise ValueError(f"unknown activation {activation!r}")
@@ -45,11 +46,10 @@ def bias_act(
     if shuffle:
         if bias is None:
             raise ValueError("bias_act(shuffle=True) needs a bias")
-        n, c = x.shape[:2]
+        c = x.shape[1]
         ones = [1] * (x.ndim - 2)
-        xv = x.reshape(n, 2, c // 2, *x.shape[2:]).transpose(1, 2)  # [N, C/2, 2, *S]: interleaved order
         bv = (bias * g).reshape(2, c // 2).t().contiguous().reshape(1, c // 2, 2, *ones)
-        y = torch.add(bv, xv, alpha=g)
+        y = _ShuffleAdd.apply(x, bv, g)  # [N, C/2, 2, *S]: interleaved order
         if activation == "lrelu":
             F.leaky_relu_(y, LRELU_SLOPE)  # on the fresh tensor, before the view below
         return y.reshape(x.shape)
@@ -60,6 +60,76 @@ def bias_act(
     elif activation == "lrelu":
         x = x.clone()
     return F.leaky_relu_(x, LRELU_SLOPE) if activation == "lrelu" else x
+
+
+def _interleaved_view(x: Tensor) -> Tensor:
+    """``[N, C, *S]`` as ``[N, C/2, 2, *S]`` in interleaved order: element ``[n, i, b]`` is channel ``b·C/2 + i``."""
+    n, c = x.shape[:2]
+    return x.reshape(n, 2, c // 2, *x.shape[2:]).transpose(1, 2)
+
+
+def _geometry(x: Tensor) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Shape and the strides ``empty_like(x)`` would get (``x``'s own where it is dense), without allocating."""
+    return tuple(x.shape), torch.empty_like(x, device="meta").stride()
+
+
+class _Unshuffle(torch.autograd.Function):
+    """``gain ×`` the inverse channel shuffle of an interleaved ``[N, C/2, 2, *S]`` tensor, written in one pass
+    into an ``[N, C, *S]`` tensor of the given strides (the layout of the tensor that was shuffled).
+
+    Its backward is the shuffle (times ``gain``) through :class:`_Shuffle`, so every order of gradient works.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        y: Tensor,
+        gain: float,
+        shape: tuple[int, ...],
+        stride: tuple[int, ...],
+    ) -> Tensor:
+        ctx.gain = gain  # type: ignore[attr-defined]  # autograd's ctx carries the gain
+        out = torch.empty_strided(shape, stride, dtype=y.dtype, device=y.device)
+        torch.mul(y, gain, out=_interleaved_view(out))
+        return out
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor, None, None, None]:
+        return _Shuffle.apply(grad, ctx.gain), None, None, None  # type: ignore[attr-defined]  # autograd's ctx carries the gain
+
+
+class _Shuffle(torch.autograd.Function):
+    """``gain ×`` the channel shuffle of ``[N, C, *S]`` as an interleaved ``[N, C/2, 2, *S]`` view's values."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor, gain: float) -> Tensor:
+        ctx.gain, ctx.geometry = gain, _geometry(x)  # type: ignore[attr-defined]  # autograd's ctx carries them
+        return torch.mul(_interleaved_view(x), gain)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor, None]:
+        return _Unshuffle.apply(grad, ctx.gain, *ctx.geometry), None  # type: ignore[attr-defined]  # autograd's ctx carries them
+
+
+class _ShuffleAdd(torch.autograd.Function):
+    """``bias + gain · channel_shuffle(x)`` as ``[N, C/2, 2, *S]`` (bias ``[1, C/2, 2, 1..]``), one pass each way.
+
+    The forward is the add of :func:`bias_act` (its output takes the interleaved order). Autograd's own
+    backward of that add wrote the input gradient in the interleaved order and then copied it back to the
+    input's order (a transposing copy of a whole feature map, channels-last or not); this backward writes it
+    in the input's layout in one pass (:class:`_Unshuffle`), with the same values, and the bias gradient as
+    autograd sums it.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor, bias: Tensor, gain: float) -> Tensor:
+        ctx.gain, ctx.geometry, ctx.bias_shape = gain, _geometry(x), bias.shape  # type: ignore[attr-defined]  # autograd's ctx carries them
+        return torch.add(bias, _interleaved_view(x), alpha=gain)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor, Tensor, None]:
+        gx = _Unshuffle.apply(grad, ctx.gain, *ctx.geometry)  # type: ignore[attr-defined]  # autograd's ctx carries them
+        return gx, grad.sum_to_size(ctx.bias_shape), None  # type: ignore[attr-defined]  # autograd's ctx carries them
 
 
 # --------------------------------------------------------------------------------------------------
@@ -443,9 +513,10 @@ class Conv(nn.Module):
             ya = conv(xa, wa, ba, padding=k // 2)
             yb = pointwise_conv(xb, wb, bb)
         if self.activation == "lrelu":
-            # in place on the fresh conv outputs: on the joined view, autograd would rebase the in-place op
-            # through as_strided, whose backward zero-fills a gradient of the whole output
-            ya, yb = F.leaky_relu_(ya, LRELU_SLOPE), F.leaky_relu_(yb, LRELU_SLOPE)
+            # in place on the fresh conv output: on the joined view, autograd would rebase the in-place op
+            # through as_strided, whose backward zero-fills a gradient of the whole output; the 1^n branch is
+            # a permuted view of its matmul's output, so not in place there (the same rebase)
+            ya, yb = F.leaky_relu_(ya, LRELU_SLOPE), F.leaky_relu(yb, LRELU_SLOPE)
         return join_branches(ya, yb, interleave=self.variant == "split_shuffle")
 
     def extra_repr(self) -> str:
