@@ -333,6 +333,11 @@ def test_evaluation_settings_round_trip_through_yaml() -> None:
         ),
         ({"bootstrap": "many"}, r"^eval\.yaml: metrics key 'bootstrap' must be an integer, got 'many'$"),
         ({"cache": 5}, r"^eval\.yaml: metrics key 'cache' must be a string or null, got 5$"),
+        ({"split": "tran"}, r"^eval\.yaml: metrics: split 'tran' is not one of all, train, val$"),
+        (
+            {"slice_source": "every"},
+            r"^eval\.yaml: metrics: slice_source 'every' is not one of auto, all, window$",
+        ),
     ],
 )
 def test_evaluation_settings_refuse_a_bad_key_or_value_in_one_line(data: dict, message: str) -> None:

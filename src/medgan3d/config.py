@@ -37,6 +37,7 @@ from typing import Any, ClassVar, TypeVar, Union
 
 import yaml
 
+from medgan3d.data.dataset import SLICE_SOURCES
 from medgan3d.errors import MedganError
 from medgan3d.networks.baselines import (
     BaselineCodeDiscriminator,
@@ -382,6 +383,7 @@ LossSettings = LossConfig | HAGANLoss | WGANGPLoss | VAEGANLoss | AlphaGANLoss |
 
 METRICS = ("fid", "fid_3d", "kid", "mmd", "ms_ssim", "psnr", "memorisation", "is")
 DEFAULT_METRICS = ("fid", "fid_3d", "kid", "mmd", "ms_ssim", "psnr", "memorisation")
+EVAL_SPLITS = ("all", "train", "val")  # the real set a score compares against
 
 
 def check_metric_names(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -439,6 +441,11 @@ class MetricsConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", check_metric_names(tuple(self.metrics)))
+        _require(self.split in EVAL_SPLITS, f"split {self.split!r} is not one of {', '.join(EVAL_SPLITS)}")
+        _require(
+            self.slice_source in SLICE_SOURCES,
+            f"slice_source {self.slice_source!r} is not one of {', '.join(SLICE_SOURCES)}",
+        )
         for key in ("cache", "classifier"):  # paths given as Path objects are recorded as text
             value = getattr(self, key)
             if value is not None and not isinstance(value, str):
