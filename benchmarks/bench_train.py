@@ -65,6 +65,11 @@ def time_phase(phase: str, bundle) -> float:  # type: ignore[no-untyped-def]
     return time.perf_counter() - start
 
 
+def _kimg(times: dict[str, list[float]], i: int) -> float:
+    """Repeat ``i``'s amortised seconds of one iteration (the lazy-regularisation intervals as in the loop)."""
+    return times["Gmain"][i] + times["Dmain"][i] + times["Greg"][i] / 4 + times["Dreg"][i] / 16
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -110,8 +115,15 @@ def main() -> None:
     names = args.presets.split(",")
     if len(names) == 2:
         for bf16 in precisions:
-            ratio = per_kimg[(names[0], bf16)] / per_kimg[(names[1], bf16)]
-            print(f"{names[1]} vs {names[0]} ({'bf16' if bf16 else 'fp32'}): {ratio:.2f}x faster")
+            a, b = (names[0], bf16), (names[1], bf16)
+            ratio = per_kimg[a] / per_kimg[b]
+            phases = ", ".join(f"{p} {med[a][p] / med[b][p]:.2f}x" for p in PHASES)
+            # the spread: the same ratio within each repeat (the configurations ran back to back in it)
+            rep = [_kimg(times[a], i) / _kimg(times[b], i) for i in range(args.repeats)]
+            print(
+                f"{names[1]} vs {names[0]} ({'bf16' if bf16 else 'fp32'}): {ratio:.2f}x faster "
+                f"(per repeat {min(rep):.2f}-{max(rep):.2f}x; per phase {phases})"
+            )
         for n in names if len(precisions) == 2 else ():
             print(f"{n}: bf16 vs fp32 {per_kimg[(n, False)] / per_kimg[(n, True)]:.2f}x faster")
 
