@@ -11,6 +11,7 @@ import torch
 
 from medgan3d.cli.evaluate import _fake_volumes
 from medgan3d.config import load_preset
+from medgan3d.data import Manifest, make_brain_phantoms
 from medgan3d.generate import sample_to_nifti
 from medgan3d.metrics import evaluate as evaluate_module
 from medgan3d.sampling import BATCH_SIZE, sample, sample_batches, seed_latents
@@ -82,7 +83,9 @@ def test_generate_writes_what_evaluate_scores(G, tmp_path: Path, monkeypatch) ->
     )  # NIfTI: (W, H, D)
     np.testing.assert_allclose(files, generated, rtol=0, atol=1e-6)
 
-    cli, source, _ = _fake_volumes(tmp_path / "G", None, tmp_path, n, 0, 1.0, "auto", "all")
+    data = tmp_path / "data"  # evaluate reads the dataset's manifest once, at its entry point
+    make_brain_phantoms(2, data, seed=0, shape=(16, 16, 16))
+    cli, source, _ = _fake_volumes(tmp_path / "G", None, Manifest.load(data), n, 0, 1.0, "auto", "all")
     assert source["seeds"] == [0, n - 1] and source["noise_mode"] == "const"
     assert np.array_equal(cli[:, 0].numpy(), generated)
 
@@ -93,6 +96,6 @@ def test_generate_writes_what_evaluate_scores(G, tmp_path: Path, monkeypatch) ->
         return {"provenance": {}}
 
     monkeypatch.setattr(evaluate_module, "evaluate_volumes", capture)
-    result = evaluate_module.evaluate_generator(G, tmp_path, num_samples=n, seed=0)
+    result = evaluate_module.evaluate_generator(G, data, num_samples=n, seed=0)
     assert result["provenance"]["generator"]["seeds"] == [0, n - 1]
     assert np.array_equal(seen[0][:, 0].numpy(), generated)

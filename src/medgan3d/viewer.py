@@ -196,12 +196,14 @@ def collect(
     ``seed``…) and the first ``num`` real training volumes of its dataset; a prepared dataset: its first ``num``
     volumes; a folder or file of volumes (NIfTI, NRRD/MHA, npy; a folder of DICOM slices is one volume per
     series): the first ``num`` it holds, in name order."""
+    from medgan3d.data.manifest import MANIFEST_NAME
+
     out = []
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file or folder")
-        if (path / "dataset.json").is_file() and not (path / "config.yaml").is_file():
+        if (path / MANIFEST_NAME).is_file() and not (path / "config.yaml").is_file():
             out.append(_dataset_source(path, num, "train"))
         elif _is_generator(path):
             out.extend(_run_sources(path, num, seed, psi))
@@ -221,6 +223,7 @@ def _is_generator(path: Path) -> bool:
 def _run_sources(path: Path, num: int, seed: int, psi: float) -> list[Source]:
     import yaml
 
+    from medgan3d.data.manifest import MANIFEST_NAME
     from medgan3d.generate import find_manifest, resolve_source
     from medgan3d.sampling import sample
     from medgan3d.training.checkpoint import run_dir_of
@@ -239,7 +242,7 @@ def _run_sources(path: Path, num: int, seed: int, psi: float) -> list[Source]:
     out = [Source(groups, window if manifest else None)]
     config = run_dir_of(path) / "config.yaml"
     data = yaml.safe_load(config.read_text(encoding="utf-8")).get("data") if config.is_file() else None
-    if data and (Path(data) / "dataset.json").is_file():
+    if data and (Path(data) / MANIFEST_NAME).is_file():
         out.append(_dataset_source(Path(data), num, "train", "real training volumes"))
     return out
 

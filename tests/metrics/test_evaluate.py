@@ -86,6 +86,33 @@ def test_generator_evaluation_is_seeded_and_complete(brain_root, tmp_path) -> No
     assert all(isinstance(v, float) for v in scalars(a).values()) and "provenance" not in scalars(a)
 
 
+def _count_loads(monkeypatch) -> list[object]:
+    """Every ``Manifest.load`` from now on appends its folder to the returned list."""
+    load, calls = Manifest.load.__func__, []  # type: ignore[attr-defined]
+
+    def counted(cls, root, *args, **kwargs):
+        calls.append(root)
+        return load(cls, root, *args, **kwargs)
+
+    monkeypatch.setattr(Manifest, "load", classmethod(counted))
+    return calls
+
+
+def test_the_manifest_is_read_once_per_evaluation(brain_root, heldout, tmp_path, monkeypatch) -> None:
+    G = load_preset("tiny").model.build_generator()
+    fast = {"cache": tmp_path, "metrics": ("fid", "psnr"), **FAST}
+    calls = _count_loads(monkeypatch)
+    by_path = evaluate_generator(G, brain_root, num_samples=4, **fast)
+    assert calls == [brain_root]  # at the entry point only, not again per step
+    manifest = Manifest.load(brain_root)
+    calls.clear()
+    by_manifest = evaluate_generator(G, manifest, num_samples=4, **fast)
+    images = evaluate_volumes(heldout[:4, :, 8], manifest, cache=tmp_path, **FAST | {"metrics": ("fid",)})
+    assert calls == []  # a manifest given is used as it is, for volumes and for 2D images (axial slices)
+    assert scalars(by_manifest) == scalars(by_path) and "fid_2d" in images
+    assert by_manifest["provenance"]["dataset"] == str(brain_root.resolve())
+
+
 def test_wrong_shape_and_unknown_metric_are_refused(brain_root, tmp_path) -> None:
     with pytest.raises(ValueError, match=r"shape \[1, 8, 16, 16\].*\[1, 16, 16, 16\]"):
         evaluate_volumes(torch.zeros(4, 1, 8, 16, 16), brain_root, cache=tmp_path, **FAST)

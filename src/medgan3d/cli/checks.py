@@ -39,13 +39,15 @@ def check_out_folder(path: Path, flag: str = "--out") -> None:
 
 def check_prepared(data: Path, flag: str = "--data") -> None:
     """Refuse a folder that ``medgan3d prepare`` did not write (the commonest first mistake: raw scans)."""
+    from medgan3d.data.manifest import MANIFEST_NAME
+
     if not data.exists():
         raise MedganError(f"{flag} {data}: no such folder")
     if not data.is_dir():
         raise MedganError(f"{flag} {data}: not a folder")
-    if not (data / "dataset.json").is_file():
+    if not (data / MANIFEST_NAME).is_file():
         raise MedganError(
-            f"{data}: not a prepared dataset (no dataset.json); run medgan3d prepare first "
+            f"{data}: not a prepared dataset (no {MANIFEST_NAME}); run medgan3d prepare first "
             f"(medgan3d prepare {data} -o DIR), then pass {flag} DIR"
         )
 

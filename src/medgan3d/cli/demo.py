@@ -65,6 +65,7 @@ def demo(
 ) -> None:
     """Run the whole pipeline on an embedded dataset and print where the outputs are."""
     from medgan3d.config import load_preset
+    from medgan3d.data.manifest import MANIFEST_NAME
     from medgan3d.training.checkpoint import list_checkpoints
 
     _run = _Steps(ctx)
@@ -73,7 +74,7 @@ def demo(
     preset = load_preset(config)
     shape = "x".join(str(s) for s in preset.model.output_shape[1:])
     data, runs = out / "data" / f"brain-{shape}", out / "runs"
-    if not (data / "dataset.json").is_file():
+    if not (data / MANIFEST_NAME).is_file():
         _run(
             [
                 "prepare",
@@ -219,8 +220,10 @@ def _tools_leg(_run: _Steps, out: Path, run: Path, data: Path, steps: int) -> li
 
 def _hagan_leg(_run: _Steps, out: Path, subjects: int, kimg: float, seed: int) -> list[tuple[str, Path]]:
     """HA-GAN (Sun et al. 2022) at 32³: train, sample full volumes, encode one raw scan."""
+    from medgan3d.data.manifest import MANIFEST_NAME
+
     data, raw, runs = out / "data" / "brain-32x32x32", out / "data" / "raw-32", out / "runs"
-    if not (data / "dataset.json").is_file():
+    if not (data / MANIFEST_NAME).is_file():
         _run(
             [
                 "prepare",

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from medgan3d.cli import command
+
+if TYPE_CHECKING:
+    from medgan3d.data.manifest import Manifest
 
 
 def _metrics(text: str) -> tuple[str, ...]:
@@ -30,7 +34,14 @@ def _metrics(text: str) -> tuple[str, ...]:
 
 
 def _fake_volumes(
-    run: Path | None, fake: Path | None, data: Path, n: int, seed: int, trunc: float, mode: str, split: str
+    run: Path | None,
+    fake: Path | None,
+    data: Manifest,
+    n: int,
+    seed: int,
+    trunc: float,
+    mode: str,
+    split: str,
 ):
     """The generated volumes, where they came from, and their labels (None when not conditional). A conditional
     generator is sampled with the real set's labels (each class as often as among the real volumes)."""
@@ -46,7 +57,6 @@ def _fake_volumes(
             {"fake_dir": str(fake.resolve()), "files": len(records), "modes": modes, **info},
             labels,
         )
-    from medgan3d.data import Manifest
     from medgan3d.data.labels import dataset_labels
     from medgan3d.generate import label_spec, resolve_source
     from medgan3d.sampling import sample
@@ -56,7 +66,7 @@ def _fake_volumes(
     spec = label_spec(G, origin, run)
     labels, c = None, None
     if spec is not None:
-        labels = dataset_labels(Manifest.load(data), n, split)
+        labels = dataset_labels(data, n, split)
         c = spec.encode(labels)
     volumes = sample(G, range(seed, seed + n), trunc, c=c)
     return (
@@ -185,6 +195,9 @@ def evaluate(
     check_out_folder(out)
     check_prepared(data)
     from medgan3d.config import MetricsConfig
+    from medgan3d.data import Manifest
+
+    manifest = Manifest.load(data)  # read once, passed to every step below
     from medgan3d.metrics import evaluate_volumes_with_artifacts
     from medgan3d.metrics.report import write_report
 
@@ -211,17 +224,17 @@ def evaluate(
     with Stages(make_console(stderr=True), "evaluate") as stages:
         first = "reading --fake volumes" if fake is not None else f"sampling {num} volumes"
         stages(first, 0, 1 + len(evaluation_stages(settings)))
-        volumes, source, labels = _fake_volumes(run, fake, data, num, seed, trunc, fake_mode, split)
+        volumes, source, labels = _fake_volumes(run, fake, manifest, num, seed, trunc, fake_mode, split)
         if volumes.ndim == 4:
             settings = dataclasses.replace(settings, metrics=_metrics_2d(settings.metrics))
         result, art = evaluate_volumes_with_artifacts(
-            volumes, data, settings, progress=lambda name, done, total: stages(name, done + 1, total + 1)
+            volumes, manifest, settings, progress=lambda name, done, total: stages(name, done + 1, total + 1)
         )
     result["provenance"]["source"] = source
-    if labels is not None and _has_classes(data):
+    if labels is not None and _has_classes(manifest):
         from medgan3d.metrics import evaluate_per_class
 
-        result["per_class"] = evaluate_per_class(volumes, labels, data, settings)
+        result["per_class"] = evaluate_per_class(volumes, labels, manifest, settings)
     page = write_report(result, art, out, seed=seed)
     for name, ext in result["provenance"]["extractors"].items():
         typer.echo(
@@ -253,11 +266,10 @@ def evaluate(
     typer.echo(f"report: {page}")
 
 
-def _has_classes(data: Path) -> bool:
-    from medgan3d.data import Manifest
+def _has_classes(manifest: Manifest) -> bool:
     from medgan3d.data.labels import spec_of
 
-    spec = spec_of(Manifest.load(data))
+    spec = spec_of(manifest)
     return spec is not None and spec.kind == "class"
 
 

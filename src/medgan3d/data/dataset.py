@@ -79,10 +79,10 @@ def _flip_dims(flip: bool | Sequence[str], offset: int) -> list[int]:
 
 class _CacheDataset(Dataset):
     def __init__(
-        self, root: str | os.PathLike, split: str, flip: bool | Sequence[str], flip_p: float
+        self, root: Manifest | str | os.PathLike, split: str, flip: bool | Sequence[str], flip_p: float
     ) -> None:
-        self.root = Path(root)
-        self.manifest = Manifest.load(self.root)
+        self.manifest = Manifest.of(root)  # a manifest the caller already read is not read again
+        self.root = self.manifest.root
         self.indices = self.manifest.indices(split)
         self.split = split
         self.flip_p = float(flip_p)
@@ -138,7 +138,7 @@ class VolumeDataset(_CacheDataset):
 
     def __init__(
         self,
-        root: str | os.PathLike,
+        root: Manifest | str | os.PathLike,
         split: str = "train",
         flip: bool | Sequence[str] = False,
         flip_p: float = 0.5,
@@ -167,7 +167,7 @@ class SliceDataset(_CacheDataset):
 
     def __init__(
         self,
-        root: str | os.PathLike,
+        root: Manifest | str | os.PathLike,
         split: str = "train",
         flip: bool | Sequence[str] = False,
         flip_p: float = 0.5,

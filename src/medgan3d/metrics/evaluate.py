@@ -365,7 +365,7 @@ def evaluation_stages(settings: MetricsConfig, spatial_dims: int = 3) -> list[st
 
 def evaluate_volumes_with_artifacts(
     fake: Tensor | Iterable[Tensor],
-    data_root: str | os.PathLike,
+    data_root: Manifest | str | os.PathLike,
     settings: MetricsConfig | None = None,
     progress: Progress | None = None,
     **overrides: Any,
@@ -373,12 +373,12 @@ def evaluate_volumes_with_artifacts(
     """:func:`evaluate_volumes` plus the volumes and features (for reports); ``progress`` is told as each of
     :func:`evaluation_stages` starts."""
     s, built = _settings(settings, overrides)
-    return _evaluate(fake, Path(data_root), s, built, progress)
+    return _evaluate(fake, Manifest.of(data_root), s, built, progress)
 
 
 def _evaluate(
     fake: Tensor | Iterable[Tensor],
-    root: Path,
+    manifest: Manifest,
     s: MetricsConfig,
     built: Built,
     progress: Progress | None = None,
@@ -395,9 +395,8 @@ def _evaluate(
         stage(next(i for i, name in enumerate(stages) if name.startswith(prefix)))
 
     if fake.ndim == 4:
-        return _evaluate_images(fake, root, s, built, t0, stage)
+        return _evaluate_images(fake, manifest, s, built, t0, stage)
     stage(0)
-    manifest = Manifest.load(root)
     indices = real_indices(manifest, s.split, s.num_real, s.seed, s.label)
     real = load_real(manifest, indices)
     fake, fake_range = _check_fake(fake, list(manifest.shape))
@@ -439,7 +438,7 @@ def _evaluate(
         _is_group(classifier, fake, s, result)
     result["provenance"] = {
         "medgan3d_version": __version__,
-        "dataset": str(root.resolve()),
+        "dataset": str(manifest.root.resolve()),
         "data_hash": data_hash,
         "preset": manifest.preset.name,
         "resolution": list(manifest.shape[1:]),
@@ -460,12 +459,12 @@ def _evaluate(
     return _ordered(result), art
 
 
-def real_axial_slices(root: Path, s: MetricsConfig) -> tuple[Tensor, list[int], str]:
+def real_axial_slices(data: Manifest | str | os.PathLike, s: MetricsConfig) -> tuple[Tensor, list[int], str]:
     """Real axial slices ``[M, 1, H, W]`` of split ``s.split`` (source ``s.slice_source``), a seeded subset of
     ``s.num_real`` when given; also their indices in the :class:`~medgan3d.data.SliceDataset` and the source."""
-    slices = SliceDataset(root, split=s.split, slices=s.slice_source)
+    slices = SliceDataset(data, split=s.split, slices=s.slice_source)
     if len(slices) == 0:
-        raise ValueError(f"{root}: split {s.split!r} holds no axial slices")
+        raise ValueError(f"{slices.root}: split {s.split!r} holds no axial slices")
     idx = list(range(len(slices)))
     if s.num_real is not None and s.num_real < len(idx):
         idx = sorted(np.random.default_rng(s.seed).choice(len(idx), s.num_real, replace=False).tolist())
@@ -473,7 +472,7 @@ def real_axial_slices(root: Path, s: MetricsConfig) -> tuple[Tensor, list[int], 
 
 
 def _evaluate_images(
-    fake: Tensor, root: Path, s: MetricsConfig, built: Built, t0: float, stage: Callable[[int], None]
+    fake: Tensor, manifest: Manifest, s: MetricsConfig, built: Built, t0: float, stage: Callable[[int], None]
 ) -> tuple[dict, EvalArtifacts]:
     """FID of 2D images against the real axial slices (Liu et al., arXiv 2208.03934 Table 4, FID-2D): ``fid_2d``."""
     if set(s.metrics) - {"fid"}:
@@ -482,8 +481,7 @@ def _evaluate_images(
             f"{sorted(set(s.metrics) - {'fid'})} need volumes"
         )
     stage(0)
-    manifest = Manifest.load(root)
-    real, idx, source = real_axial_slices(root, s)
+    real, idx, source = real_axial_slices(manifest, s)
     fake, fake_range = _check_fake(fake, list(real.shape[1:]))
     data_hash = _data_hash(manifest)
     result: dict = {"ci95": {}, "details": {}}
@@ -495,7 +493,7 @@ def _evaluate_images(
     result["details"]["fid_2d"]["real"] = f"axial slices ({source}) of the {s.split} split"
     result["provenance"] = {
         "medgan3d_version": __version__,
-        "dataset": str(root.resolve()),
+        "dataset": str(manifest.root.resolve()),
         "data_hash": data_hash,
         "preset": manifest.preset.name,
         "resolution": list(real.shape[2:]),
@@ -548,12 +546,13 @@ def _ordered(result: dict) -> dict:
 
 def evaluate_volumes(
     fake: Tensor | Iterable[Tensor],
-    data_root: str | os.PathLike,
+    data_root: Manifest | str | os.PathLike,
     settings: MetricsConfig | None = None,
     **overrides: Any,
 ) -> dict:
     """Score generated volumes ``[N, 1, D, H, W]`` in [-1, 1] against the prepared dataset at ``data_root``
-    (or 2D images ``[N, 1, H, W]``: ``fid_2d`` against its axial slices).
+    (its folder, or its :class:`~medgan3d.data.manifest.Manifest` read once by the caller), or 2D images
+    ``[N, 1, H, W]``: ``fid_2d`` against its axial slices.
 
     Keyword ``overrides`` set :class:`~medgan3d.config.MetricsConfig` fields (e.g. ``metrics=("fid", "psnr")``;
     ``extractor_2d``, ``extractor_3d`` and ``classifier`` may also be built networks). Returns a
@@ -567,7 +566,7 @@ def evaluate_volumes(
 @torch.no_grad()
 def evaluate_generator(
     G: torch.nn.Module,
-    data_root: str | os.PathLike,
+    data_root: Manifest | str | os.PathLike,
     num_samples: int = 64,
     settings: MetricsConfig | None = None,
     *,
@@ -583,13 +582,14 @@ def evaluate_generator(
     (pass ``metrics=("fid",)``). A conditional ``G`` (label ``spec``) is sampled with the real set's labels
     (:func:`dataset_labels`). The caller's RNG state is left as it was."""
     s, built = _settings(settings, overrides)
+    manifest = Manifest.of(data_root)
     t0 = time.perf_counter()
     c = None
     if spec is not None:
-        c = spec.encode(dataset_labels(Manifest.load(data_root), num_samples, s.split))
+        c = spec.encode(dataset_labels(manifest, num_samples, s.split))
     seeds = range(s.seed, s.seed + num_samples)
     fake = sample(G, seeds, truncation_psi, noise_mode, batch_size, c=c)
-    result = evaluate_volumes(fake, data_root, s, **built.given())
+    result = evaluate_volumes(fake, manifest, s, **built.given())
     result["provenance"]["generator"] = {
         "truncation_psi": truncation_psi,
         "seeds": [seeds.start, seeds.stop - 1],
@@ -602,7 +602,7 @@ def evaluate_generator(
 def evaluate_per_class(
     fake: Tensor,
     labels: Sequence[float],
-    data_root: str | os.PathLike,
+    data_root: Manifest | str | os.PathLike,
     settings: MetricsConfig | None = None,
     **overrides: Any,
 ) -> dict[str, dict]:
@@ -610,10 +610,10 @@ def evaluate_per_class(
     against the real items of that class, with the same settings. ``{class: {score: value, ..., "ci95",
     "num_real", "num_fake", "warnings"}}``; a class with fewer than 2 generated volumes is left out."""
     s, built = _settings(settings, overrides)
-    manifest = Manifest.load(data_root)
+    manifest = Manifest.of(data_root)
     spec = spec_of(manifest)
     if spec is None or spec.kind != "class":
-        raise ValueError(f"{data_root}: per-class scores need a dataset with class labels")
+        raise ValueError(f"{manifest.root}: per-class scores need a dataset with class labels")
     if len(labels) != len(fake):
         raise ValueError(f"{len(labels)} labels for {len(fake)} generated volumes")
     out: dict[str, dict] = {}
@@ -621,7 +621,7 @@ def evaluate_per_class(
         rows = [i for i, v in enumerate(labels) if v == k]
         if len(rows) < 2:
             continue
-        r = evaluate_volumes(fake[rows], data_root, dataclasses.replace(s, label=k), **built.given())
+        r = evaluate_volumes(fake[rows], manifest, dataclasses.replace(s, label=k), **built.given())
         out[str(k)] = scalars(r) | {
             "ci95": r["ci95"],
             "num_real": r["provenance"]["num_real"],

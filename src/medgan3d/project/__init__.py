@@ -155,13 +155,14 @@ def _targets(
     limit: int | None,
 ) -> Iterable[Target] | list[Target]:
     """Scans (read lazily) with the run's or ``data``'s manifest, or the volumes of ``data``'s split."""
+    from medgan3d.data.manifest import MANIFEST_NAME
     from medgan3d.generate import find_manifest
 
     if scans:
         manifest = find_manifest(run, data)
         if manifest is None:
             raise FileNotFoundError(
-                f"{run}: no dataset.json beside the run; give --data DATASET (its preprocessing)"
+                f"{run}: no {MANIFEST_NAME} beside the run; give --data DATASET (its preprocessing)"
             )
         return scan_targets([Path(s) for s in scans], manifest)
     if data is None:

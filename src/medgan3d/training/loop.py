@@ -39,7 +39,7 @@ from medgan3d.config import (
 )
 from medgan3d.data import SliceDataset, VolumeDataset
 from medgan3d.data.labels import LabelSpec, spec_of
-from medgan3d.data.manifest import Manifest
+from medgan3d.data.manifest import MANIFEST_NAME, Manifest
 from medgan3d.errors import MedganError, UsageError, check_batch_fits_model
 from medgan3d.sampling import sample
 from medgan3d.training import checkpoint as ckpt
@@ -554,9 +554,9 @@ def _write_run_files(run_dir: Path, config: dict[str, Any], data: Path) -> None:
 
     text = yaml.safe_dump(config, sort_keys=False)
     atomic_write(run_dir / "config.yaml", lambda p: p.write_text(text, encoding="utf-8"))
-    manifest = data / "dataset.json"
+    manifest = data / MANIFEST_NAME
     if manifest.is_file():  # generate maps intensities back and writes the data's spacing from it
-        atomic_write(run_dir / "dataset.json", lambda p: p.write_bytes(manifest.read_bytes()))
+        atomic_write(run_dir / MANIFEST_NAME, lambda p: p.write_bytes(manifest.read_bytes()))
 
 
 def _stop_requested(flag: StopFlag, d: Dist) -> bool:
@@ -593,7 +593,6 @@ def _observe(
     record: dict[str, Any],
     logger: RunLogger,
     manifest: Manifest,
-    data: Path,
     spec: LabelSpec | None = None,
 ) -> None:
     """The snapshot's PNG grid and (with ``cfg.metrics``) scores into ``record`` and metrics.jsonl."""
@@ -614,7 +613,9 @@ def _observe(
 
         device = str(next(G.parameters()).device)
         settings = MetricsConfig(metrics=cfg.metrics, seed=cfg.seed, device=device)
-        result = evaluate_generator(G, data, num_samples=cfg.metrics_samples, settings=settings, spec=spec)
+        result = evaluate_generator(
+            G, manifest, num_samples=cfg.metrics_samples, settings=settings, spec=spec
+        )
         record |= {f"metrics/{k}": v for k, v in scalars(result).items()}
         # the full result (extractor, weights, sample counts, ...) beside the scalars in stats.jsonl
         with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
@@ -654,8 +655,7 @@ class Run:
     rounds: int
     run_dir: Path | None
     logger: RunLogger
-    manifest: Manifest  # the training data's (spacing and intensity window of the snapshot grids)
-    data: Path
+    manifest: Manifest  # the training data's (spacing and intensity window of the snapshot grids, scores)
     config: dict[str, Any]
     last_good: Path | None  # newest checkpoint written with no bad streak (never pruned, named on failure)
     augment: AugmentPipe | None = None  # what D sees passes through it (cfg.aug); its state is checkpointed
@@ -787,7 +787,6 @@ def _train(
             run_dir if d.is_main else None,
             logger,
             dataset.manifest,
-            data,
             config,
             last_good,
             augment,
@@ -910,7 +909,6 @@ def _tick(run: Run, rows: list[dict[str, Stat]], tick_time: float, snapshot: boo
             record,
             logger,
             run.manifest,
-            run.data,
             run.reals.spec,
         )
     logger.tick(record)
