@@ -129,7 +129,7 @@ def test_fused_modulated_conv_in_channels_last_matches_float64_reference(
     w0, s0 = torch.randn(6, 8 // groups, *([3] * nd)), torch.randn(3, 8)
     grads = []
     for dtype in (torch.float32, torch.float64):
-        x, w, s = (t.to(dtype).requires_grad_() for t in (x0, w0, s0))
+        x, w, s = (t.to(dtype, copy=True).requires_grad_() for t in (x0, w0, s0))
         y = modulated_conv(x, w, s, nd, groups=groups, up=up, fused=True)
         ref = _naive_modulated(x.detach().double(), w0.double(), s0.double(), nd, groups, up)
         torch.testing.assert_close(y.detach().double(), ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
