@@ -384,3 +384,18 @@ def test_seeded_networks_draw_their_initial_weights_in_the_pre_refactor_order(
     for n, net in built.items():
         for (k, v), w in zip(net.state_dict().items(), old[n].state_dict().values(), strict=True):
             assert torch.equal(v, w), (n, k)
+
+
+def test_metric_names_parse_in_order_and_refuse_in_one_line() -> None:
+    from medgan3d.config import parse_metric_names
+    from medgan3d.errors import UsageError
+
+    assert parse_metric_names(" psnr, fid ,,kid") == ("psnr", "fid", "kid")
+    with pytest.raises(UsageError) as err:
+        parse_metric_names("fid,fdi,lpips", "--metrics")
+    assert str(err.value) == (
+        "--metrics 'fid,fdi,lpips': unknown metrics ['fdi', 'lpips']; "
+        "choose from fid,fid_3d,kid,mmd,ms_ssim,psnr,memorisation,is"
+    )
+    with pytest.raises(UsageError, match=r"^--metrics ' , ': no metric names; choose from fid,"):
+        parse_metric_names(" , ")

@@ -38,7 +38,7 @@ from typing import Any, ClassVar, TypeVar, Union
 import yaml
 
 from medgan3d.data.dataset import SLICE_SOURCES
-from medgan3d.errors import MedganError
+from medgan3d.errors import MedganError, UsageError
 from medgan3d.networks.baselines import (
     BaselineCodeDiscriminator,
     BaselineDiscriminator,
@@ -391,6 +391,18 @@ def check_metric_names(names: tuple[str, ...]) -> tuple[str, ...]:
     bad = [m for m in names if m not in METRICS]
     if bad:
         raise ValueError(f"unknown metrics {bad}; choose from {list(METRICS)}")
+    return names
+
+
+def parse_metric_names(text: str, option: str = "--metrics") -> tuple[str, ...]:
+    """A comma list of metric names (``"fid, psnr"``) as given to ``option``, in order; a :class:`UsageError`
+    in one line naming ``option``, the text and the unknown names when one is not of :data:`METRICS` or none
+    is given. ``medgan3d train`` and ``medgan3d evaluate`` read their ``--metrics`` with it."""
+    names = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in names if m not in METRICS]
+    if unknown or not names:
+        what = f"unknown metrics {unknown}" if unknown else "no metric names"
+        raise UsageError(f"{option} {text!r}: {what}; choose from {','.join(METRICS)}")
     return names
 
 

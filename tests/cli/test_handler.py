@@ -115,7 +115,24 @@ MORE_ROWS = [
         EXIT_USAGE,
         ["batch 12", "multiple of batch_gpu 8"],
     ),
-    ("train-unknown-metric", [*TRAIN, "--metrics", "fid,nope"], EXIT_USAGE, ["--metrics", "nope"]),
+    (
+        "train-unknown-metric",
+        [*TRAIN, "--metrics", "fid,nope"],
+        EXIT_USAGE,
+        ["--metrics 'fid,nope': unknown metrics ['nope']; choose from fid,fid_3d,"],
+    ),
+    (
+        "evaluate-unknown-metric",
+        ["evaluate", "{run}", "--data", "{data}", "--metrics", "fid, nope", "-o", "{new}"],
+        EXIT_USAGE,
+        ["--metrics 'fid, nope': unknown metrics ['nope']; choose from fid,fid_3d,"],
+    ),
+    (
+        "evaluate-no-metric",
+        ["evaluate", "{run}", "--data", "{data}", "--metrics", ",", "-o", "{new}"],
+        EXIT_USAGE,
+        ["--metrics ',': no metric names"],
+    ),
     ("train-resume-without-kimg", ["train", "--resume", "{run}"], EXIT_USAGE, ["--resume needs --kimg"]),
     (
         "evaluate-generator-shape-mismatch",

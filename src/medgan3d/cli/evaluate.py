@@ -21,18 +21,6 @@ if TYPE_CHECKING:
     from medgan3d.data.manifest import Manifest
 
 
-def _metrics(text: str) -> tuple[str, ...]:
-    from medgan3d.config import METRICS
-
-    names = tuple(m.strip() for m in text.split(",") if m.strip())
-    bad = [m for m in names if m not in METRICS]
-    if bad or not names:
-        raise typer.BadParameter(
-            f"unknown metrics {bad}; choose from {','.join(METRICS)}", param_hint="--metrics"
-        )
-    return names
-
-
 def _fake_volumes(
     run: Path | None,
     fake: Path | None,
@@ -188,8 +176,9 @@ def evaluate(
 ) -> None:
     """Score generated volumes against a prepared dataset; write metrics.json and an HTML report."""
     from medgan3d.cli.checks import check_out_folder, check_prepared, warn
+    from medgan3d.config import parse_metric_names
 
-    names = _metrics(metrics)
+    names = parse_metric_names(metrics)
     if (run is None) == (fake is None):
         raise typer.BadParameter("give either RUN_OR_CKPT or --fake DIR (exactly one)")
     check_out_folder(out)

@@ -86,7 +86,9 @@ class RunOptions:
         }
         found: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         if self.metrics:
-            found["metrics"] = _metric_names(self.metrics)
+            from medgan3d.config import parse_metric_names
+
+            found["metrics"] = parse_metric_names(self.metrics)
         return found
 
 
@@ -285,16 +287,6 @@ def _configure(config: str, overrides: dict[str, Any]) -> tuple[Preset, TrainCon
         key = str(exc).split(" ", 1)[0]
         flag = _FLAGS.get(key) if key in overrides else None
         raise UsageError(f"{flag}{str(exc)[len(key) :]}" if flag else f"{source}: {exc}") from exc
-
-
-def _metric_names(text: str) -> tuple[str, ...]:
-    from medgan3d.config import METRICS
-
-    names = tuple(m.strip() for m in text.split(",") if m.strip())
-    unknown = [m for m in names if m not in METRICS]
-    if unknown or not names:
-        raise UsageError(f"--metrics {text!r}: unknown {unknown}; choose from {','.join(METRICS)}")
-    return names
 
 
 def _with_gamma(cfg: TrainConfig, gamma: float | None) -> TrainConfig:
