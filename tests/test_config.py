@@ -399,3 +399,22 @@ def test_metric_names_parse_in_order_and_refuse_in_one_line() -> None:
     )
     with pytest.raises(UsageError, match=r"^--metrics ' , ': no metric names; choose from fid,"):
         parse_metric_names(" , ")
+
+
+def test_train_metrics_settings_read_as_evaluation_settings_and_stay_out_of_old_files() -> None:
+    from medgan3d.config import ConfigError, MetricsConfig, TrainConfig, train_config_from_dict
+
+    cfg = train_config_from_dict(
+        {"metrics": ["fid"], "metrics_settings": {"weights_2d": "inc.pt", "bootstrap": 0}}
+    )
+    assert cfg.metrics_settings == MetricsConfig(weights_2d="inc.pt", bootstrap=0)
+    assert cfg.to_dict()["metrics_settings"]["weights_2d"] == "inc.pt"
+    assert (
+        "metrics_settings" not in TrainConfig().to_dict()
+    )  # left out at its default: pinned files unchanged
+    with pytest.raises(
+        ConfigError, match=r"^x\.yaml: unknown train\.metrics_settings key 'weights2d' \(known: "
+    ):
+        train_config_from_dict({"metrics_settings": {"weights2d": "inc.pt"}}, "x.yaml")
+    with pytest.raises(ConfigError, match=r"^x\.yaml: train\.metrics_settings: split 'tran' is not one of"):
+        train_config_from_dict({"metrics_settings": {"split": "tran"}}, "x.yaml")

@@ -413,7 +413,8 @@ class MetricsConfig:
 
     Names and paths only: a feature extractor or classifier built by the caller is passed to the evaluation
     beside these settings, which then record its name. The metrics themselves are described in
-    docs/evaluation.md; a run's in-training scores take ``train.metrics`` and ``train.metrics_samples``.
+    docs/evaluation.md; a run's in-training scores take ``train.metrics``, ``train.metrics_samples`` and these
+    settings from ``train.metrics_settings``.
     """
 
     metrics: tuple[str, ...] = doc(DEFAULT_METRICS, f"scores to compute, of: {', '.join(METRICS)}")
@@ -510,12 +511,22 @@ class TrainConfig:
     max_bad_steps: int = doc(10, "iterations in a row with a skipped (non-finite) phase before the run stops")
     metrics: tuple[str, ...] = doc((), "metrics scored at every snapshot (medgan3d evaluate's names)")
     metrics_samples: int = doc(64, "generated volumes scored at every snapshot")
+    metrics_settings: MetricsConfig | None = doc(
+        None,
+        "how snapshots score (extractors, weights_2d/3d, bootstrap, split, cache, ...: the Evaluation keys);"
+        " its metrics, seed and device are train.metrics, train.seed and the generator's; null: the defaults",
+        omit_default=True,
+    )
     loss: LossSettings | None = doc(None, "the family's objective settings (train.loss); null: its defaults")
 
     def __post_init__(self) -> None:
         if self.betas is not None:
             object.__setattr__(self, "betas", tuple(self.betas))
         object.__setattr__(self, "metrics", check_metric_names(tuple(self.metrics)))
+        if self.metrics_settings is not None and not isinstance(self.metrics_settings, MetricsConfig):
+            raise ValueError(
+                f"metrics_settings must be a mapping of evaluation keys, got {type(self.metrics_settings).__name__}"
+            )
         # checked as given: the optimizers later scale lr for lazy regularisation, errors must not show that
         bounds = {"kimg": ">", "tick_kimg": ">", "eps": ">", "lr": ">", "ema_kimg": ">=", "ema_rampup": ">="}
         for key, op in bounds.items():

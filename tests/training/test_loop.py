@@ -356,3 +356,33 @@ def test_metrics_at_snapshots_go_to_stats_and_metrics_jsonl(brain16: Path, tmp_p
     assert len(full) == 2 and "random" in json.dumps(full[0]["provenance"]["extractors"])
     with pytest.raises(ValueError, match="2D twin"):
         train(brain16, load_preset("tiny-2d").model, cfg, outdir=tmp_path)
+
+
+def test_snapshots_score_with_the_runs_metrics_settings(brain16: Path, tmp_path: Path) -> None:
+    import yaml
+
+    from medgan3d.config import MetricsConfig, train_config_from_dict
+    from medgan3d.data import Manifest
+
+    given = MetricsConfig(
+        metrics=("psnr",), seed=9, extractor_2d="random-2d", extractor_seed=3, bootstrap=0, split="train"
+    )
+    cfg = tiny_cfg(
+        kimg=0.008,
+        tick_kimg=0.008,
+        snapshot_ticks=1,
+        metrics=("fid",),
+        metrics_samples=4,
+        metrics_settings=given,
+    )
+    run = train(brain16, load_preset("tiny").model, cfg, outdir=tmp_path)
+    first = json.loads((run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    prov = first["provenance"]
+    assert prov["extractors"]["2d"]["weights"] == "random, seed 3" and prov["real_split"] == "train"
+    assert prov["num_real"] == len(Manifest.load(brain16).indices("train"))
+    assert first["ci95"] == {}  # bootstrap 0: no intervals
+    # the metric names and the seed are the train section's, not the nested settings'
+    assert prov["settings"]["metrics"] == ["fid"] and prov["settings"]["seed"] == cfg.seed
+    written = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))["train"]
+    assert written["metrics_settings"]["extractor_seed"] == 3
+    assert train_config_from_dict(written, family=load_preset("tiny").model).metrics_settings == given

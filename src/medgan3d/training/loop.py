@@ -612,7 +612,9 @@ def _observe(
         from medgan3d.metrics import evaluate_generator, scalars
 
         device = str(next(G.parameters()).device)
-        settings = MetricsConfig(metrics=cfg.metrics, seed=cfg.seed, device=device)
+        settings = dataclasses.replace(
+            cfg.metrics_settings or MetricsConfig(), metrics=cfg.metrics, seed=cfg.seed, device=device
+        )
         result = evaluate_generator(
             G, manifest, num_samples=cfg.metrics_samples, settings=settings, spec=spec
         )
