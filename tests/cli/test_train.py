@@ -112,3 +112,24 @@ def test_default_length_is_the_presets(scans: Path, tmp_path: Path, captured: di
     )
     assert captured["cfg"].kimg == 5000.0  # the paper presets keep Liu et al.'s 5,000 kimg
     assert f"tiny {tiny:g}" in runner.invoke(app, ["train", "--help"], env={"COLUMNS": "300"}).output
+
+
+def test_weights_flags_set_the_snapshot_scores_settings_over_the_presets(
+    tmp_path: Path, captured: dict[str, Any]
+) -> None:
+    from medgan3d.config import MetricsConfig
+    from medgan3d.data import make_brain_phantoms
+
+    data = tmp_path / "data"
+    make_brain_phantoms(4, data, seed=0, shape=(16, 16, 16))
+    preset = yaml.safe_load((CONFIGS / f"{DEFAULT_CONFIG}.yaml").read_text(encoding="utf-8"))
+    preset["train"]["metrics_settings"] = {"bootstrap": 0, "weights_3d": "preset-3d.pth"}
+    path = tmp_path / "preset.yaml"
+    path.write_text(yaml.safe_dump(preset), encoding="utf-8")
+    args = ["train", "-d", str(data), "-c", str(path), "-o", str(tmp_path / "runs"), "-m", "fid"]
+    assert runner.invoke(app, [*args, "--weights-2d", "inc.pth"]).exit_code == 0
+    assert captured["cfg"].metrics_settings == MetricsConfig(
+        weights_2d="inc.pth", weights_3d="preset-3d.pth", bootstrap=0
+    )
+    assert runner.invoke(app, args).exit_code == 0  # no flag: the preset's settings as written
+    assert captured["cfg"].metrics_settings == MetricsConfig(weights_3d="preset-3d.pth", bootstrap=0)

@@ -57,6 +57,8 @@ class RunOptions:
     tick: float | None = None
     snap: int | None = None
     metrics: str | None = None
+    weights_2d: str | None = None
+    weights_3d: str | None = None
     flip: bool | None = None
     desc: str | None = None
     device: str | None = None
@@ -148,6 +150,18 @@ def train(
         "-m",
         help="Comma-separated metrics at snapshots, e.g. fid,mmd (default: the preset's, usually none).",
     ),
+    weights_2d: str | None = typer.Option(
+        None,
+        "--weights-2d",
+        help="Snapshot scores: weights file of the 2D extractor, as evaluate's (sets"
+        " train.metrics_settings.weights_2d; default: the preset's, else the cached FID Inception).",
+    ),
+    weights_3d: str | None = typer.Option(
+        None,
+        "--weights-3d",
+        help="Snapshot scores: weights file of the 3D extractor, as evaluate's (sets"
+        " train.metrics_settings.weights_3d; default: the preset's, else the cached MedicalNet).",
+    ),
     flip: opt.Flip = None,
     aug: opt.Aug = None,
     aug_preset: opt.AugPreset = None,
@@ -197,6 +211,8 @@ def train(
         tick=tick,
         snap=snap,
         metrics=metrics,
+        weights_2d=weights_2d,
+        weights_3d=weights_3d,
         flip=flip,
         desc=desc,
         device=device,
@@ -230,6 +246,7 @@ def start_run(ctx: typer.Context, opts: RunOptions, inflation: Inflation | None 
         check_out_folder(opts.out)
         preset, cfg = _configure(opts.config, opts.overrides())
         cfg = _with_gamma(cfg, opts.gamma)
+        cfg = _with_weights(cfg, opts.weights_2d, opts.weights_3d)
         check_batch_fits_model(preset.model, cfg)
     check_device(opts.device)
     if opts.resume is None:
@@ -287,6 +304,21 @@ def _configure(config: str, overrides: dict[str, Any]) -> tuple[Preset, TrainCon
         key = str(exc).split(" ", 1)[0]
         flag = _FLAGS.get(key) if key in overrides else None
         raise UsageError(f"{flag}{str(exc)[len(key) :]}" if flag else f"{source}: {exc}") from exc
+
+
+def _with_weights(cfg: TrainConfig, weights_2d: str | None, weights_3d: str | None) -> TrainConfig:
+    """``cfg`` whose snapshot scores use the extractor weights given (``--weights-2d/--weights-3d``)."""
+    if weights_2d is None and weights_3d is None:
+        return cfg
+    from medgan3d.config import MetricsConfig
+
+    settings = cfg.metrics_settings or MetricsConfig()
+    settings = dataclasses.replace(
+        settings,
+        weights_2d=settings.weights_2d if weights_2d is None else weights_2d,
+        weights_3d=settings.weights_3d if weights_3d is None else weights_3d,
+    )
+    return dataclasses.replace(cfg, metrics_settings=settings)
 
 
 def _with_gamma(cfg: TrainConfig, gamma: float | None) -> TrainConfig:
