@@ -14,6 +14,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 from torch import nn
 
@@ -24,7 +25,7 @@ from medgan3d.training.checkpoint import list_checkpoints, load_generator
 from medgan3d.training.families import stylegan2
 from medgan3d.training.loop import TrainConfig, TrainingError, train
 from medgan3d.training.losses import LossConfig, d_r1, map_with_mixing
-from tests.ports import free_port
+from tests.ports import torchrun_train
 
 NO_AUTOCAST = contextlib.nullcontext()
 
@@ -154,31 +155,11 @@ def test_two_processes_match_one_with_the_same_global_batch(brain16: Path, tmp_p
         "cpu",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    run = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        f"--master_port={free_port()}",
-        "-m",
-        "medgan3d",
-        "train",
-        *common,
-        "--out",
-        str(tmp_path / "ddp"),
-    ]
-    done = subprocess.run(run, env=env, capture_output=True, encoding="utf-8", timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    ddp_run = torchrun_train(common, tmp_path / "ddp", env)
     single = [sys.executable, "-m", "medgan3d", "train", *common, "--out", str(tmp_path / "one")]
     subprocess.run(single, check=True, env=env, capture_output=True, timeout=300)
-    (ddp_run,) = (tmp_path / "ddp").iterdir()
     (one_run,) = (tmp_path / "one").iterdir()
-    assert (
-        json.loads(
-            json.dumps(__import__("yaml").safe_load((ddp_run / "config.yaml").read_text(encoding="utf-8")))
-        )["world_size"]
-        == 2
-    )
+    assert yaml.safe_load((ddp_run / "config.yaml").read_text(encoding="utf-8"))["world_size"] == 2
     a, b = _weights(ddp_run), _weights(one_run)
     # Equal up to float summation order (measured: <= 5e-6; another seed moves weights by 1e-2 .. 5)
     for key in a:

@@ -27,7 +27,7 @@ from medgan3d.training.checkpoint import list_checkpoints, load_generator
 from medgan3d.training.families import baselines as fb
 from medgan3d.training.family import MicroBatch, family_for
 from medgan3d.training.loop import TrainConfig, train
-from tests.ports import free_port
+from tests.ports import torchrun_train
 
 FAMILIES = ("wgan-gp", "vae-gan", "alpha-gan", "alpha-wgan-gp")
 NETWORKS = {
@@ -390,22 +390,7 @@ def test_two_processes_match_micro_batches(brain16: Path, tmp_path: Path) -> Non
         "--device",
         "cpu",
     ]
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        f"--master_port={free_port()}",
-        "-m",
-        "medgan3d",
-        "train",
-        *common,
-        "--out",
-        str(tmp_path / "ddp"),
-    ]
-    done = subprocess.run(cmd, env=ENV, capture_output=True, encoding="utf-8", timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    (ddp_run,) = (tmp_path / "ddp").iterdir()
+    ddp_run = torchrun_train(common, tmp_path / "ddp", ENV)
     one = train(
         brain16, load_preset("vae-gan-tiny").model, run_cfg(kimg=0.04, grid=1), outdir=tmp_path / "one"
     )

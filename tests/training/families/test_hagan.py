@@ -29,7 +29,7 @@ from medgan3d.training.checkpoint import list_checkpoints
 from medgan3d.training.families.hagan import HAGAN, Crop, HAGANLoss, draw_crop, real_views
 from medgan3d.training.family import MicroBatch
 from medgan3d.training.loop import TrainConfig, train
-from tests.ports import free_port
+from tests.ports import torchrun_train
 
 NETWORKS = ("G", "D", "E_H", "E_G")
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MEDGAN3D_ALLOCATOR="system")
@@ -139,22 +139,7 @@ def test_two_processes_match_micro_batches(brain32: Path, tmp_path: Path) -> Non
         "--device",
         "cpu",
     ]
-    run = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        f"--master_port={free_port()}",
-        "-m",
-        "medgan3d",
-        "train",
-        *common,
-        "--out",
-        str(tmp_path / "ddp"),
-    ]
-    done = subprocess.run(run, env=ENV, capture_output=True, encoding="utf-8", timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    (ddp_run,) = (tmp_path / "ddp").iterdir()
+    ddp_run = torchrun_train(common, tmp_path / "ddp", ENV)
     saved = yaml.safe_load((ddp_run / "config.yaml").read_text(encoding="utf-8"))
     assert saved["world_size"] == 2
     cfg = loop.train_config_from_dict(saved["train"], family=HAGAN())
