@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from medgan3d.config import ModelConfig
 from medgan3d.data import Manifest
 from medgan3d.errors import UsageError
 from medgan3d.interpolate import walk, walk_volumes
@@ -21,7 +20,6 @@ from medgan3d.latents import (
     Latent,
     band_stages,
     load_latent,
-    noise_layers,
     parse_latents,
     parse_styles,
     render,
@@ -30,25 +28,12 @@ from medgan3d.latents import (
 )
 from medgan3d.mix import style_mix
 from medgan3d.project import ProjectorConfig, project_volume, save_projection
+from tests.models import small_generator
 
 
 @pytest.fixture(scope="module")
 def G() -> torch.nn.Module:
-    torch.manual_seed(0)
-    cfg = ModelConfig(
-        spatial_dims=3,
-        base_shape=(2, 2, 2),
-        num_blocks=3,
-        channels=8,
-        z_dim=16,
-        w_dim=16,
-        mapping_layers=2,
-        g_variant="baseline",
-        d_variant="baseline",
-    )
-    G = cfg.build_generator().eval().requires_grad_(False)
-    for layer in noise_layers(G):
-        layer.noise_strength.fill_(0.2)
+    G = small_generator(noise_strength=0.2)
     G.mapping.w_avg.copy_(torch.randn(G.w_dim))
     return G
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medgan3d.config import ModelConfig, load_preset
+from medgan3d.config import load_preset
 from medgan3d.latents import noise_layers, render, seed_latent, style_bands, w_layers
 from medgan3d.networks.layers import upsample_fir
 from medgan3d.networks.stylegan import check_generator_shape, nearest_generator_shape
@@ -20,28 +20,7 @@ from medgan3d.project import (
     w_noise_scale,
     w_statistics,
 )
-
-
-def small_generator(architecture: str = "skip", noise_strength: float = 0.1) -> torch.nn.Module:
-    """An 8³ generator with visible noise, seeded."""
-    torch.manual_seed(0)
-    cfg = ModelConfig(
-        spatial_dims=3,
-        base_shape=(2, 2, 2),
-        num_blocks=3,
-        channels=8,
-        z_dim=16,
-        w_dim=16,
-        mapping_layers=2,
-        g_variant="baseline",
-        d_variant="baseline",
-        g_architecture=architecture,
-    )
-    G = cfg.build_generator().eval().requires_grad_(False)
-    for layer in noise_layers(G):
-        layer.noise_strength.fill_(noise_strength)
-    return G
-
+from tests.models import small_generator
 
 # --------------------------------------------------------------------------------------------- schedules
 
