@@ -375,6 +375,17 @@ class AlphaFamily(BaselineFamily[AlphaLoss], Generic[AlphaLoss]):
         z_e = nets["E"](real).float()
         return real, z_p, z_e, nets["G"](z_e).float(), nets["G"](z_p).float()
 
+    @staticmethod
+    def _eg_total(loss: AlphaLoss, rec: Tensor, code: Tensor, image: Tensor) -> tuple[Tensor, dict]:
+        """E+G's objective from its three terms (the weights of rec and code are the loss's) and its stats."""
+        total = loss.rec_weight * rec + loss.code_weight * code + image
+        return total, {
+            "loss/EG": total.detach(),
+            "loss/rec": rec.detach(),
+            "loss/G": image.detach(),
+            "loss/code": code.detach(),
+        }
+
 
 @register
 class AlphaGAN(AlphaFamily[AlphaGANLoss]):
@@ -388,13 +399,7 @@ class AlphaGAN(AlphaFamily[AlphaGANLoss]):
             rec = F.l1_loss(x_rec, real)
             code = b(nets["CD"](z_e).float(), 1.0)
             image = b(nets["D"](x_rec).float(), 1.0) + b(nets["D"](x_rand).float(), 1.0)
-        total = loss.rec_weight * rec + loss.code_weight * code + image
-        return total, {
-            "loss/EG": total.detach(),
-            "loss/rec": rec.detach(),
-            "loss/G": image.detach(),
-            "loss/code": code.detach(),
-        }
+        return self._eg_total(loss, rec, code, image)
 
     def _loss_D(
         self, nets: dict[str, nn.Module], mb: MicroBatch, loss: AlphaGANLoss
@@ -438,13 +443,7 @@ class AlphaWGANGP(AlphaFamily[AlphaWGANGPLoss]):
             rec = F.l1_loss(x_rec, real)
             code = -score(nets["CD"], z_e).mean()
             image = -score(nets["D"], x_rec).mean() - score(nets["D"], x_rand).mean()
-        total = loss.rec_weight * rec + loss.code_weight * code + image
-        return total, {
-            "loss/EG": total.detach(),
-            "loss/rec": rec.detach(),
-            "loss/G": image.detach(),
-            "loss/code": code.detach(),
-        }
+        return self._eg_total(loss, rec, code, image)
 
     def _loss_D(
         self, nets: dict[str, nn.Module], mb: MicroBatch, loss: AlphaWGANGPLoss
